@@ -1,0 +1,51 @@
+# acom: the two commands a new user runs are `make demo` and `make test`.
+# Both install what is missing (Debian packages when run as root, a .venv with pinned Python packages),
+# are idempotent, and take seconds when everything is already there.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA ?= data
+# Debian packages the toolkit runs: TTS engines and texts for the speech set, sox, real noise recordings.
+DEBS := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox libsox-fmt-all \
+        bible-kjv openttd-opensfx
+
+.PHONY: setup debs venv demo test bench clean
+
+setup: debs venv
+
+debs:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else \
+	    echo "missing Debian packages (run as root, or: sudo apt-get install $$missing)"; exit 1; \
+	  fi; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/acom data synth-speech --out $(DATA)/speech --minutes 5 --seed 0
+	$(VENV)/bin/acom data synth-urban --out $(DATA)/urban --clips-per-class 12 --seed 0
+	$(VENV)/bin/acom data summary $(DATA)/speech $(DATA)/urban
+	@echo
+	@echo "Not built yet: training the split models (acom train), export (acom-export), the server (acom serve)."
+
+test: setup
+	$(PY) -m pytest -q -n 2 tests
+
+bench: setup
+	$(PY) bench/synth_speed.py --minutes 10
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""acom.export: ``acom-export`` turns a trained edge head into device artifacts (not built yet)."""

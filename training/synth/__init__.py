@@ -1,0 +1,1 @@
+"""acom.training.synth."""
