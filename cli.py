@@ -1,0 +1,40 @@
+"""`acom`: the command-line entry point. Each subcommand lives in its package and is imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from acom import __version__
+from acom.errors import AcomError
+
+# subcommand -> (module with main(argv), one-line help). Later packages add theirs here.
+COMMANDS = {
+    "data": ("acom.training.data_cli", "generate the embedded data sets, or summarize a data set"),
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch `acom <command> ...`; exit 0 on success, 2 on bad input (an AcomError), 1 on other failures."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="acom", description="Audio coding for machines: split models, RVQ codes, edge export, host runtime.",
+        epilog="Exit codes: 0 success, 1 failure, 2 bad input or usage. `acom COMMAND --help` for each command.")
+    parser.add_argument("--version", action="version", version=f"acom {__version__}")
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND",
+                        help="; ".join(f"{k}: {v[1]}" for k, v in sorted(COMMANDS.items())))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    ns = parser.parse_args(argv[:1] if argv and not argv[0].startswith("-") else argv)
+    module = importlib.import_module(COMMANDS[ns.command][0])
+    try:
+        return module.main(argv[1:])
+    except AcomError as e:
+        print(f"acom {ns.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
