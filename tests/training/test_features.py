@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -55,7 +56,7 @@ def test_config_defaults_and_derived_values() -> None:
     assert (cfg.win_length, cfg.hop_length, cfg.frame_rate) == (400, 160, 100.0)
     d = cfg.to_dict()
     assert d["n_mels"] == 40 and d["f_max"] is None and d["win_length"] == 400 and d["frame_rate"] == 100.0
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.n_mels = 64  # type: ignore[misc]  # frozen
     with pytest.raises(TypeError):
         FrontEndConfig(16000)  # type: ignore[misc]  # keyword-only

@@ -9,11 +9,9 @@ the number of workers.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import multiprocessing
-import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from tqdm import tqdm
 from acom.errors import DataError
 from acom.training.audio import SAMPLE_RATE, write_audio
 from acom.training.synth import noise as N
+from acom.training.synth.output import finish_out, prepare_out, write_csv
 from acom.training.synth import text, voices as V
 
 SUBSET_SHARES = {"train": 0.8, "dev": 0.1, "test-clean": 0.1}
@@ -180,18 +179,11 @@ def _write_subset(root: Path, subset: str, rendered: list) -> dict:
     for (name, spk, chap), lines in trans.items():
         (root / name / str(spk) / str(chap) / f"{spk}-{chap}.trans.txt").write_text("\n".join(sorted(lines)) + "\n")
     if noise_rows:
-        _write_csv(root / "test-noisy" / "noise.csv", ["utterance_id", "snr_db", "noise"], noise_rows)
+        write_csv(root / "test-noisy" / "noise.csv", ["utterance_id", "snr_db", "noise"], noise_rows)
     if aug_rows:
-        _write_csv(root / "train" / "augment.csv", ["utterance_id", "sox_effects", "noise", "snr_db"], aug_rows)
+        write_csv(root / "train" / "augment.csv", ["utterance_id", "sox_effects", "noise", "snr_db"], aug_rows)
     speakers = sorted({utterance_id(j)[0] for j, _, _ in rendered})
     return {"utterances": len(rendered), "minutes": round(seconds / 60, 2), "speakers": speakers}
-
-
-def _write_csv(path: Path, header: list[str], rows: list) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
 
 
 def _write_speakers(root: Path, summary: dict) -> None:
@@ -204,23 +196,6 @@ def _write_speakers(root: Path, summary: dict) -> None:
     (root / "SPEAKERS.TXT").write_text("\n".join(lines) + "\n")
 
 
-def prepare_out(out: Path, marker: str) -> Path:
-    """A fresh temporary folder beside `out`; `out` may be absent, empty or a set this command made."""
-    if out.exists() and any(out.iterdir()) and not (out / marker).is_file():
-        raise DataError(f"{out}: folder exists and is not a generated data set (no {marker}); "
-                        "choose an empty or new folder")
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def finish_out(tmp: Path, out: Path) -> None:
-    """Replace `out` with the completed `tmp` folder (a failure never leaves a half-written set)."""
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-
-
 def generate_speech(out: Path, cfg: SpeechSynthConfig, progress: bool = True) -> dict:
     """Generate the speech set into `out`; returns the summary also written to `out/synth_manifest.json`."""
     if not cfg.minutes > 0:
@@ -229,7 +204,7 @@ def generate_speech(out: Path, cfg: SpeechSynthConfig, progress: bool = True) ->
         raise DataError(f"--workers must be at least 1, got {cfg.workers}")
     V.check_tools()
     text.sentences(), N.opensfx_recordings()  # load once in the parent so forked workers share them
-    tmp = prepare_out(out, MARKER)
+    tmp = prepare_out(Path(out).resolve(), MARKER, {*SUBSET_SHARES, "test-noisy", "SPEAKERS.TXT", MARKER})
     summary = {}
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(cfg.workers) as pool, tqdm(total=round(cfg.minutes * 60), unit="s audio", disable=not progress,
@@ -246,5 +221,5 @@ def generate_speech(out: Path, cfg: SpeechSynthConfig, progress: bool = True) ->
                 "noise_sources": {s: N.opensfx_recordings()[int(s.split(':')[1])].title if s.startswith("opensfx")
                                   else s for s in _noise_pool("train") + _noise_pool("test")}}
     (tmp / MARKER).write_text(json.dumps(manifest, indent=1))
-    finish_out(tmp, out)
+    finish_out(tmp, Path(out).resolve())
     return manifest
