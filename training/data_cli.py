@@ -19,28 +19,19 @@ LIBRISPEECH_SUBSETS = ("train", "dev", "test-clean", "test-noisy", "train-clean-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="acom data", description=__doc__)
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    workers = min(2, os.cpu_count() or 1)
 
     s = sub.add_parser("synth-speech", help="speech in LibriSpeech's layout from Debian's TTS engines",
                        description="Generate train/dev/test-clean/test-noisy in LibriSpeech's layout: TTS voices "
                        "(flite, festival, espeak-ng) reading King James Bible sentences; train augmented with sox "
                        "and noise; test voices and sentences never in train; test-noisy at 0/5/10/20 dB SNR.")
-    s.add_argument("--out", type=Path, required=True, help="output folder (created; replaced if it holds a set)")
     s.add_argument("--minutes", type=float, default=10.0, help="minutes of clean speech in train+dev+test-clean")
-    s.add_argument("--seed", type=int, default=0, help="random seed: same seed, identical files")
-    s.add_argument("--workers", type=int, default=workers, help="parallel processes (default: %(default)s)")
-    s.add_argument("--json", action="store_true", help="print the summary as JSON")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _generator_options(s)
 
     u = sub.add_parser("synth-urban", help="sound clips in UrbanSound8K's layout, synthesized procedurally",
                        description="Generate the 10 UrbanSound8K classes procedurally (random parameters per clip), "
                        "mixed over real recordings at random SNR, in UrbanSound8K's layout (metadata CSV, 10 folds).")
-    u.add_argument("--out", type=Path, required=True, help="output folder (created; replaced if it holds a set)")
     u.add_argument("--clips-per-class", type=int, default=100, help="clips of each of the 10 classes")
-    u.add_argument("--seed", type=int, default=0, help="random seed: same seed, identical files")
-    u.add_argument("--workers", type=int, default=workers, help="parallel processes (default: %(default)s)")
-    u.add_argument("--json", action="store_true", help="print the summary as JSON")
-    u.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _generator_options(u)
 
     m = sub.add_parser("summary", help="count what a LibriSpeech- or UrbanSound8K-layout folder holds",
                        description="Detect the layout of each folder and count utterances, minutes, speakers "
@@ -48,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("paths", type=Path, nargs="+", help="data set folders")
     m.add_argument("--json", action="store_true", help="print JSON")
     return p
+
+
+def _generator_options(p: argparse.ArgumentParser) -> None:
+    """Options every generator shares."""
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; replaced if it holds a set)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, identical files")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel processes (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(argv: list[str]) -> int:
