@@ -9,9 +9,12 @@ import sys
 from acom import __version__
 from acom.errors import AcomError
 
-# subcommand -> (module with main(argv), one-line help). Later packages add theirs here.
+# subcommand -> ('module:function(argv)', one-line help). Later packages add theirs here.
 COMMANDS = {
-    "data": ("acom.training.data_cli", "generate the embedded data sets, or summarize a data set"),
+    "data": ("acom.training.data_cli:main", "generate the embedded data sets, or summarize a data set"),
+    "features": ("acom.training.train_cli:features_main", "precompute log-mel features (to train elsewhere)"),
+    "train": ("acom.training.train_cli:train_main", "train a split model (uncut, then with the RVQ at the cut)"),
+    "eval": ("acom.training.train_cli:eval_main", "WER/CER or accuracy of a checkpoint, per number of stages"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -28,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="; ".join(f"{k}: {v[1]}" for k, v in sorted(COMMANDS.items())))
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv[:1] if argv and not argv[0].startswith("-") else argv)
-    module = importlib.import_module(COMMANDS[ns.command][0])
+    module_name, _, func = COMMANDS[ns.command][0].partition(":")
     try:
-        return module.main(argv[1:])
+        return getattr(importlib.import_module(module_name), func)(argv[1:])
     except AcomError as e:
         print(f"acom {ns.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,0 +1,368 @@
+"""Turning CTC character log-probabilities into text: greedy, and prefix beam search with a word LM.
+
+The ASR head emits ``[T, V]`` log-probabilities over :class:`CharVocab` (blank first) at 25 frames/s.
+Greedy decoding is the cheap baseline; :func:`ctc_beam_search` sums over alignments (so a label split
+across several frames can beat a blank-only best path) and adds a word n-gram LM trained only on the
+training transcripts. Everything here is numpy and plain python so the server needs no decoder library.
+
+All LM scores are natural logs, the same base as the acoustic log-probabilities they are added to.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from acom.errors import AcomError, DataError
+
+__all__ = [
+    "BOS",
+    "EOS",
+    "UNK",
+    "CharVocab",
+    "WordNgramLM",
+    "ctc_beam_search",
+    "ctc_greedy",
+    "ctc_greedy_batch",
+]
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+_NEG_INF = float("-inf")
+_FORMAT = "acom-word-ngram/1"
+
+
+class CharVocab:
+    """LibriSpeech characters for CTC: index 0 is the blank, then space, apostrophe and A..Z (29)."""
+
+    SYMBOLS = " '" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+    def __init__(self) -> None:
+        self._index = {ch: i + 1 for i, ch in enumerate(self.SYMBOLS)}
+
+    @property
+    def size(self) -> int:
+        """Number of CTC outputs V, blank included."""
+        return len(self.SYMBOLS) + 1
+
+    @property
+    def blank(self) -> int:
+        return 0
+
+    @property
+    def space(self) -> int:
+        return self._index[" "]
+
+    def encode(self, text: str) -> list[int]:
+        """Label ids of ``text``; DataError naming the first character outside the alphabet."""
+        ids = []
+        for pos, ch in enumerate(text):
+            idx = self._index.get(ch)
+            if idx is None:
+                raise DataError(
+                    f"character {ch!r} at position {pos} of {text!r} is not in the vocabulary "
+                    f"(allowed: upper-case A-Z, apostrophe, space)"
+                )
+            ids.append(idx)
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Characters of ``ids`` with blanks dropped (no repeat collapsing: that is CTC's job)."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < self.size:
+                raise DataError(f"label id {i} is outside 0..{self.size - 1}")
+            if i != self.blank:
+                out.append(self.SYMBOLS[i - 1])
+        return "".join(out)
+
+
+def _as_numpy(log_probs: torch.Tensor | np.ndarray, ndim: int, vocab: CharVocab) -> np.ndarray:
+    arr = log_probs.detach().cpu().numpy() if isinstance(log_probs, torch.Tensor) else np.asarray(log_probs)
+    if arr.ndim != ndim or arr.shape[-1] != vocab.size:
+        want = "[T, V]" if ndim == 2 else "[B, T, V]"
+        raise AcomError(f"log_probs must be {want} with V={vocab.size}, got shape {tuple(arr.shape)}")
+    return arr
+
+
+def _collapse(best: Sequence[int], vocab: CharVocab) -> str:
+    kept = [c for i, c in enumerate(best) if c != vocab.blank and (i == 0 or c != best[i - 1])]
+    return " ".join(vocab.decode(kept).split())
+
+
+def ctc_greedy(log_probs: torch.Tensor | np.ndarray, vocab: CharVocab) -> str:
+    """Best-path decoding of ``log_probs`` [T, V]: argmax per frame, merge repeats, drop blanks.
+
+    Spaces are tidied (no leading, trailing or doubled spaces), as in LibriSpeech transcripts.
+    """
+    arr = _as_numpy(log_probs, 2, vocab)
+    return _collapse(arr.argmax(axis=-1).tolist(), vocab)
+
+
+def ctc_greedy_batch(
+    log_probs: torch.Tensor | np.ndarray, lengths: torch.Tensor | np.ndarray | Sequence[int], vocab: CharVocab
+) -> list[str]:
+    """:func:`ctc_greedy` for a padded batch: ``log_probs`` [B, T, V], valid frames ``lengths`` [B]."""
+    arr = _as_numpy(log_probs, 3, vocab)
+    lens = lengths.detach().cpu().numpy() if isinstance(lengths, torch.Tensor) else np.asarray(lengths)
+    if lens.shape != (arr.shape[0],) or (lens < 0).any() or (lens > arr.shape[1]).any():
+        raise AcomError(f"lengths must be [B={arr.shape[0]}] with values in 0..{arr.shape[1]}, got {lens.tolist()}")
+    best = arr.argmax(axis=-1)
+    return [_collapse(best[b, : int(n)].tolist(), vocab) for b, n in enumerate(lens)]
+
+
+class WordNgramLM:
+    """Interpolated Kneser-Ney word n-gram model; ``score`` returns natural-log probabilities.
+
+    Vocabulary: the training words, ``EOS`` and ``UNK``. The lowest order interpolates with a uniform
+    distribution over that vocabulary, which is where ``UNK`` (never seen in training) gets its mass, so
+    for any context the probabilities over the vocabulary sum to 1. Sentences are padded with
+    ``order - 1`` ``BOS`` tokens, so a context shorter than ``order - 1`` means "sentence start".
+    """
+
+    def __init__(self, order: int, discounts: Sequence[float], counts: Sequence[dict[tuple, dict[str, int]]]):
+        """Low-level constructor; use :meth:`train` or :meth:`from_dict`.
+
+        ``counts[k]`` maps a context of k words to {next word: count}: raw counts for the highest
+        order, continuation counts (distinct left neighbours) below it.
+        """
+        self.order = order
+        self.discounts = tuple(float(d) for d in discounts)
+        self._counts = [dict(c) for c in counts]
+        # Per context: (total count, number of distinct followers), the two terms of the backoff weight.
+        self._ctx_stats = [{h: (sum(f.values()), len(f)) for h, f in c.items()} for c in self._counts]
+        self.vocabulary = frozenset(self._counts[0].get((), {})) | {EOS, UNK}
+        self.lexicon = frozenset(self.vocabulary - {EOS, UNK})
+        self._cache: dict[tuple[tuple[str, ...], str], float] = {}
+
+    @classmethod
+    def train(cls, texts: Iterable[str], order: int = 3) -> WordNgramLM:
+        """Count n-grams of the whitespace-split ``texts`` (used as given: no case folding)."""
+        if order < 1:
+            raise AcomError(f"order must be >= 1, got {order}")
+        sentences = [t.split() for t in texts]
+        if not any(sentences):
+            raise DataError("WordNgramLM.train needs at least one non-empty transcript")
+        for words in sentences:
+            bad = {BOS, EOS, UNK} & set(words)
+            if bad:
+                raise DataError(f"transcripts may not contain the reserved tokens {sorted(bad)}")
+        top: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for words in sentences:
+            padded = [BOS] * (order - 1) + words + [EOS]
+            for i in range(order - 1, len(padded)):
+                top[tuple(padded[i - order + 1 : i])][padded[i]] += 1
+        counts = [top]
+        # Continuation count of a k-gram = number of distinct words seen before it; every k-gram ending
+        # in a predicted token has a full left context thanks to the BOS padding.
+        for k in range(order - 2, -1, -1):
+            lower: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            for ctx, follow in counts[0].items():
+                for word in follow:
+                    lower[ctx[1:]][word] += 1
+            counts.insert(0, lower)
+        discounts = [_kn_discount(c) for c in counts]
+        return cls(order, discounts, [{h: dict(f) for h, f in c.items()} for c in counts])
+
+    def score(self, prev_words: tuple[str, ...], word: str) -> float:
+        """ln P(word | prev_words); out-of-vocabulary words (and ``UNK``) share the unknown probability."""
+        n_ctx = self.order - 1
+        ctx = tuple(w if w in self.vocabulary else UNK for w in prev_words[len(prev_words) - n_ctx :]) if n_ctx else ()
+        ctx = (BOS,) * (n_ctx - len(ctx)) + ctx
+        word = word if word in self.vocabulary else UNK
+        key = (ctx, word)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = math.log(self._prob(ctx, word))
+            self._cache[key] = cached
+        return cached
+
+    def _prob(self, ctx: tuple[str, ...], word: str) -> float:
+        prob = 1.0 / len(self.vocabulary)
+        for k in range(self.order):  # lowest order first; each level interpolates with the one below
+            h = ctx[len(ctx) - k :] if k else ()
+            stats = self._ctx_stats[k].get(h)
+            if stats is None:
+                continue  # unseen context: this level adds nothing, keep the lower-order estimate
+            total, n_follow = stats
+            d = self.discounts[k]
+            c = self._counts[k][h].get(word, 0)
+            prob = max(c - d, 0.0) / total + d * n_follow / total * prob
+        return prob
+
+    def to_dict(self) -> dict:
+        """JSON-serializable form; contexts are space-joined (words never contain spaces)."""
+        return {
+            "format": _FORMAT,
+            "order": self.order,
+            "discounts": list(self.discounts),
+            "counts": [{" ".join(h): dict(f) for h, f in c.items()} for c in self._counts],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WordNgramLM:
+        """Inverse of :meth:`to_dict`; DataError if ``data`` is not a stored model of this format."""
+        try:
+            if data["format"] != _FORMAT:
+                raise DataError(f"LM format is {data['format']!r}, expected {_FORMAT!r}")
+            order = int(data["order"])
+            discounts = [float(d) for d in data["discounts"]]
+            counts = [
+                {tuple(h.split()): {str(w): int(n) for w, n in f.items()} for h, f in level.items()}
+                for level in data["counts"]
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"malformed LM dict ({exc!r}); expected the output of WordNgramLM.to_dict") from exc
+        if order < 1 or len(discounts) != order or len(counts) != order or not all(0 < d <= 1 for d in discounts):
+            raise DataError(f"malformed LM dict: order {order} needs {order} discounts in (0, 1] and count levels")
+        return cls(order, discounts, counts)
+
+
+def _kn_discount(level: dict[tuple, dict[str, int]]) -> float:
+    """Ney's estimate D = n1 / (n1 + 2 n2), clamped because tiny corpora give n2 = 0 (D = 1)."""
+    values = [n for f in level.values() for n in f.values()]
+    n1, n2 = values.count(1), values.count(2)
+    d = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
+    return min(max(d, 0.1), 0.9)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b == _NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+class _LMScorer:
+    """Word-level LM bonus of a prefix, cached because many beam entries share their history."""
+
+    def __init__(self, lm: WordNgramLM | None, alpha: float, beta: float):
+        self.lm, self.alpha, self.beta = lm, alpha, beta
+        self.cache: dict[str, float] = {"": 0.0}
+
+    def word_bonus(self, words: list[str], last: str) -> float:
+        """alpha * ln P(last | words before it) + beta for one completed word."""
+        lm_part = self.alpha * self.lm.score(tuple(words), last) if self.lm is not None else 0.0
+        return lm_part + self.beta
+
+    def extend_with_space(self, prefix: str) -> float:
+        """Score of ``prefix + ' '``: the word that the space completes is scored now."""
+        words = prefix.split()
+        return self.cache[prefix] + self.word_bonus(words[:-1], words[-1])
+
+    def final(self, prefix: str) -> float:
+        """Score at the end of the utterance: an unfinished last word, then the end of sentence."""
+        score = self.cache[prefix]
+        words = prefix.split()
+        if prefix and not prefix.endswith(" "):
+            score += self.word_bonus(words[:-1], words[-1])
+        if self.lm is not None and words:
+            score += self.alpha * self.lm.score(tuple(words), EOS)
+        return score
+
+
+def ctc_beam_search(
+    log_probs: torch.Tensor | np.ndarray,
+    vocab: CharVocab,
+    lm: WordNgramLM | None = None,
+    beam: int = 16,
+    alpha: float = 0.5,
+    beta: float = 1.0,
+    prune: float = -10.0,
+) -> str:
+    """CTC prefix beam search over ``log_probs`` [T, V] (natural log, e.g. ``log_softmax`` output).
+
+    Each prefix keeps the probability of ending in blank and in its last character, so identical
+    labellings reached by different alignments are merged. A prefix is ranked by its acoustic score
+    plus, for each completed word (at a space and at the end), ``alpha * ln P_lm(word | history) + beta``;
+    with ``lm=None`` only the per-word bonus ``beta`` applies. At the end the LM also scores the end of
+    sentence. Symbols below ``prune`` in a frame are skipped (the frame's best symbol never is).
+    Leading and doubled spaces are folded into the prefix, so the result is tidy like :func:`ctc_greedy`.
+    """
+    arr = _as_numpy(log_probs, 2, vocab).astype(np.float64)
+    if beam < 1:
+        raise AcomError(f"beam must be >= 1, got {beam}")
+    scorer = _LMScorer(lm, alpha, beta)
+    beams: dict[str, tuple[float, float]] = {"": (0.0, _NEG_INF)}  # prefix -> (ln p_blank, ln p_char)
+    for frame in arr:
+        keep = np.flatnonzero(frame >= prune)
+        if keep.size == 0:
+            keep = np.array([int(frame.argmax())])
+        order = keep[np.argsort(-frame[keep], kind="stable")]
+        cands = [(CharVocab.SYMBOLS[c - 1] if c else "", float(frame[c])) for c in order]
+        beams = _step(beams, cands, scorer, beam)
+    finals: dict[str, tuple[float, float]] = {}  # tidy text -> (acoustic, lm); "X" and "X " merge here
+    for prefix, (pb, pnb) in beams.items():
+        text = prefix.strip()
+        acoustic = _logaddexp(pb, pnb)
+        old = finals.get(text)
+        finals[text] = (_logaddexp(old[0], acoustic) if old else acoustic, scorer.final(prefix))
+    return max(finals, key=lambda t: finals[t][0] + finals[t][1])
+
+
+def _step(
+    beams: dict[str, tuple[float, float]], cands: list[tuple[str, float]], scorer: _LMScorer, beam: int
+) -> dict[str, tuple[float, float]]:
+    """One frame: the ``beam`` best prefixes after extending every prefix by every candidate.
+
+    ``cands`` is (symbol, log-prob) best first, blank as "". Prefixes already in the beam are scored
+    exactly first (blank, repeat, folded space, and the step from their parent); a new prefix has one
+    way in, so once it falls below the worst of the ``beam`` best kept scores the rest of that
+    prefix's (sorted) candidates can be skipped without changing the result.
+    """
+    nxt = {p: _stay(p, pb, pnb, cands) for p, (pb, pnb) in beams.items()}
+    for p, entry in nxt.items():
+        parent = beams.get(p[:-1]) if p else None
+        lp = _lookup(cands, p[-1]) if parent is not None else None
+        if lp is not None:
+            prev = parent[0] if len(p) > 1 and p[-2] == p[-1] else _logaddexp(*parent)
+            entry[1] = _logaddexp(entry[1], prev + lp)
+    cache = scorer.cache
+    kept = sorted((_logaddexp(*v) + cache[p] for p, v in nxt.items()), reverse=True)
+    cutoff = kept[beam - 1] if len(kept) >= beam else _NEG_INF
+    for p, (pb, pnb) in beams.items():
+        total, last, lm_p = _logaddexp(pb, pnb), p[-1:], cache[p]
+        for ch, lp in cands:
+            if not ch or (ch == " " and last in ("", " ")):
+                continue  # blank and folded spaces were handled in _stay
+            new = p + ch
+            if new in beams:
+                continue  # scored exactly above
+            if ch == " ":
+                if new not in cache:
+                    cache[new] = scorer.extend_with_space(p)
+            elif total + lp + lm_p < cutoff:
+                break  # candidates are sorted, so every later one is below the cutoff too
+            else:
+                cache[new] = lm_p
+            value = (pb if ch == last else total) + lp
+            nxt[new] = [_NEG_INF, value]
+    best = heapq.nlargest(beam, nxt.items(), key=lambda kv: _logaddexp(*kv[1]) + cache[kv[0]])
+    return {p: (v[0], v[1]) for p, v in best}
+
+
+def _lookup(cands: list[tuple[str, float]], ch: str) -> float | None:
+    for c, lp in cands:
+        if c == ch:
+            return lp
+    return None
+
+
+def _stay(prefix: str, pb: float, pnb: float, cands: list[tuple[str, float]]) -> list[float]:
+    """[ln p_blank, ln p_char] of ``prefix`` after a frame that adds no character to it."""
+    total, last = _logaddexp(pb, pnb), prefix[-1:]
+    new_b = new_nb = _NEG_INF
+    for ch, lp in cands:
+        if not ch or (ch == " " and not prefix):
+            new_b = _logaddexp(new_b, total + lp)  # blank, or a leading space (dropped when tidied)
+        elif ch == " " and last == " ":
+            new_nb = _logaddexp(new_nb, total + lp)  # doubled space: same tidy labelling
+        elif ch == last:
+            new_nb = _logaddexp(new_nb, pnb + lp)  # repeat without a blank collapses
+    return [new_b, new_nb]

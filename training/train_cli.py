@@ -1,0 +1,164 @@
+"""`acom train`, `acom eval` and `acom features`: the split-model workflow from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from acom.errors import AcomError
+from acom.training import recipes
+from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
+from acom.training.checkpoint import load_checkpoint, uncut
+from acom.training.decoding import WordNgramLM
+from acom.training.evaluate import infer, score
+from acom.training.featcache import cached_features, subsets_for
+from acom.training.train import TrainConfig, fit, insert_quantizer, set_normalization
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, help="data set folder (LibriSpeech layout for asr, UrbanSound8K for ac)")
+    p.add_argument("--features", type=Path, help="folder of precomputed features (default DATA/features); "
+                   "with --features and no --data, training needs no audio (e.g. on a GPU machine)")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="acom train", description="Stage 1: train the uncut model (or load it with "
+                                "--init). Stage 2: insert the RVQ after --split-layer and fine-tune with task "
+                                "loss + quantizer losses. Writes OUT/full.pt, OUT/split.pt, OUT/log.jsonl.")
+    p.add_argument("--task", choices=("asr", "ac"), required=True)
+    p.add_argument("--recipe", default=None, help=f"named model+quantizer settings: {', '.join(recipes.RECIPES)} "
+                   "(default: the task's edge default)")
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log.jsonl)")
+    p.add_argument("--epochs", type=int, default=20, help="stage 1 epochs (0 with --init: skip stage 1)")
+    p.add_argument("--split-epochs", type=int, default=6, help="stage 2 epochs")
+    p.add_argument("--init", type=Path, help="a trained uncut checkpoint to start stage 2 from")
+    p.add_argument("--split-layer", type=int, help="cut after this block (0 = stem); default: the recipe's")
+    p.add_argument("--codebooks", help="codebook sizes per stage, e.g. 64,64,64 (default: the recipe's)")
+    p.add_argument("--freeze-edge", action="store_true", help="stage 2 trains only the quantizer and server part")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    p.add_argument("--batch-frames", type=int, default=20000, help="log-mel frames per batch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="continue each stage from OUT/<stage>.pt")
+    p.add_argument("--max-epochs-now", type=int, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def train_main(argv: list[str]) -> int:
+    ns = train_parser().parse_args(argv)
+    recipe = recipes.get(ns.recipe or recipes.DEFAULT[ns.task], ns.task)
+    split_layer = ns.split_layer if ns.split_layer is not None else recipe.split_layer
+    sizes = tuple(int(k) for k in ns.codebooks.split(",")) if ns.codebooks else recipe.codebook_sizes
+    n_mels = recipe.model["n_mels"] if "n_mels" in recipe.model else 40
+    names = list(subsets_for(ns.task))
+    train = cached_features(ns.task, names[0], n_mels, root=ns.data, cache=ns.features)
+    dev = cached_features(ns.task, names[1], n_mels, root=ns.data, cache=ns.features)
+    ns.out.mkdir(parents=True, exist_ok=True)
+    meta = {"command": "acom train " + " ".join(argv), "recipe": recipe.name}
+    (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv}, indent=1))
+    lr = ns.lr or recipe.lr
+    if ns.init:
+        full, _ = load_checkpoint(ns.init, ns.task)
+    else:
+        full = uncut(ns.task, recipe.model)
+        set_normalization(full, train)
+        fit(full, train, dev, TrainConfig(epochs=ns.epochs, lr=lr, batch_frames=ns.batch_frames, seed=ns.seed,
+                                          device=ns.device), ns.out, "full", meta, resume=ns.resume)
+    split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **recipe.rvq)
+    cfg = TrainConfig(epochs=ns.split_epochs, lr=lr / 2, batch_frames=ns.batch_frames, seed=ns.seed,
+                      freeze_edge=ns.freeze_edge, device=ns.device)
+    fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume)
+    finalize(ns.out / "split.pt", split, train)
+    return 0
+
+
+def finalize(path: Path, split, train) -> None:
+    """Add what the server and the reports need to the stage-2 checkpoint: entropy-coder priors estimated on
+    the train set's codes, and (ASR) the word language model of the train transcripts."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    _, codes = infer(split, train)
+    priors = CodePriors.estimate([c for c in codes], split.rvq.config.codebook_sizes)
+    payload["priors"] = priors.to_tensors()
+    if split.model.task == "asr":
+        payload["lm"] = json.dumps(WordNgramLM.train(train.targets, order=3).to_dict())
+    payload.pop("optimizer", None)
+    payload.pop("scheduler", None)
+    torch.save(payload, path)
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="acom eval", description="Task metrics of a checkpoint on a subset: WER/CER "
+                                "(greedy, or --beam N with the word LM) or accuracy/macro-F1/confusion, for the "
+                                "uncut model and for each number of quantizer stages, with bit/s.")
+    p.add_argument("--checkpoint", type=Path, required=True, help="split.pt (or full.pt for the uncut model)")
+    p.add_argument("--task", choices=("asr", "ac"), required=True)
+    _data_args(p)
+    p.add_argument("--subset", default=None, help="subset name (default: the task's test set)")
+    p.add_argument("--beam", type=int, default=0, help="beam width for CTC beam search with the LM (0: greedy)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def eval_main(argv: list[str]) -> int:
+    ns = eval_parser().parse_args(argv)
+    split, payload = load_checkpoint(ns.checkpoint, ns.task)
+    subset = ns.subset or ("test-clean" if ns.task == "asr" else "test")
+    n_mels = split.model.frontend.cfg.n_mels
+    fs = cached_features(ns.task, subset, n_mels, root=ns.data, cache=ns.features)
+    rows = evaluate_checkpoint(split, payload, fs, ns.beam)
+    result = {"checkpoint": str(ns.checkpoint), "subset": subset, "items": len(fs), "results": rows}
+    print(json.dumps(result, indent=1) if ns.json else _table(result))
+    return 0
+
+
+def evaluate_checkpoint(split, payload: dict, fs, beam: int = 0) -> list[dict]:
+    """One row per n_q (1..n_q of the quantizer; the uncut model when there is none)."""
+    lm = WordNgramLM.from_dict(json.loads(payload["lm"])) if beam and "lm" in payload else None
+    priors = CodePriors.from_tensors(payload["priors"]) if "priors" in payload else None
+    ncls = getattr(split.model.config, "num_classes", 0)
+    if split.rvq is None:
+        outputs, _ = infer(split, fs)
+        return [{"n_q": 0, **score(split.model.task, outputs, fs.targets, lm, beam, ncls)}]
+    rows = []
+    for n_q in range(1, split.rvq.config.n_q + 1):
+        outputs, codes = infer(split, fs, n_q)
+        sizes = split.rvq.config.codebook_sizes[:n_q]
+        row = {"n_q": n_q, "codebook_sizes": list(sizes), "nominal_bps": nominal_bps(split.frame_rate, sizes)}
+        if priors is not None:
+            row["entropy_bps"] = entropy_bps(codes, priors, split.frame_rate)["bps"]
+        rows.append({**row, **score(split.model.task, outputs, fs.targets, lm, beam, ncls)})
+    return rows
+
+
+def _table(result: dict) -> str:
+    lines = [f"{result['checkpoint']} on {result['subset']} ({result['items']} items)"]
+    for r in result["results"]:
+        metric = (f"WER {r['wer']:.3f} CER {r['cer']:.3f}" if "wer" in r
+                  else f"accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}")
+        rate = f"{r.get('nominal_bps', 0):7.1f} bit/s nominal, {r.get('entropy_bps', 0):7.1f} entropy-coded"
+        lines.append(f"  n_q={r['n_q']}: {metric}   {rate if r['n_q'] else 'uncut'}")
+    return "\n".join(lines)
+
+
+def features_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="acom features", description="Precompute log-mel features of every subset "
+                                "(to train elsewhere, e.g. on a GPU machine without the TTS tools).")
+    p.add_argument("--task", choices=("asr", "ac"), required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, help="feature folder (default DATA/features)")
+    p.add_argument("--n-mels", type=int, default=40)
+    ns = p.parse_args(argv)
+    for name in subsets_for(ns.task):
+        fs = cached_features(ns.task, name, ns.n_mels, root=ns.data, cache=ns.out)
+        print(f"{name}: {len(fs)} items, {sum(f.shape[1] for f in fs.feats) / 100 / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main(sys.argv[1:]))
