@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from acom import __version__
@@ -15,6 +16,7 @@ COMMANDS = {
     "features": ("acom.training.train_cli:features_main", "precompute log-mel features (to train elsewhere)"),
     "train": ("acom.training.train_cli:train_main", "train a split model (uncut, then with the RVQ at the cut)"),
     "eval": ("acom.training.train_cli:eval_main", "WER/CER or accuracy of a checkpoint, per number of stages"),
+    "bench": ("acom.training.rate_accuracy:bench_main", "benchmarks: rate-accuracy (metric against bit/s)"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except AcomError as e:
         print(f"acom {ns.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from acom.training.synth.speech import SpeechSynthConfig, generate_speech
+
+# Two xdist workers share two cores: one thread each avoids oversubscription (tiny ops ran ~100x slower).
+torch.set_num_threads(1)
 
 SMALL_SPEECH = SpeechSynthConfig(minutes=0.5, seed=7, workers=2)
 

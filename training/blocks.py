@@ -51,7 +51,9 @@ class ConvStem(Block):
                        nn.Conv1d(channels, channels, 1)]
         self.convs = nn.ModuleList(layers)
         self.proj = nn.Conv1d(channels, out_dim, 1)
-        self.norm = nn.GroupNorm(1, out_dim)  # LayerNorm over channels that exports as plain ops
+        # BatchNorm, not GroupNorm/InstanceNorm: those normalize over time, so a frame would depend on the
+        # whole utterance; BatchNorm is a per-frame affine map at inference (streams, folds into the conv)
+        self.norm = nn.BatchNorm1d(out_dim)
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         for conv in self.convs:
@@ -110,7 +112,7 @@ class ConvModule(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.pw1, self.pw2 = nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
         self.dw = nn.Conv1d(dim, dim, kernel, groups=dim)
-        self.bn = nn.GroupNorm(1, dim)
+        self.bn = nn.BatchNorm1d(dim)  # per-frame at inference (see ConvStem)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,7 +153,7 @@ class TDNNBlock(Block):
         super().__init__()
         self.out_dim, self.stride, self.kernel, self.dilation, self.right = out_dim, stride, kernel, dilation, right_context
         self.conv = nn.Conv1d(in_dim, out_dim, kernel, stride=stride, dilation=dilation)
-        self.norm = nn.GroupNorm(1, out_dim)
+        self.norm = nn.BatchNorm1d(out_dim)  # per-frame at inference (see ConvStem)
         self.residual = in_dim == out_dim and stride == 1
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -64,7 +64,10 @@ def load_checkpoint(path: Path, task: str | None = None) -> tuple[SplitModel, di
     if rvq_cfg is not None:
         rvq = ResidualVQ(RVQConfig(**{**rvq_cfg, "codebook_sizes": tuple(rvq_cfg["codebook_sizes"])}))
     split = SplitModel(model, payload["split_layer"], rvq)
-    missing, unexpected = split.load_state_dict(payload["state_dict"], strict=False)
+    try:
+        missing, unexpected = split.load_state_dict(payload["state_dict"], strict=False)
+    except RuntimeError as e:  # tensor shapes differ: weights of another model
+        raise AcomError(f"{path}: weights do not fit the model they claim: {str(e).splitlines()[1][:200]}") from e
     if missing or unexpected:
         raise AcomError(f"{path}: weights do not fit the model they claim: missing {missing[:5]}, "
                         f"unexpected {unexpected[:5]}")

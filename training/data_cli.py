@@ -25,12 +25,15 @@ def _parser() -> argparse.ArgumentParser:
                        "(flite, festival, espeak-ng) reading King James Bible sentences; train augmented with sox "
                        "and noise; test voices and sentences never in train; test-noisy at 0/5/10/20 dB SNR.")
     s.add_argument("--minutes", type=float, default=10.0, help="minutes of clean speech in train+dev+test-clean")
+    s.add_argument("--subsets", default="train,dev,test-clean",
+                   help="subsets to make (test-noisy comes with test-clean); each is the same whatever else is made")
     _generator_options(s)
 
     u = sub.add_parser("synth-urban", help="sound clips in UrbanSound8K's layout, synthesized procedurally",
                        description="Generate the 10 UrbanSound8K classes procedurally (random parameters per clip), "
                        "mixed over real recordings at random SNR, in UrbanSound8K's layout (metadata CSV, 10 folds).")
     u.add_argument("--clips-per-class", type=int, default=100, help="clips of each of the 10 classes")
+    u.add_argument("--folds", default=None, help="only these folds, e.g. 10 (each clip as in the whole set)")
     _generator_options(u)
 
     m = sub.add_parser("summary", help="count what a LibriSpeech- or UrbanSound8K-layout folder holds",
@@ -55,13 +58,15 @@ def main(argv: list[str]) -> int:
     ns = _parser().parse_args(argv)
     if ns.action == "synth-speech":
         from acom.training.synth.speech import SpeechSynthConfig, generate_speech
-        cfg = SpeechSynthConfig(minutes=ns.minutes, seed=ns.seed, workers=ns.workers)
+        cfg = SpeechSynthConfig(minutes=ns.minutes, seed=ns.seed, workers=ns.workers,
+                                subsets=tuple(s.strip() for s in ns.subsets.split(",") if s.strip()))
         result = generate_speech(ns.out, cfg, progress=not ns.no_progress)
         result = {"out": str(ns.out), **{k: result[k] for k in ("config", "subsets")}}
     elif ns.action == "synth-urban":
         from acom.training.synth.urban import generate_urban
         result = generate_urban(ns.out, clips_per_class=ns.clips_per_class, seed=ns.seed, workers=ns.workers,
-                                progress=not ns.no_progress)
+                                progress=not ns.no_progress,
+                                folds=tuple(int(f) for f in ns.folds.split(",")) if ns.folds else None)
     else:
         result = {str(p): summarize(p) for p in ns.paths}
     if ns.json:

@@ -48,7 +48,7 @@ class ClassifierConfig:
     """A TDNN sound classifier with attentive statistics pooling (ECAPA-TDNN style, small)."""
 
     n_mels: int = 40  # log-mel bands of the front-end
-    channels: int = 64  # width of the device-side TDNN blocks
+    channels: int = 56  # width of the device-side TDNN blocks (56 keeps the device part under 2 M MAC/s)
     edge_blocks: int = 2  # TDNN blocks after the stem on the device side
     pool: int = 5  # time pooling before the cut: 25 / pool frames/s at the cut (5 frames/s by default)
     server_channels: int = 192  # width of the server-side TDNN blocks

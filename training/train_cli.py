@@ -61,7 +61,7 @@ def train_main(argv: list[str]) -> int:
     dev = cached_features(ns.task, names[1], n_mels, root=ns.data, cache=ns.features)
     ns.out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "acom train " + " ".join(argv), "recipe": recipe.name}
-    (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv}, indent=1))
+    (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv, "seed": ns.seed}, indent=1))
     lr = ns.lr or recipe.lr
     if ns.init:
         full, _ = load_checkpoint(ns.init, ns.task)

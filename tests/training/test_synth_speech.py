@@ -127,3 +127,15 @@ def test_bad_arguments_and_foreign_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a generated data set"):
         generate_speech(foreign, SMALL_SPEECH, progress=False)
     assert (foreign / "thesis.txt").read_text() == "do not delete"
+
+
+def test_a_subset_made_alone_is_the_same(speech_set: Path, tmp_path: Path) -> None:
+    alone = tmp_path / "alone"
+    generate_speech(alone, dataclasses.replace(SMALL_SPEECH, subsets=("test-clean",)), progress=False)
+    assert sorted(p.name for p in alone.iterdir()) == ["SPEAKERS.TXT", "synth_manifest.json", "test-clean",
+                                                         "test-noisy"]
+    for subset in ("test-clean", "test-noisy"):
+        files = sorted(p.relative_to(alone) for p in (alone / subset).rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(speech_set) for p in (speech_set / subset).rglob("*") if p.is_file())
+        for rel in files:
+            assert (alone / rel).read_bytes() == (speech_set / rel).read_bytes(), rel

@@ -249,3 +249,17 @@ def test_the_urbansound8k_loader_reads_the_generated_set(dataset: tuple[Path, di
     audio, clip = test[0]
     assert audio.dtype == np.float32 and 16000 <= len(audio) <= 4 * 16000
     assert urban.CLASSES[clip.label] == clip.class_name and not train.skipped
+
+
+def test_a_fold_made_alone_is_the_same(dataset: tuple[Path, dict], tmp_path: Path) -> None:
+    root, _ = dataset
+    alone = tmp_path / "fold2"
+    urban.generate_urban(alone, clips_per_class=CLIPS, seed=SEED, workers=1, progress=False, folds=(2,))
+    rows = _rows(alone)
+    assert rows and {r["fold"] for r in rows} == {"2"}
+    assert rows == [r for r in _rows(root) if r["fold"] == "2"]
+    for r in rows:
+        rel = Path("audio") / "fold2" / r["slice_file_name"]
+        assert (alone / rel).read_bytes() == (root / rel).read_bytes()
+    with pytest.raises(DataError, match="folds must be among"):
+        urban.generate_urban(tmp_path / "x", clips_per_class=1, seed=0, workers=1, progress=False, folds=(11,))

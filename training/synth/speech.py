@@ -45,6 +45,8 @@ class SpeechSynthConfig:
     workers: int = 2  # processes synthesizing in parallel
     train_noise_prob: float = 0.3  # share of train utterances with additive noise (SNR 5-30 dB)
     train_effect_prob: float = 0.5  # chance of each of tempo, pitch and reverb on a train utterance
+    subsets: tuple[str, ...] = ("train", "dev", "test-clean")  # which to make (test-noisy comes with test-clean);
+    # each subset is the same whichever others are made, so a test set can be remade alone
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,18 +204,25 @@ def generate_speech(out: Path, cfg: SpeechSynthConfig, progress: bool = True) ->
         raise DataError(f"--minutes must be above 0, got {cfg.minutes}")
     if cfg.workers < 1:
         raise DataError(f"--workers must be at least 1, got {cfg.workers}")
+    if not cfg.subsets or set(cfg.subsets) - set(SUBSET_SHARES):
+        raise DataError(f"--subsets {','.join(cfg.subsets)}: allowed are {', '.join(SUBSET_SHARES)} "
+                        "(test-noisy is made with test-clean)")
     V.check_tools()
     text.sentences(), N.opensfx_recordings()  # load once in the parent so forked workers share them
     tmp = prepare_out(Path(out).resolve(), MARKER, {*SUBSET_SHARES, "test-noisy", "SPEAKERS.TXT", MARKER})
     summary = {}
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(cfg.workers) as pool, tqdm(total=round(cfg.minutes * 60), unit="s audio", disable=not progress,
-                                             desc="synth-speech", bar_format="{l_bar}{bar}| {n:.0f}/{total} s audio") as bar:
+    total = round(cfg.minutes * 60 * sum(SUBSET_SHARES[s] for s in cfg.subsets))
+    with ctx.Pool(cfg.workers) as pool, tqdm(total=total, unit="s audio", disable=not progress, desc="synth-speech",
+                                             bar_format="{l_bar}{bar}| {n:.0f}/{total} s audio") as bar:
         for subset, share in SUBSET_SHARES.items():
+            if subset not in cfg.subsets:
+                continue
             min_utts = len(V.voices_for(_VOICE_POOL[subset]))
             rendered = _render_subset(subset, cfg.minutes * 60 * share, min_utts, cfg, pool, bar)
             summary[subset] = _write_subset(tmp, subset, rendered)
-    summary["test-noisy"] = {**summary["test-clean"], "snr_db": list(TEST_SNRS_DB)}
+    if "test-clean" in summary:
+        summary["test-noisy"] = {**summary["test-clean"], "snr_db": list(TEST_SNRS_DB)}
     _write_speakers(tmp, summary)
     manifest = {"generator": "acom data synth-speech", "format": "LibriSpeech", "config": asdict(cfg),
                 "sample_rate": SAMPLE_RATE, "subsets": summary,

@@ -162,19 +162,23 @@ def _render_all(jobs: list[tuple[int, int, int, int, str]], workers: int, progre
         return results
 
 
-def generate_urban(out: Path, *, clips_per_class: int, seed: int, workers: int = 2, progress: bool = True) -> dict:
+def generate_urban(out: Path, *, clips_per_class: int, seed: int, workers: int = 2, progress: bool = True,
+                   folds: tuple[int, ...] | None = None) -> dict:
     """Write a synthetic UrbanSound8K of clips_per_class clips for each of CLASSES under `out`.
 
-    `out` must be new, empty, or a set this function wrote before (which is replaced). The set is built in
+    `folds` makes only the clips of those folds (each clip is the same as in the whole set, so a test fold
+    can be remade alone). `out` must be new, empty, or a set this function wrote before (which is replaced). The set is built in
     ``out.tmp`` and renamed into place, so a failure never leaves half a set. Returns a summary:
     {"out", "clips", "clips_per_class": {class: n}, "clips_per_fold": {fold: n}, "total_seconds"}.
     """
     out = Path(out).resolve()  # "out.tmp" must be a sibling even when out is "."
     _check_args(out, clips_per_class, seed, workers)
+    if folds is not None and (not folds or set(folds) - set(range(1, N_FOLDS + 1))):
+        raise DataError(f"folds must be among 1..{N_FOLDS}, got {list(folds)}")
     backgrounds()  # loaded here, before forking, so that workers share it
     tmp = prepare_out(out, "metadata/synth_details.csv", {"audio", "metadata"})
     jobs = [(int(seed), c, i, int(fold), str(tmp)) for c in range(len(CLASSES))
-            for i, fold in enumerate(clip_folds(seed, c, clips_per_class))]
+            for i, fold in enumerate(clip_folds(seed, c, clips_per_class)) if folds is None or fold in folds]
     try:
         for fold in range(1, N_FOLDS + 1):  # every fold folder exists, as in the real set, even if empty
             (tmp / "audio" / f"fold{fold}").mkdir(parents=True)

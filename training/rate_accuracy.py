@@ -1,0 +1,176 @@
+"""`acom bench rate-accuracy --task asr|ac`: task metric against bit/s for the split model at each number of
+quantizer stages, beside the uncut model, over one or more training runs (seeds).
+
+Writes reports/<task>_rate_accuracy.json (keys task, test_set, full_model, points, targets) and a PNG plot
+(bit/s on a log axis against the metric, the uncut model as a line). The targets are checked against the
+numbers measured here and reported as met or missed, with the margin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from acom.training.checkpoint import load_checkpoint
+from acom.training.decoding import WordNgramLM
+from acom.training.evaluate import infer, score
+from acom.training.featcache import cached_features
+from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
+
+TEST_SETS = {"asr": ("dev", "test-clean"), "ac": ("test",)}
+MAIN_SET = {"asr": "test-clean", "ac": "test"}
+PRETRAINED = Path(__file__).parent / "pretrained"
+
+
+def _decoders(task: str) -> list[tuple[str, int]]:
+    return [("greedy", 0), ("beam+lm", 16)] if task == "asr" else [("argmax", 0)]
+
+
+def run_points(run: Path, task: str, sets: dict, seed: int) -> tuple[list[dict], list[dict]]:
+    """(uncut rows, split rows) of one run folder holding full.pt and split.pt."""
+    full, _ = load_checkpoint(run / "full.pt", task)
+    split, payload = load_checkpoint(run / "split.pt", task)
+    lm = WordNgramLM.from_dict(json.loads(payload["lm"])) if "lm" in payload else None
+    priors = CodePriors.from_tensors(payload["priors"])
+    ncls = getattr(split.model.config, "num_classes", 0)
+    full_rows, points = [], []
+    for name, fs in sets.items():
+        outputs, _ = infer(full, fs)
+        for dec, beam in _decoders(task):
+            full_rows.append({"seed": seed, "test_set": name, "decoder": dec,
+                              **_metric(score(task, outputs, fs.targets, lm, beam, ncls))})
+        for n_q in range(1, split.rvq.config.n_q + 1):
+            outputs, codes = infer(split, fs, n_q)
+            sizes = list(split.rvq.config.codebook_sizes[:n_q])
+            rate = {"nominal_bps": nominal_bps(split.frame_rate, sizes),
+                    "entropy_bps": round(entropy_bps(codes, priors, split.frame_rate)["bps"], 2)}
+            for dec, beam in _decoders(task):
+                points.append({"system": "acom", "seed": seed, "test_set": name, "decoder": dec, "n_q": n_q,
+                               "codebook_sizes": sizes, "split_layer": split.split_layer,
+                               "frame_rate": split.frame_rate, **rate,
+                               **_metric(score(task, outputs, fs.targets, lm, beam, ncls))})
+    return full_rows, points
+
+
+def _metric(m: dict) -> dict:
+    keys = ("wer", "cer") if "wer" in m else ("accuracy", "macro_f1")
+    return {k: round(float(m[k]), 4) for k in keys}
+
+
+def mean_over_seeds(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """Rows averaged over seeds, grouped by `keys`; each keeps the seeds and the per-seed values."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(json.dumps(r.get(k)) for k in keys), []).append(r)
+    out = []
+    for group in groups.values():
+        row = {k: group[0].get(k) for k in keys}
+        for m in ("wer", "cer", "accuracy", "macro_f1", "entropy_bps"):
+            if m in group[0]:
+                row[m] = round(statistics.mean(g[m] for g in group), 4)
+                row[f"{m}_per_seed"] = [g[m] for g in group]
+        row["seeds"] = [g["seed"] for g in group]
+        out.append(row)
+    return out
+
+
+def check_targets(task: str, full: list[dict], points: list[dict]) -> list[dict]:
+    """The issue's targets, each with the measured value and whether it is met."""
+    out = []
+    dec = "greedy" if task == "asr" else "argmax"
+    base = {(r["test_set"], r["decoder"]): r for r in full}
+    if task == "asr":
+        out.append(_target("full model dev WER <= 0.25", base[("dev", dec)]["wer"], 0.25, "<="))
+        out.append(_target("full model test-clean CER <= 0.25", base[("test-clean", dec)]["cer"], 0.25, "<="))
+        for bps, ratio in ((150, 1.10), (100, 1.25)):
+            for ts in ("dev", "test-clean"):
+                cands = [p for p in points if p["test_set"] == ts and p["decoder"] == dec and p["entropy_bps"] <= bps]
+                best = min((p["wer"] for p in cands), default=None)
+                value = None if best is None else round(best / base[(ts, dec)]["wer"], 3)
+                out.append(_target(f"cut model <= {bps} bit/s (entropy-coded): WER / full WER on {ts} <= {ratio}",
+                                   value, ratio, "<="))
+    else:
+        acc = base[("test", dec)]["accuracy"]
+        out.append(_target("full model accuracy >= 0.90", acc, 0.90, ">="))
+        cands = [p for p in points if p["entropy_bps"] <= 50]
+        best = max((p["accuracy"] for p in cands), default=None)
+        out.append(_target("cut model <= 50 bit/s: accuracy within 1 point of the full model",
+                           None if best is None else round(acc - best, 4), 0.01, "<="))
+    return out
+
+
+def _target(name: str, value: float | None, bound: float, op: str) -> dict:
+    met = value is not None and (value <= bound if op == "<=" else value >= bound)
+    return {"target": name, "value": value, "bound": bound, "met": met}
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    metric = "wer" if report["task"] == "asr" else "accuracy"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = {}
+    for row in report["full_model"]:
+        key = f"{row['test_set']} {row['decoder']}"
+        line = ax.axhline(row[metric], ls="--", lw=1, color=colors.setdefault(key, f"C{len(colors)}"))
+        line.set_label(f"uncut, {key}")
+    for key in colors:
+        pts = sorted((p for p in report["points"] if f"{p['test_set']} {p['decoder']}" == key
+                      and p.get("system", "acom") == "acom"), key=lambda p: p["entropy_bps"])
+        ax.plot([p["entropy_bps"] for p in pts], [p[metric] for p in pts], "o-", color=colors[key],
+                label=f"ACoM (entropy-coded), {key}")
+    ax.set_xscale("log")
+    ax.set_xlabel("bit/s (log scale)")
+    ax.set_ylabel(metric.upper() if metric == "wer" else "accuracy")
+    ax.set_title(f"{report['task']}: rate against {metric} ({len(report['seeds'])} seed(s))")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def bench_main(argv: list[str]) -> int:
+    """`acom bench NAME ...`: the benchmarks that live in the training package."""
+    names = {"rate-accuracy": main}
+    if not argv or argv[0] not in names:
+        print(f"usage: acom bench {{{','.join(names)}}} ...  (acom bench NAME --help)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return names[argv[0]](argv[1:])
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="acom bench rate-accuracy", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=("asr", "ac"), required=True)
+    p.add_argument("--runs", type=Path, nargs="*", help="run folders (full.pt + split.pt), one per seed; "
+                   "default: the shipped model")
+    p.add_argument("--data", type=Path, help="data set folder holding the test subsets")
+    p.add_argument("--features", type=Path, help="feature folder (default DATA/features)")
+    p.add_argument("--out", type=Path, default=Path("reports"))
+    ns = p.parse_args(argv)
+    runs = ns.runs or [PRETRAINED / ns.task]
+    fulls, points, seeds = [], [], []
+    for run in runs:
+        seed = json.loads((run / "command.json").read_text()).get("seed", 0) if (run / "command.json").is_file() else 0
+        split, _ = load_checkpoint(run / "split.pt", ns.task)
+        n_mels = split.model.frontend.cfg.n_mels
+        sets = {s: cached_features(ns.task, s, n_mels, root=ns.data, cache=ns.features) for s in TEST_SETS[ns.task]}
+        f, pts = run_points(run, ns.task, sets, seed)
+        fulls += f
+        points += pts
+        seeds.append(seed)
+    full = mean_over_seeds(fulls, ("test_set", "decoder"))
+    pts = mean_over_seeds(points, ("system", "test_set", "decoder", "n_q", "codebook_sizes", "nominal_bps",
+                                   "split_layer", "frame_rate"))
+    report = {"task": ns.task, "test_set": MAIN_SET[ns.task], "seeds": seeds, "runs": [str(r) for r in runs],
+              "full_model": full, "points": pts, "targets": check_targets(ns.task, full, pts)}
+    ns.out.mkdir(parents=True, exist_ok=True)
+    (ns.out / f"{ns.task}_rate_accuracy.json").write_text(json.dumps(report, indent=1))
+    plot(report, ns.out / f"{ns.task}_rate_accuracy.png")
+    for t in report["targets"]:
+        print(f"{'met   ' if t['met'] else 'MISSED'} {t['target']}: {t['value']}")
+    return 0
