@@ -160,7 +160,7 @@ class WordNgramLM:
         counts = [top]
         # Continuation count of a k-gram = number of distinct words seen before it; every k-gram ending
         # in a predicted token has a full left context thanks to the BOS padding.
-        for k in range(order - 2, -1, -1):
+        for _k in range(order - 2, -1, -1):
             lower: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
             for ctx, follow in counts[0].items():
                 for word in follow:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from acom.errors import AcomError
 from acom.training import recipes
 from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
 from acom.training.checkpoint import load_checkpoint, uncut

@@ -1,0 +1,73 @@
+"""The named recipes at a tiny scale on the generated sets, and `acom train` from features alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from acom.cli import main as acom
+from acom.errors import AcomError
+from acom.training import recipes
+from acom.training.checkpoint import load_checkpoint
+from acom.training.featcache import FeatureSet, cached_features, feature_path
+from acom.training.models import build_model
+from acom.training.split import SplitModel, make_rvq
+from acom.training.train import TrainConfig, run_epoch, make_optimizer
+from tests.training.test_split import _toy_features
+
+
+@pytest.mark.parametrize("name", ["paper-librispeech", "paper-us8k"])
+def test_paper_recipes_take_real_steps(name: str, speech_set: Path) -> None:
+    """Build the paper-size model, cut where the paper cuts, and take two optimizer steps on real features."""
+    r = recipes.get(name)
+    model = build_model(r.task, r.model)
+    split = SplitModel(model, r.split_layer, make_rvq(model, r.split_layer, r.codebook_sizes))
+    assert split.frame_rate == 25.0 and split.rvq.config.codebook_sizes == r.codebook_sizes
+    if r.task == "asr":
+        assert len(model.blocks) == 13 and r.split_layer == 4 and model.config.dim == 512  # stem + 12 blocks
+        fs = cached_features("asr", "dev", model.config.n_mels, root=speech_set)
+    else:  # ECAPA-style: the server side is pooling and classifier only
+        assert r.split_layer == len(model.blocks) - 1
+        fs = FeatureSet("ac", [torch.randn(80, 200).half() for _ in range(4)], [0, 1, 2, 3], list("abcd"), 80)
+    fs.feats, fs.targets = fs.feats[:2], fs.targets[:2]
+    cfg = TrainConfig(epochs=1, batch_frames=2000, device="cpu")
+    opt, sched = make_optimizer(split, cfg, steps=2)
+    before = [p.detach().clone() for p in split.parameters()]
+    losses = run_epoch(split, split, opt, sched, fs, cfg, 0, torch.device("cpu"), _vocab(r.task))
+    assert losses["task"] > 0 and losses["rvq"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, split.parameters(), strict=False))
+
+
+def _vocab(task: str):
+    from acom.training.decoding import CharVocab
+    return CharVocab() if task == "asr" else None
+
+
+def test_unknown_recipe_names_the_known_ones() -> None:
+    with pytest.raises(AcomError, match="known: edge-asr"):
+        recipes.get("whisper")
+    with pytest.raises(AcomError, match="is for task 'asr'"):
+        recipes.get("edge-asr", "ac")
+
+
+def test_acom_train_from_features_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """What a GPU machine without the TTS tools runs: precomputed features in, split checkpoint out."""
+    feats = tmp_path / "features"
+    _toy_features(40, 0).save(feature_path(feats, "ac", "train", 40))
+    _toy_features(10, 1).save(feature_path(feats, "ac", "dev", 40))
+    rc = acom(["train", "--task", "ac", "--features", str(feats), "--out", str(tmp_path / "run"), "--epochs", "2",
+               "--split-epochs", "1", "--batch-frames", "2000", "--codebooks", "8,4", "--device", "cpu"])
+    assert rc == 0
+    split, payload = load_checkpoint(tmp_path / "run" / "split.pt", "ac")
+    assert split.rvq.config.codebook_sizes == (8, 4) and "priors" in payload and "optimizer" not in payload
+    assert json.loads((tmp_path / "run" / "command.json").read_text())["seed"] == 0
+    _toy_features(10, 2).save(feature_path(feats, "ac", "test", 40))
+    capsys.readouterr()  # drop the training log lines
+    assert acom(["eval", "--task", "ac", "--checkpoint", str(tmp_path / "run" / "split.pt"), "--features",
+                 str(feats), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["n_q"] for r in rows["results"]] == [1, 2]
+    assert rows["results"][0]["nominal_bps"] == pytest.approx(5.0 * 3) and rows["results"][0]["accuracy"] >= 0.9
