@@ -36,13 +36,18 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 demo: setup
 	$(VENV)/bin/acom data synth-speech --out $(DATA)/speech --minutes 5 --seed 0
-	$(VENV)/bin/acom data synth-urban --out $(DATA)/urban --clips-per-class 12 --seed 0
+	$(VENV)/bin/acom data synth-urban --out $(DATA)/urban --clips-per-class 20 --seed 0
 	$(VENV)/bin/acom data summary $(DATA)/speech $(DATA)/urban
 	@echo
-	@echo "Not built yet: training the split models (acom train), export (acom-export), the server (acom serve)."
+	@echo "== the shipped split models on the demo sets (per number of quantizer stages) =="
+	$(VENV)/bin/acom eval --task asr --checkpoint training/pretrained/asr/split.pt --data $(DATA)/speech --subset test-clean
+	$(VENV)/bin/acom eval --task ac --checkpoint training/pretrained/ac/split.pt --data $(DATA)/urban --subset test
+	@echo
+	@echo "Not built yet: codec baselines, export (acom-export), the server (acom serve)."
 
 test: setup
-	$(PY) -m pytest -q -n 2 tests
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -n 2 -p no:logging tests
 
 bench: setup
 	$(PY) bench/synth_speed.py --minutes 10

@@ -24,8 +24,17 @@ MAIN_SET = {"asr": "test-clean", "ac": "test"}
 PRETRAINED = Path(__file__).parent / "pretrained"
 
 
+LM_GRID = [(a, b) for a in (0.3, 0.6, 1.0) for b in (0.0, 1.0, 2.5)]
+
+
 def _decoders(task: str) -> list[tuple[str, int]]:
     return [("greedy", 0), ("beam+lm", 16)] if task == "asr" else [("argmax", 0)]
+
+
+def tune_lm_weights(outputs: list, targets: list, lm: WordNgramLM) -> tuple[float, float]:
+    """LM weight and word bonus (alpha, beta) with the lowest WER on the given (dev) outputs."""
+    best = min(LM_GRID, key=lambda ab: score("asr", outputs, targets, lm, 16, alpha=ab[0], beta=ab[1])["wer"])
+    return best
 
 
 def run_points(run: Path, task: str, sets: dict, seed: int) -> tuple[list[dict], list[dict]]:
@@ -36,11 +45,18 @@ def run_points(run: Path, task: str, sets: dict, seed: int) -> tuple[list[dict],
     priors = CodePriors.from_tensors(payload["priors"])
     ncls = getattr(split.model.config, "num_classes", 0)
     full_rows, points = [], []
+    ab = (0.5, 1.0)
+    if lm is not None and "dev" in sets:  # chosen on dev, never on a test set
+        ab = tune_lm_weights(infer(full, sets["dev"])[0], sets["dev"].targets, lm)
+
+    def metric(outputs, fs, beam):
+        return _metric(score(task, outputs, fs.targets, lm, beam, ncls, alpha=ab[0], beta=ab[1]))
+
     for name, fs in sets.items():
         outputs, _ = infer(full, fs)
         for dec, beam in _decoders(task):
-            full_rows.append({"seed": seed, "test_set": name, "decoder": dec,
-                              **_metric(score(task, outputs, fs.targets, lm, beam, ncls))})
+            full_rows.append({"seed": seed, "test_set": name, "decoder": dec, **metric(outputs, fs, beam),
+                              **({"lm_alpha": ab[0], "lm_beta": ab[1]} if beam else {})})
         for n_q in range(1, split.rvq.config.n_q + 1):
             outputs, codes = infer(split, fs, n_q)
             sizes = list(split.rvq.config.codebook_sizes[:n_q])
@@ -49,8 +65,7 @@ def run_points(run: Path, task: str, sets: dict, seed: int) -> tuple[list[dict],
             for dec, beam in _decoders(task):
                 points.append({"system": "acom", "seed": seed, "test_set": name, "decoder": dec, "n_q": n_q,
                                "codebook_sizes": sizes, "split_layer": split.split_layer,
-                               "frame_rate": split.frame_rate, **rate,
-                               **_metric(score(task, outputs, fs.targets, lm, beam, ncls))})
+                               "frame_rate": split.frame_rate, **rate, **metric(outputs, fs, beam)})
     return full_rows, points
 
 

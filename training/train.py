@@ -111,7 +111,9 @@ def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig,
     """One pass over the train set; returns mean losses."""
     split.train()
     rng = random.Random(cfg.seed * 1000 + epoch)
-    batches = length_batches([f.shape[1] for f in train.feats], cfg.batch_frames, rng)[rank::world]
+    batches = length_batches([f.shape[1] for f in train.feats], cfg.batch_frames, rng)
+    # every rank must take the same number of steps, or DistributedDataParallel waits forever
+    batches = batches[: len(batches) // world * world][rank::world] if world > 1 else batches
     sums, n = {"loss": 0.0, "task": 0.0, "rvq": 0.0}, 0
     for idx in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=rank != 0, leave=False):
         x, lengths = A.pad_batch([train.feats[i] for i in idx])
@@ -125,6 +127,10 @@ def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig,
         torch.nn.utils.clip_grad_norm_(split.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
+        if world > 1 and split.rvq is not None:
+            # dead-code restarts move codewords to each rank's own batch: rank 0's copy wins everywhere
+            for p in split.rvq.parameters():
+                torch.distributed.broadcast(p.data, src=0)
         sums["loss"] += float(loss.detach())
         sums["task"] += float(task.detach())
         sums["rvq"] += float(rvq.detach())
@@ -182,7 +188,8 @@ def fit(split: SplitModel, train: FeatureSet, dev: FeatureSet, cfg: TrainConfig,
         for block in split.model.blocks[: split.split_layer + 1]:
             block.requires_grad_(False)
     split.to(device)
-    ddp_model = split if world == 1 else torch.nn.parallel.DistributedDataParallel(split)
+    # quantizer dropout leaves the unused stages without gradients in some steps
+    ddp_model = split if world == 1 else torch.nn.parallel.DistributedDataParallel(split, find_unused_parameters=True)
     steps = cfg.epochs * math.ceil(len(length_batches([f.shape[1] for f in train.feats], cfg.batch_frames,
                                                         random.Random(0))) / world)
     opt, sched = make_optimizer(split, cfg, steps)
@@ -226,8 +233,8 @@ def _resume(ckpt: Path, split: SplitModel, opt, sched) -> int:
 
 
 def _init_distributed(rank: int, device: torch.device) -> torch.device:
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    torch.distributed.init_process_group(backend)
+    if not torch.distributed.is_initialized():  # stage 2 reuses stage 1's process group
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def train_main(argv: list[str]) -> int:
     cfg = TrainConfig(epochs=ns.split_epochs, lr=lr / 2, batch_frames=ns.batch_frames, seed=ns.seed,
                       freeze_edge=ns.freeze_edge, device=ns.device)
     fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume)
-    finalize(ns.out / "split.pt", split, train)
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
+        finalize(ns.out / "split.pt", split, train)
     return 0
 
 

@@ -71,3 +71,23 @@ def test_acom_train_from_features_only(tmp_path: Path, capsys: pytest.CaptureFix
     rows = json.loads(capsys.readouterr().out)
     assert [r["n_q"] for r in rows["results"]] == [1, 2]
     assert rows["results"][0]["nominal_bps"] == pytest.approx(5.0 * 3) and rows["results"][0]["accuracy"] >= 0.9
+
+
+def test_two_process_data_parallel_training(tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): DistributedDataParallel trains both stages and one rank writes."""
+    import subprocess
+    import sys
+    feats = tmp_path / "features"
+    _toy_features(40, 0).save(feature_path(feats, "ac", "train", 40))
+    _toy_features(10, 1).save(feature_path(feats, "ac", "dev", 40))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29731", "-m",
+                           "acom.training.train_cli", "--task", "ac", "--features", str(feats), "--out",
+                           str(tmp_path / "run"), "--epochs", "2", "--split-epochs", "1", "--batch-frames", "1000",
+                           "--codebooks", "8", "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in log] == [("full", 1), ("full", 2), ("split", 1)]
+    split, payload = load_checkpoint(tmp_path / "run" / "split.pt", "ac")
+    assert "priors" in payload and log[-1]["dev_accuracy"] >= 0.9
