@@ -10,12 +10,14 @@ from pathlib import Path
 
 import torch
 
+from acom.errors import AcomError
 from acom.training import recipes
 from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
 from acom.training.checkpoint import load_checkpoint, uncut
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, score
 from acom.training.featcache import cached_features, subsets_for
+from acom.training.split import make_rvq
 from acom.training.train import TrainConfig, fit, insert_quantizer, set_normalization
 
 
@@ -53,7 +55,13 @@ def train_main(argv: list[str]) -> int:
     ns = train_parser().parse_args(argv)
     recipe = recipes.get(ns.recipe or recipes.DEFAULT[ns.task], ns.task)
     split_layer = ns.split_layer if ns.split_layer is not None else recipe.split_layer
-    sizes = tuple(int(k) for k in ns.codebooks.split(",")) if ns.codebooks else recipe.codebook_sizes
+    try:
+        sizes = tuple(int(k) for k in ns.codebooks.split(",")) if ns.codebooks else recipe.codebook_sizes
+    except ValueError:
+        raise AcomError(f"--codebooks {ns.codebooks!r}: give integers separated by commas, e.g. 64,64") from None
+    # check the cut and the quantizer before spending an hour on stage 1
+    probe = uncut(ns.task, recipe.model).model
+    make_rvq(probe, split_layer, sizes, **recipe.rvq)
     n_mels = recipe.model["n_mels"] if "n_mels" in recipe.model else 40
     names = list(subsets_for(ns.task))
     train = cached_features(ns.task, names[0], n_mels, root=ns.data, cache=ns.features)

@@ -91,3 +91,16 @@ def test_two_process_data_parallel_training(tmp_path: Path) -> None:
     assert [(r["stage"], r["epoch"]) for r in log] == [("full", 1), ("full", 2), ("split", 1)]
     split, payload = load_checkpoint(tmp_path / "run" / "split.pt", "ac")
     assert "priors" in payload and log[-1]["dev_accuracy"] >= 0.9
+
+
+def test_acom_train_refuses_a_bad_cut_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    feats = tmp_path / "features"
+    _toy_features(4, 0).save(feature_path(feats, "ac", "train", 40))
+    _toy_features(4, 1).save(feature_path(feats, "ac", "dev", 40))
+    base = ["train", "--task", "ac", "--features", str(feats), "--out", str(tmp_path / "run")]
+    assert acom(base + ["--split-layer", "42"]) == 2
+    assert "split layer 42 does not exist" in capsys.readouterr().err
+    assert acom(base + ["--codebooks", "64,1"]) == 2
+    assert "2..65536" in capsys.readouterr().err
+    assert acom(base + ["--codebooks", "sixty"]) == 2
+    assert not (tmp_path / "run" / "full.pt").exists()
