@@ -138,6 +138,10 @@ def plot(report: dict, path: Path) -> None:
         ax.plot([p["entropy_bps"] for p in pts], [p[metric] for p in pts], "o-", color=colors[key],
                 label=f"ACoM (entropy-coded), {key}")
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel("bit/s (log scale)")
     ax.set_ylabel(metric.upper() if metric == "wer" else "accuracy")
     ax.set_title(f"{report['task']}: rate against {metric} ({len(report['seeds'])} seed(s))")
