@@ -151,6 +151,9 @@ def _table(result: dict) -> str:
                   else f"accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}")
         rate = f"{r.get('nominal_bps', 0):7.1f} bit/s nominal, {r.get('entropy_bps', 0):7.1f} entropy-coded"
         lines.append(f"  n_q={r['n_q']}: {metric}   {rate if r['n_q'] else 'uncut'}")
+        if "confusion" in r:
+            lines += ["    confusion (rows: true class, columns: predicted):"]
+            lines += ["      " + " ".join(f"{v:3d}" for v in row) for row in r["confusion"]]
     return "\n".join(lines)
 
 
