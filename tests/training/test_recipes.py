@@ -104,3 +104,30 @@ def test_acom_train_refuses_a_bad_cut_before_training(tmp_path: Path, capsys: py
     assert "2..65536" in capsys.readouterr().err
     assert acom(base + ["--codebooks", "sixty"]) == 2
     assert not (tmp_path / "run" / "full.pt").exists()
+
+
+def test_rate_accuracy_report_over_two_seeds(tmp_path: Path) -> None:
+    """The benchmark's JSON has the promised keys, averages over the runs, and checks the targets."""
+    feats = tmp_path / "features"
+    _toy_features(40, 0).save(feature_path(feats, "ac", "train", 40))
+    _toy_features(10, 1).save(feature_path(feats, "ac", "dev", 40))
+    _toy_features(10, 2).save(feature_path(feats, "ac", "test", 40))
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"run{seed}"
+        assert acom(["train", "--task", "ac", "--features", str(feats), "--out", str(run), "--epochs", "2",
+                     "--split-epochs", "1", "--batch-frames", "2000", "--codebooks", "4,4", "--seed", str(seed),
+                     "--device", "cpu"]) == 0
+        runs.append(str(run))
+    out = tmp_path / "reports"
+    assert acom(["bench", "rate-accuracy", "--task", "ac", "--runs", *runs, "--features", str(feats),
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "ac_rate_accuracy.json").read_text())
+    assert {"task", "test_set", "full_model", "points", "targets"} <= set(report) and report["seeds"] == [0, 1]
+    assert [p["n_q"] for p in report["points"]] == [1, 2]
+    for p in report["points"]:
+        assert {"system", "n_q", "codebook_sizes", "nominal_bps", "entropy_bps", "accuracy"} <= set(p)
+        assert p["nominal_bps"] == 5.0 * 2 * p["n_q"] and len(p["accuracy_per_seed"]) == 2
+        assert p["accuracy"] == pytest.approx(sum(p["accuracy_per_seed"]) / 2, abs=1e-4)
+    assert all(isinstance(t["met"], bool) for t in report["targets"])
+    assert (out / "ac_rate_accuracy.png").read_bytes()[:4] == b"\x89PNG"
