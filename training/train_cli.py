@@ -18,7 +18,7 @@ from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, score
 from acom.training.featcache import cached_features, subsets_for
 from acom.training.split import make_rvq
-from acom.training.train import TrainConfig, fit, insert_quantizer, set_normalization
+from acom.training.train import TrainConfig, fit, insert_quantizer, seed_everything, set_normalization
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -53,6 +53,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 def train_main(argv: list[str]) -> int:
     ns = train_parser().parse_args(argv)
+    seed_everything(ns.seed)  # the model's initial weights come from this seed too
     recipe = recipes.get(ns.recipe or recipes.DEFAULT[ns.task], ns.task)
     split_layer = ns.split_layer if ns.split_layer is not None else recipe.split_layer
     try:

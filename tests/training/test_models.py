@@ -30,18 +30,21 @@ def test_shapes_and_lengths() -> None:
 
 def test_padding_does_not_change_an_utterance() -> None:
     """A batch-padded utterance scores as it does alone (attention masks the padding)."""
+    torch.manual_seed(0)
     asr = build_model("asr", TINY_ASR).eval()
     short = torch.randn(1, 40, 200)
     alone, _ = asr(short, torch.tensor([200]))
     padded = torch.cat([short, torch.zeros(1, 40, 200)], dim=2)
     batch, _ = asr(torch.cat([padded, torch.randn(1, 40, 400)]), torch.tensor([200, 400]))
-    # the last right_context frames see padding through the convolutions; everything before must match
-    assert torch.allclose(batch[0, :45], alone[0, :45], atol=1e-4)
+    # the last frames look ahead into the padding through the stem and conv modules (2 frames per block);
+    # 10 frames (0.4 s) before the end everything must match
+    assert torch.allclose(batch[0, :40], alone[0, :40], atol=1e-4)
 
 
 @pytest.mark.parametrize("task, config", [("asr", TINY_ASR), ("ac", TINY_AC)])
 def test_device_part_has_limited_right_context(task: str, config) -> None:
     """Changing audio beyond a frame's bounded look-ahead leaves that frame's cut features unchanged."""
+    torch.manual_seed(0)
     model = build_model(task, config).eval()
     split = SplitModel(model, default_split_layer(model), make_rvq(model, default_split_layer(model), (8,)))
     edge = split.edge()

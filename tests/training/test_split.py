@@ -72,6 +72,7 @@ def _toy_features(n: int, seed: int) -> FeatureSet:
 
 def test_training_stages_learn_and_resume(tmp_path: Path) -> None:
     train, dev = _toy_features(48, 0), _toy_features(16, 1)
+    torch.manual_seed(0)
     model = build_model("ac", TINY_AC)
     full = SplitModel(model, 2, None)
     set_normalization(full, train)
