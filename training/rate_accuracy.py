@@ -133,7 +133,7 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     metric = "wer" if report["task"] == "asr" else "accuracy"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     colors = {}
     for row in report["full_model"]:
         key = f"{row['test_set']} {row['decoder']}"
@@ -153,7 +153,7 @@ def plot(report: dict, path: Path) -> None:
     ax.set_ylabel(metric.upper() if metric == "wer" else "accuracy")
     ax.set_title(f"{report['task']}: rate against {metric} ({len(report['seeds'])} seed(s))")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a curve
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
