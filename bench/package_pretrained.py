@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 
 from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import cached_features
+from acom.training.featcache import TEST_SUBSET, cached_features
 from acom.training.train_cli import evaluate_checkpoint
 
 DEST = Path(__file__).resolve().parents[1] / "training" / "pretrained"
-TEST_SUBSET = {"asr": "test-clean", "ac": "test"}
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from acom.training.augment import pad_batch
+from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
 from acom.training.decoding import CharVocab, WordNgramLM, ctc_beam_search, ctc_greedy
 from acom.training.featcache import FeatureSet
 from acom.training.metrics import classification_metrics, wer_cer
@@ -46,6 +47,15 @@ def infer(split: SplitModel, fs: FeatureSet, n_q: int | None = None, batch_frame
                 outputs[j] = out.logits[k].cpu().numpy()
             codes[j] = None if out.quant is None else out.quant.codes[k, :, : int(out.cut_lengths[k])].cpu().numpy()
     return [outputs[j] for j in items], [codes[j] for j in items]
+
+
+def rate_fields(split: SplitModel, n_q: int, codes: list[np.ndarray], priors: CodePriors | None) -> dict:
+    """n_q, codebook sizes, nominal bit/s and (with priors) the entropy-coded bit/s of `codes`."""
+    sizes = list(split.rvq.config.codebook_sizes[:n_q])
+    row = {"n_q": n_q, "codebook_sizes": sizes, "nominal_bps": nominal_bps(split.frame_rate, sizes)}
+    if priors is not None:
+        row["entropy_bps"] = round(entropy_bps(codes, priors, split.frame_rate)["bps"], 2)
+    return row
 
 
 def score(task: str, outputs: list[np.ndarray], targets: list, lm: WordNgramLM | None = None, beam: int = 0,

@@ -68,6 +68,9 @@ def subsets_for(task: str) -> dict[str, dict]:
     return {"train": {"folds": list(range(1, 9))}, "dev": {"folds": [9]}, "test": {"folds": [10]}}
 
 
+TEST_SUBSET = {"asr": "test-clean", "ac": "test"}  # what results are reported on, per task
+
+
 def open_dataset(task: str, root: Path, split: str):
     """The loader of `split` for `task` on a LibriSpeech- or UrbanSound8K-layout folder."""
     args = subsets_for(task).get(split)

@@ -15,12 +15,11 @@ from pathlib import Path
 
 from acom.training.checkpoint import load_checkpoint
 from acom.training.decoding import WordNgramLM
-from acom.training.evaluate import infer, score
-from acom.training.featcache import cached_features
-from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
+from acom.training.evaluate import infer, rate_fields, score
+from acom.training.featcache import TEST_SUBSET, cached_features
+from acom.training.bitrate import CodePriors
 
 TEST_SETS = {"asr": ("dev", "test-clean"), "ac": ("test",)}
-MAIN_SET = {"asr": "test-clean", "ac": "test"}
 PRETRAINED = Path(__file__).parent / "pretrained"
 
 
@@ -59,13 +58,11 @@ def run_points(run: Path, task: str, sets: dict, seed: int) -> tuple[list[dict],
                               **({"lm_alpha": ab[0], "lm_beta": ab[1]} if beam else {})})
         for n_q in range(1, split.rvq.config.n_q + 1):
             outputs, codes = infer(split, fs, n_q)
-            sizes = list(split.rvq.config.codebook_sizes[:n_q])
-            rate = {"nominal_bps": nominal_bps(split.frame_rate, sizes),
-                    "entropy_bps": round(entropy_bps(codes, priors, split.frame_rate)["bps"], 2)}
+            rate = rate_fields(split, n_q, codes, priors)
             for dec, beam in _decoders(task):
-                points.append({"system": "acom", "seed": seed, "test_set": name, "decoder": dec, "n_q": n_q,
-                               "codebook_sizes": sizes, "split_layer": split.split_layer,
-                               "frame_rate": split.frame_rate, **rate, **metric(outputs, fs, beam)})
+                points.append({"system": "acom", "seed": seed, "test_set": name, "decoder": dec,
+                               "split_layer": split.split_layer, "frame_rate": split.frame_rate, **rate,
+                               **metric(outputs, fs, beam)})
     return full_rows, points
 
 
@@ -192,7 +189,7 @@ def main(argv: list[str]) -> int:
     full = mean_over_seeds(fulls, ("test_set", "decoder"))
     pts = mean_over_seeds(points, ("system", "test_set", "decoder", "n_q", "codebook_sizes", "nominal_bps",
                                    "split_layer", "frame_rate"))
-    report = {"task": ns.task, "test_set": MAIN_SET[ns.task], "seeds": seeds, "runs": [str(r) for r in runs],
+    report = {"task": ns.task, "test_set": TEST_SUBSET[ns.task], "seeds": seeds, "runs": [str(r) for r in runs],
               "full_model": full, "points": pts, "targets": check_targets(ns.task, full, pts)}
     ns.out.mkdir(parents=True, exist_ok=True)
     (ns.out / f"{ns.task}_rate_accuracy.json").write_text(json.dumps(report, indent=1))

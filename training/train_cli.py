@@ -12,11 +12,11 @@ import torch
 
 from acom.errors import AcomError
 from acom.training import recipes
-from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
+from acom.training.bitrate import CodePriors
 from acom.training.checkpoint import load_checkpoint, uncut
 from acom.training.decoding import WordNgramLM
-from acom.training.evaluate import infer, score
-from acom.training.featcache import cached_features, subsets_for
+from acom.training.evaluate import infer, rate_fields, score
+from acom.training.featcache import TEST_SUBSET, cached_features, subsets_for
 from acom.training.split import make_rvq
 from acom.training.train import TrainConfig, fit, insert_quantizer, seed_everything, set_normalization
 
@@ -117,7 +117,7 @@ def eval_parser() -> argparse.ArgumentParser:
 def eval_main(argv: list[str]) -> int:
     ns = eval_parser().parse_args(argv)
     split, payload = load_checkpoint(ns.checkpoint, ns.task)
-    subset = ns.subset or ("test-clean" if ns.task == "asr" else "test")
+    subset = ns.subset or TEST_SUBSET[ns.task]
     n_mels = split.model.frontend.cfg.n_mels
     fs = cached_features(ns.task, subset, n_mels, root=ns.data, cache=ns.features)
     rows = evaluate_checkpoint(split, payload, fs, ns.beam)
@@ -137,11 +137,8 @@ def evaluate_checkpoint(split, payload: dict, fs, beam: int = 0) -> list[dict]:
     rows = []
     for n_q in range(1, split.rvq.config.n_q + 1):
         outputs, codes = infer(split, fs, n_q)
-        sizes = split.rvq.config.codebook_sizes[:n_q]
-        row = {"n_q": n_q, "codebook_sizes": list(sizes), "nominal_bps": nominal_bps(split.frame_rate, sizes)}
-        if priors is not None:
-            row["entropy_bps"] = entropy_bps(codes, priors, split.frame_rate)["bps"]
-        rows.append({**row, **score(split.model.task, outputs, fs.targets, lm, beam, ncls)})
+        rows.append({**rate_fields(split, n_q, codes, priors),
+                     **score(split.model.task, outputs, fs.targets, lm, beam, ncls)})
     return rows
 
 

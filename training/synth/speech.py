@@ -184,7 +184,7 @@ def _write_subset(root: Path, subset: str, rendered: list) -> dict:
         write_csv(root / "test-noisy" / "noise.csv", ["utterance_id", "snr_db", "noise"], noise_rows)
     if aug_rows:
         write_csv(root / "train" / "augment.csv", ["utterance_id", "sox_effects", "noise", "snr_db"], aug_rows)
-    speakers = sorted({utterance_id(j)[0] for j, _, _ in rendered})
+    speakers = sorted({spk for (name, spk, _) in trans if name == subset})
     return {"utterances": len(rendered), "minutes": round(seconds / 60, 2), "speakers": speakers}
 
 
