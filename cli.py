@@ -16,6 +16,7 @@ COMMANDS = {
     "features": ("acom.training.train_cli:features_main", "precompute log-mel features (to train elsewhere)"),
     "train": ("acom.training.train_cli:train_main", "train a split model (uncut, then with the RVQ at the cut)"),
     "eval": ("acom.training.train_cli:eval_main", "WER/CER or accuracy of a checkpoint, per number of stages"),
+    "boards": ("acom.boards.cli:main", "the board profiles acom-export targets (RAM, flash, runtimes, energy)"),
     "bench": ("acom.training.rate_accuracy:bench_main", "benchmarks: rate-accuracy (metric against bit/s)"),
 }
 

@@ -11,3 +11,7 @@ class DataError(AcomError):
 
 class ToolError(AcomError):
     """An external program (a TTS engine, sox, a codec tool) is missing or failed."""
+
+
+class ExportError(AcomError):
+    """An export cannot be made or verified: unknown board, model too large, unsupported operator, failed check."""
