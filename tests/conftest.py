@@ -21,3 +21,13 @@ def speech_set(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("speech") / "set"
     generate_speech(out, SMALL_SPEECH, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def urban_set(tmp_path_factory) -> Path:
+    """A small UrbanSound8K-layout set: train folds 1-8 for calibration and test fold 10 (2 clips per class)."""
+    from acom.training.synth.urban import generate_urban
+
+    out = tmp_path_factory.mktemp("urban") / "set"
+    generate_urban(out, clips_per_class=20, seed=0, folds=(1, 2, 10), progress=False)
+    return out

@@ -1,0 +1,335 @@
+"""`acom-export` as a chain of small named stages:
+
+load -> edge graph -> calibrate -> quantize + lower (per runtime of the board) -> verify -> fit -> bundle.
+
+Each runtime yields an ``Artifact``: its bytes, a runner (window -> codes) and the PyTorch quantized reference
+it is checked against. Verification compares codes per RVQ stage and the task metric through the server tail.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from acom.boards import Board, load_board
+from acom.errors import AcomError, ExportError
+from acom.export import verify
+from acom.export.bundle import SCHEMA_VERSION, priors_tensors, tail_state, write_bundle
+from acom.export.graph import EdgeGraph
+from acom.training.checkpoint import load_checkpoint
+from acom.training.featcache import TEST_SUBSET, open_dataset
+from acom.training.macs import edge_macs_per_second
+from acom.training.models import config_dict
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "training" / "pretrained"
+DEFAULT_DATA = {"asr": Path("data/speech"), "ac": Path("data/urban")}
+CODE_AGREEMENT_MIN = 0.99  # per stage, artifact against its PyTorch quantized reference
+METRIC_LOSS_MAX = 0.5  # points of WER or accuracy, artifact against the float model
+
+
+@dataclass
+class ExportOptions:
+    board: str
+    task: str | None = None  # None: the checkpoint's task, or "asr" for the shipped default
+    checkpoint: Path | None = None
+    out: Path | None = None
+    n_q: int | None = None
+    data: Path | None = None
+    calibration_windows: int = 16
+    verify_items: int = 40
+    force: bool = False
+    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
+
+
+@dataclass
+class Artifact:
+    """One lowered edge graph: file name, bytes, runtime, a runner, its quantized reference and extra facts."""
+
+    name: str
+    data: bytes
+    runtime: str
+    runner: verify.Runner
+    reference: verify.Runner
+    facts: dict = field(default_factory=dict)
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+    checked: bool = True  # False: built but cannot run here (an NPU command stream), reported, not verified
+    save: bool = True  # False: the same file as another artifact (the .tflite that LiteRT and TFLM both run)
+
+
+class _Stages:
+    """Prints each stage with its time, so a user sees where the minutes go."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log, self.t0, self.times = log, time.perf_counter(), {}
+
+    def __call__(self, name: str):
+        stages = self
+
+        class _Stage:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                stages.log(f"acom-export: {name} ...")
+
+            def __exit__(self, *exc):
+                stages.times[name] = round(time.perf_counter() - self.t, 2)
+        return _Stage()
+
+
+def _load(opts: ExportOptions):
+    """(split model, checkpoint payload, path): the given checkpoint, or the shipped model of the task."""
+    path = Path(opts.checkpoint) if opts.checkpoint else PRETRAINED / (opts.task or "asr") / "split.pt"
+    try:
+        split, payload = load_checkpoint(path, task=opts.task)
+    except AcomError as e:  # corrupt, truncated, pickled code, another task, weights that do not fit
+        raise ExportError(str(e)) from e
+    return split, payload, path
+
+
+def _dataset_items(task: str, root: Path, subset: str, limit: int) -> list[tuple[np.ndarray, object]]:
+    """Up to ``limit`` (audio, target) items spread evenly over a subset."""
+    ds = open_dataset(task, root, subset)
+    if len(ds) == 0:
+        raise ExportError(f"{root}: subset {subset!r} is empty; export needs real audio to calibrate and verify")
+    idx = np.unique(np.linspace(0, len(ds) - 1, min(limit, len(ds))).round().astype(int))
+    out = []
+    for i in idx:
+        audio, item = ds[int(i)]
+        out.append((audio, item.transcript if task == "asr" else item.label))
+    return out
+
+
+def _data_root(opts: ExportOptions, task: str) -> Path:
+    """--data, or the default folder; the default is generated as `make demo` does when missing."""
+    if opts.data is not None:
+        if not Path(opts.data).is_dir():
+            raise ExportError(f"--data {opts.data}: not a folder; give a LibriSpeech- (asr) or "
+                              f"UrbanSound8K-layout (ac) data set")
+        return Path(opts.data)
+    root = DEFAULT_DATA[task]
+    if not root.exists():
+        opts.log(f"acom-export: {root} is missing: generating the demo set there (as `make demo` does) "
+                 "to calibrate and verify on")
+        if task == "asr":
+            from acom.training.synth.speech import SpeechSynthConfig, generate_speech
+            generate_speech(root, SpeechSynthConfig(minutes=5, seed=0), progress=False)
+        else:
+            from acom.training.synth.urban import generate_urban
+            generate_urban(root, clips_per_class=20, seed=0, progress=False)
+    return root
+
+
+def _check_budget(board: Board, macs: dict, frontend_in_graph: bool) -> float:
+    need = macs["total_as_exported"] if frontend_in_graph else macs["total"]
+    if need > board.macs_per_s_budget:
+        raise ExportError(f"the model does not fit board {board.name}: {need / 1e6:.1f} M MAC per second of audio "
+                          f"against a real-time budget of {board.macs_per_s_budget / 1e6:.1f} M "
+                          f"({need / board.macs_per_s_budget:.1f}x over)")
+    return need
+
+
+def _check_fit(board: Board, ram_bytes: int, flash_bytes: int) -> None:
+    over = []
+    if ram_bytes > board.model_ram_budget_kib * 1024:
+        over.append(f"RAM {ram_bytes / 1024:.0f} KiB > {board.model_ram_budget_kib} KiB "
+                    f"(by {ram_bytes / 1024 - board.model_ram_budget_kib:.0f} KiB)")
+    if flash_bytes > board.model_flash_budget_kib * 1024:
+        over.append(f"flash {flash_bytes / 1024:.0f} KiB > {board.model_flash_budget_kib} KiB "
+                    f"(by {flash_bytes / 1024 - board.model_flash_budget_kib:.0f} KiB)")
+    if over:
+        raise ExportError(f"the model does not fit board {board.name}: " + "; ".join(over))
+
+
+def export(opts: ExportOptions) -> dict:
+    """Run every stage; returns the manifest written to ``opts.out``."""
+    board = load_board(opts.board)
+    stage = _Stages(opts.log)
+    out = opts.out or Path(f"export-{board.name}-{opts.task}")
+    if out.exists() and not opts.force:  # before any work, not after minutes of it
+        raise ExportError(f"{out} exists; choose another --out or pass --force to replace it")
+    with stage("load"):
+        split, payload, ckpt_path = _load(opts)
+        task = payload["task"]
+    frontend_in_graph = board.frontend == "graph"
+    with stage("edge graph"):
+        graph = EdgeGraph(split, opts.n_q or 1, frontend=frontend_in_graph).eval()
+        window = int(round(board.window_s * graph.frontend.cfg.sample_rate))
+        spec = graph.spec(window)
+        macs = edge_macs_per_second(graph)
+        need = _check_budget(board, macs, frontend_in_graph)
+    data = _data_root(opts, task)
+    spc = int(round(graph.frontend.cfg.sample_rate / split.frame_rate))
+    with stage("calibration data"):
+        calib_items = _dataset_items(task, data, "train", opts.calibration_windows)
+        calib = verify.make_windows(graph, calib_items, window, spc)
+        calibration = [torch.from_numpy(x) for x in calib.inputs[: opts.calibration_windows]]
+        test_items = _dataset_items(task, data, TEST_SUBSET[task], opts.verify_items)
+        windows = verify.make_windows(graph, test_items, window, spc)
+    example = graph.example_input(window)
+    artifacts: list[Artifact] = []
+    for runtime in board.runtimes:
+        with stage(f"quantize + lower ({runtime})"):
+            artifacts.extend(_lower(runtime, graph, example, calibration, board, artifacts))
+    with stage("verify"):
+        float_codes = verify.run(verify.torch_runner(graph), windows)
+        float_metric = verify.task_metric(split, verify.item_codes(float_codes, windows), windows.targets)
+        checks = []
+        for art in artifacts:
+            if not art.checked:
+                continue
+            codes = verify.run(art.runner, windows)
+            ref = verify.run(art.reference, windows)
+            metric = verify.task_metric(split, verify.item_codes(codes, windows), windows.targets)
+            checks.append({"artifact": art.name, "runtime": art.runtime,
+                           "agreement_vs_quantized_reference": verify.agreement(codes, ref),
+                           "agreement_vs_float": verify.agreement(codes, float_codes),
+                           "metric": metric, "metric_loss_points": verify.metric_loss_points(task, metric, float_metric)})
+    # ... (fit, thresholds and bundle follow)
+    return _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,
+                   float_metric, windows, stage, data)
+
+
+def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: list[torch.Tensor], board: Board,
+           done: list[Artifact]) -> list[Artifact]:
+    """The artifacts of one runtime of the board (the int8 .tflite is shared by LiteRT, TFLM and vela)."""
+    if runtime == "executorch-xnnpack":
+        from acom.export import executorch as et
+        quantized = et.quantize(graph, example, calibration)
+        pte = et.lower(quantized, example)
+        runner = et.PteRunner(pte)
+        return [Artifact("edge.pte", pte, runtime, lambda xs: [runner(x) for x in xs], verify.torch_runner(quantized),
+                         {"portable_ops": et.delegated_ops(pte), **et.planned_memory(pte)})]
+    from acom.export import litert
+    shared = next((a for a in done if a.save and a.runtime in ("litert", "tflite-micro")), None)
+    new = []
+    if shared is None:
+        quantized = litert.quantize(graph, example, calibration)
+        model = litert.convert(quantized, example)
+        # Linux boards run LiteRT with its default XNNPACK delegate; a microcontroller build is checked in TFLM.
+        xnnpack = board.kind == "linux"
+        name = "edge.tflite" if board.kind == "linux" else "edge_int8.tflite"
+        shared = Artifact(name, model, "litert", lambda xs: litert.run_litert(model, xs, xnnpack=xnnpack),
+                          verify.torch_runner(quantized), {"ops": _counts(litert.tflite_ops(model))})
+        new.append(shared)
+    if runtime == "litert":
+        return new
+    if runtime == "tflite-micro":
+        from acom.export import micro
+        _, arena = micro.run_tflm(shared.data, [example.numpy()])
+        # On a board without LiteRT the file is saved as the TFLM artifact, checked there alone.
+        return [Artifact(shared.name, shared.data, runtime, lambda xs: micro.run_tflm(shared.data, xs)[0],
+                         shared.reference, {**shared.facts, "arena_bytes": arena}, save=bool(new))]
+    if runtime == "ethos-u-vela":
+        import tempfile
+
+        from acom.export import micro
+        if board.npu is None:
+            raise ExportError(f"board {board.name} lists ethos-u-vela but has no [npu] table")
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "edge_int8.tflite"
+            src.write_bytes(shared.data)
+            summary = micro.run_vela(src, Path(tmp) / "vela", board.npu.accelerator, board.npu.system_config,
+                                     board.npu.memory_mode)
+            vela_model = Path(summary.pop("vela_model")).read_bytes()
+        return [Artifact("edge_int8_vela.tflite", vela_model, runtime, shared.runner, shared.reference,
+                         {"vela": summary}, checked=False)]
+    raise ExportError(f"board {board.name}: runtime {runtime!r} has no exporter")
+
+
+def _counts(names: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in names:
+        out[n] = out.get(n, 0) + 1
+    return out
+
+
+def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,
+            float_metric, windows, stage, data) -> dict:
+    task, rvq = split.model.task, split.rvq
+    failures = []
+    for c in checks:
+        low = [f"stage {i + 1}: {a:.2%}" for i, a in enumerate(c["agreement_vs_quantized_reference"])
+               if a < CODE_AGREEMENT_MIN]
+        if low:
+            failures.append(f"{c['artifact']} code agreement below {CODE_AGREEMENT_MIN:.0%} ({', '.join(low)})")
+        if c["metric_loss_points"] > METRIC_LOSS_MAX:
+            failures.append(f"{c['artifact']} {c['metric']['metric']} {c['metric_loss_points']:+.2f} points against "
+                            f"the float model (allowed {METRIC_LOSS_MAX})")
+    passed = not failures
+    if failures and not opts.force:
+        raise ExportError("verification failed: " + "; ".join(failures) +
+                          ". Nothing was written; --force writes the bundle anyway (marked failed)")
+    ram, flash = _footprint(board, artifacts, graph, spec)
+    _check_fit(board, ram, flash)
+    files = {a.name: a.data for a in artifacts if a.save}
+    for a in artifacts:
+        files.update(a.extra_files)
+    if board.kind == "mcu":
+        from acom.export import micro
+        tflm = next(a for a in artifacts if a.runtime == "tflite-micro")
+        meta = {"codebook_hash": rvq.codebook_hash(), "frame_rate_hz": split.frame_rate,
+                "codebook_sizes": list(rvq.config.codebook_sizes[: graph.n_q]),
+                "sample_rate": graph.frontend.cfg.sample_rate, "window_samples": spec.window_samples,
+                "arena_bytes": tflm.facts["arena_bytes"]}
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in micro.write_c_sources(tflm.data, Path(tmp), meta=meta):
+                files[f"c/{path.name}"] = path.read_bytes()
+    fe = graph.frontend.cfg
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "kind": "acom-bundle", "task": task, "board": board.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "checkpoint": {"path": str(ckpt_path), "sha256": _file_sha(ckpt_path), "command": payload.get("command")},
+        "codebook_hash": rvq.codebook_hash(), "frame_rate": split.frame_rate, "n_q": graph.n_q,
+        "codebook_sizes": list(rvq.config.codebook_sizes[: graph.n_q]),
+        "nominal_bps": split.frame_rate * float(np.log2(rvq.config.codebook_sizes[: graph.n_q]).sum()),
+        "sample_rate": fe.sample_rate,
+        "frontend": {"runs_in": board.frontend, **fe.to_dict(),
+                     "feature_mean": graph.feat_mean.flatten().tolist(), "feature_std": graph.feat_std.flatten().tolist()},
+        "graph": {"input_shape": list(spec.input_shape), "codes_shape": list(spec.codes_shape),
+                  "window_samples": spec.window_samples, "codes_dtype": "int32"},
+        "artifacts": [{"file": a.name, "runtime": a.runtime,
+                       "verified": a.checked, **a.facts} for a in artifacts],
+        "verification": {"passed": passed, "failures": failures, "data": str(data),
+                         "test_subset": TEST_SUBSET[task], "items": len(windows.targets),
+                         "windows": len(windows.inputs), "float_metric": float_metric,
+                         "thresholds": {"code_agreement_min": CODE_AGREEMENT_MIN, "metric_loss_max_points": METRIC_LOSS_MAX},
+                         "checks": checks},
+        "macs_per_s": {k: round(v) for k, v in macs.items()}, "macs_per_s_on_device": round(need),
+        "peak_memory_bytes": ram, "model_flash_bytes": flash,
+        "model": {"config": config_dict(split.model), "split_layer": split.split_layer,
+                  "rvq_config": {**vars(rvq.config), "codebook_sizes": list(rvq.config.codebook_sizes)}},
+        "tail": "tail.safetensors", "priors": "priors.safetensors" if "priors" in payload else None,
+        "stage_seconds": stage.times,
+    }
+    tensors = {"tail.safetensors": tail_state(split)}
+    if "priors" in payload:
+        tensors["priors.safetensors"] = priors_tensors(payload["priors"])
+    with stage("bundle"):
+        write_bundle(out, files, tensors, manifest, force=opts.force)
+    manifest["stage_seconds"] = stage.times
+    manifest["out"] = str(out)
+    return manifest
+
+
+def _footprint(board: Board, artifacts: list[Artifact], graph: EdgeGraph, spec) -> tuple[int, int]:
+    """(RAM, flash) bytes the model needs on the board: the largest over the artifacts the board runs."""
+    if board.kind == "mcu":
+        tflm = next(a for a in artifacts if a.runtime == "tflite-micro")
+        ram, flash = tflm.facts["arena_bytes"], len(tflm.data)
+        vela = next((a for a in artifacts if a.runtime == "ethos-u-vela"), None)
+        if vela is not None:  # the NPU build replaces the CPU one: its SRAM and flash are what the board holds
+            ram, flash = vela.facts["vela"]["sram_bytes"], len(vela.data)
+        return int(ram), int(flash)
+    ram = max(a.facts.get("planned_memory_bytes", 0) for a in artifacts)
+    return int(ram), int(max(len(a.data) for a in artifacts))
+
+
+def _file_sha(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
