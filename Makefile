@@ -43,7 +43,12 @@ demo: setup
 	$(VENV)/bin/acom eval --task asr --checkpoint training/pretrained/asr/split.pt --data $(DATA)/speech --subset test-clean
 	$(VENV)/bin/acom eval --task ac --checkpoint training/pretrained/ac/split.pt --data $(DATA)/urban --subset test
 	@echo
-	@echo "Not built yet: codec baselines, export (acom-export), the server (acom serve)."
+	@echo "== the device half for a Raspberry Pi 4 and a Cortex-M55 + Ethos-U55 (int8, verified by its codes) =="
+	$(VENV)/bin/acom boards
+	$(VENV)/bin/acom-export --board rpi4 --out export-rpi4-asr --force
+	$(VENV)/bin/acom-export --board cortex-m55-u55 --task ac --out export-cortex-m55-u55-ac --force
+	@echo
+	@echo "Not built yet: codec baselines, the server (acom serve)."
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -51,6 +56,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/synth_speed.py --minutes 10
+	$(PY) bench/export_boards.py --all-stages
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache export-*-asr export-*-ac

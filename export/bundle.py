@@ -71,11 +71,12 @@ def read_manifest(bundle: Path) -> dict:
 
 
 def write_bundle(out: Path, files: dict[str, bytes], tensors: dict[str, dict[str, torch.Tensor]],
-                 manifest: dict, force: bool = False) -> Path:
+                 manifest: dict, force: bool = False) -> dict:
     """Write everything to a temporary folder beside ``out``, then rename it into place.
 
     ``files``: relative path -> bytes (listed in the manifest with SHA-256 and size); ``tensors``: relative
-    path -> tensors saved as safetensors. Never leaves a partly written bundle at ``out``.
+    path -> tensors saved as safetensors. Never leaves a partly written bundle at ``out``. Returns the
+    manifest as written (with ``files``).
     """
     out = Path(out)
     if out.exists() and not force:
@@ -104,4 +105,4 @@ def write_bundle(out: Path, files: dict[str, bytes], tensors: dict[str, dict[str
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return manifest

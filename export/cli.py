@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -52,6 +53,20 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     _quiet_libraries()
@@ -61,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                          data=ns.data, calibration_windows=ns.calibration_windows,
                          verify_items=ns.verify_items, force=ns.force)
     try:
-        manifest = export(opts)
+        with _stdout_to_stderr():  # converters print progress on stdout (C++ too): keep stdout for the result
+            manifest = export(opts)
     except AcomError as e:
         print(f"acom-export: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -220,7 +220,7 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
         return new
     if runtime == "tflite-micro":
         from acom.export import micro
-        _, arena = micro.run_tflm(shared.data, [example.numpy()])
+        arena = tflm_arena_or_explain(shared.data, example.numpy(), board.name)
         # On a board without LiteRT the file is saved as the TFLM artifact, checked there alone.
         return [Artifact(shared.name, shared.data, runtime, lambda xs: micro.run_tflm(shared.data, xs)[0],
                          shared.reference, {**shared.facts, "arena_bytes": arena}, save=bool(new))]
@@ -239,6 +239,41 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
         return [Artifact("edge_int8_vela.tflite", vela_model, runtime, shared.runner, shared.reference,
                          {"vela": summary}, checked=False)]
     raise ExportError(f"board {board.name}: runtime {runtime!r} has no exporter")
+
+
+def tflm_arena_or_explain(model: bytes, example: np.ndarray, board: str) -> int:
+    """Run ``model`` once in TFLite Micro and return its arena bytes; an operator TFLM lacks is an ExportError
+    that names it and where it sits in the graph."""
+    import re
+
+    from acom.export import litert, micro
+    result: dict = {}
+
+    def attempt() -> None:
+        try:
+            result["arena"] = micro.run_tflm(model, [example])[1]
+        except ExportError:
+            raise
+        except Exception as e:  # "failed to allocate tensors"; the reason is in TFLM's log on stderr
+            result["error"] = e
+
+    log = micro._captured(attempt)
+    if "error" in result:
+        e = result["error"]
+        text = f"{log} {e}"
+        found = re.search(r"opcode '?([A-Z0-9_]+)'?", text) or re.search(r"\b([A-Z][A-Z0-9_]{2,})\b", text)
+        ops = litert.tflite_ops(model)
+        if found and found.group(1) in ops:
+            name = found.group(1)
+            where = [i for i, op in enumerate(ops) if op == name]
+            i = where[0]
+            context = f"after {ops[i - 1]}" if i else "first"
+            raise ExportError(
+                f"board {board}: TFLite Micro cannot run operator {name} (operator {i + 1} of {len(ops)} in the "
+                f"edge graph, {context}; {len(where)} such operator(s) in all). Rewrite that layer with operators "
+                f"TFLM has, or export for a Linux board") from e
+        raise ExportError(f"board {board}: TFLite Micro failed to run the edge graph: {text.strip()[:400]}") from e
+    return result["arena"]
 
 
 def _counts(names: list[str]) -> dict[str, int]:
@@ -311,7 +346,7 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
     if "priors" in payload:
         tensors["priors.safetensors"] = priors_tensors(payload["priors"])
     with stage("bundle"):
-        write_bundle(out, files, tensors, manifest, force=opts.force)
+        manifest = write_bundle(out, files, tensors, manifest, force=opts.force)
     manifest["stage_seconds"] = stage.times
     manifest["out"] = str(out)
     return manifest

@@ -1,0 +1,90 @@
+"""acom-export for a Cortex-M55 + Ethos-U55 board: TFLM-checked int8 .tflite, vela build, C sources, fit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from acom.errors import ExportError
+from acom.export import pipeline
+from acom.export.pipeline import ExportOptions, export, tflm_arena_or_explain
+
+
+def _board(tmp_path: Path, **changes) -> Path:
+    text = (Path(pipeline.__file__).parent.parent / "boards" / "cortex-m55-u55.toml").read_text()
+    lines = [f"{k} = {changes[k]}" if (k := line.split("=")[0].strip()) in changes else line
+             for line in text.splitlines()]
+    path = tmp_path / "board.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def m55_bundle(urban_set: Path, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("m55") / "ac"
+    manifest = export(ExportOptions(board="cortex-m55-u55", task="ac", out=out, data=urban_set,
+                                    calibration_windows=8, verify_items=12, log=lambda s: None))
+    return out, manifest
+
+
+def test_m55_bundle_fits_and_is_verified_in_tflm(m55_bundle) -> None:
+    out, m = m55_bundle
+    assert m["frontend"]["runs_in"] == "firmware" and m["graph"]["input_shape"][:2] == [1, 40]
+    assert len(m["frontend"]["feature_mean"]) == 40
+    runtimes = {a["runtime"]: a for a in m["artifacts"]}
+    assert set(runtimes) == {"tflite-micro", "ethos-u-vela"}
+    assert 4096 < runtimes["tflite-micro"]["arena_bytes"] < 256 * 1024
+    vela = runtimes["ethos-u-vela"]["vela"]
+    assert vela["npu_ops"] and vela["cycles"] > 0 and vela["sram_bytes"] > 0
+    assert m["peak_memory_bytes"] <= 256 * 1024 and m["model_flash_bytes"] <= 512 * 1024
+    (check,) = m["verification"]["checks"]
+    assert check["runtime"] == "tflite-micro" and min(check["agreement_vs_quantized_reference"]) >= 0.99
+    assert {"edge_int8.tflite", "edge_int8_vela.tflite", "c/acom_model.h", "c/acom_model.c"} <= set(m["files"])
+
+
+def test_m55_c_sources_compile_and_carry_the_codebook_hash(m55_bundle, tmp_path: Path) -> None:
+    out, m = m55_bundle
+    header = (out / "c" / "acom_model.h").read_text()
+    assert m["codebook_hash"] in header
+    for c in sorted((out / "c").glob("*.c")):
+        subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", "-fsyntax-only", "-I", str(out / "c"), str(c)],
+                       check=True)
+
+
+def test_model_over_the_ram_budget_says_by_how_much(urban_set: Path, tmp_path: Path) -> None:
+    board = _board(tmp_path, model_ram_budget_kib="4")
+    with pytest.raises(ExportError, match=r"RAM \d+ KiB > 4 KiB \(by \d+ KiB\)"):
+        export(ExportOptions(board=str(board), task="ac", out=tmp_path / "b", data=urban_set,
+                             calibration_windows=2, verify_items=2, log=lambda s: None))
+    assert not (tmp_path / "b").exists()
+
+
+def test_an_operator_tflm_lacks_is_named() -> None:
+    import litert_torch
+
+    class GeluHead(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.gelu(self.fc(x))
+
+    model = bytes(litert_torch.convert(GeluHead().eval(), (torch.zeros(1, 8),)).model_content())
+    with pytest.raises(ExportError, match=r"cannot run operator GELU \(operator 2 of 2 .*after FULLY_CONNECTED"):
+        tflm_arena_or_explain(model, torch.zeros(1, 8).numpy(), "cortex-m4")
+
+
+def test_cli_json_is_the_manifest(urban_set: Path, tmp_path: Path, capsys) -> None:
+    from acom.export.cli import main
+
+    rc = main(["--board", "cortex-m4", "--task", "ac", "--out", str(tmp_path / "b"), "--data", str(urban_set),
+               "--calibration-windows", "2", "--verify-items", "3", "--json"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    on_disk = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert printed["codebook_hash"] == on_disk["codebook_hash"] and printed["board"] == "cortex-m4"
