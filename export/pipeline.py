@@ -210,11 +210,16 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
     if shared is None:
         quantized = litert.quantize(graph, example, calibration)
         model = litert.convert(quantized, example)
-        # Linux boards run LiteRT with its default XNNPACK delegate; a microcontroller build is checked in TFLM.
-        xnnpack = board.kind == "linux"
+        # Verified with LiteRT's builtin kernels (the reference integer arithmetic, as TFLM): those are the codes
+        # the bundle vouches for. The default XNNPACK delegate rounds differently; its agreement is reported.
         name = "edge.tflite" if board.kind == "linux" else "edge_int8.tflite"
-        shared = Artifact(name, model, "litert", lambda xs: litert.run_litert(model, xs, xnnpack=xnnpack),
-                          verify.torch_runner(quantized), {"ops": _counts(litert.tflite_ops(model))})
+        facts = {"ops": _counts(litert.tflite_ops(model)), "kernels": "builtin (no delegate)"}
+        if board.kind == "linux":
+            xs = [x.numpy() for x in calibration[:4]]
+            facts["agreement_xnnpack_delegate_vs_builtin"] = verify.agreement(
+                litert.run_litert(model, xs, xnnpack=True), litert.run_litert(model, xs))
+        shared = Artifact(name, model, "litert", lambda xs: litert.run_litert(model, xs),
+                          verify.torch_runner(quantized), facts)
         new.append(shared)
     if runtime == "litert":
         return new
