@@ -86,10 +86,12 @@ def main() -> None:
     report = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "targets": targets,
               "exports": rows, "refused": refused}
     ns.out.parent.mkdir(parents=True, exist_ok=True)
+    report["data"] = {"asr": str(ns.data_asr or "data/speech"), "ac": str(ns.data_ac or "data/urban")}
     ns.out.write_text(json.dumps(report, indent=1) + "\n")
     ns.out.with_suffix(".md").write_text("# acom-export of the shipped models\n\nFrom `python bench/export_boards.py"
-                                         f"{' --all-stages' if ns.all_stages else ''}`; verified on the demo sets "
-                                         "(`make demo`).\n\n" + table(rows) + "\n\nTargets: " +
+                                         f"{' --all-stages' if ns.all_stages else ''}`; calibrated on train, verified on up to 40 "
+                                         f"test items of {report['data']['asr']} (asr) and {report['data']['ac']} (ac)"
+                                         ".\n\n" + table(rows) + "\n\nTargets: " +
                                          ", ".join(f"{k}: {v}" for k, v in targets.items()) + "\n\nRefused:\n\n" +
                                          "\n".join(f"- {r['board']} {r['task']} n_q={r['n_q']}: {r['error']}"
                                                    for r in refused) + "\n")
