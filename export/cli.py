@@ -39,7 +39,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="data set for calibration (train) and verification (test) "
                    "(default: data/speech or data/urban, as `make demo` writes them)")
     p.add_argument("--calibration-windows", type=int, default=16, help="windows of real audio to calibrate on")
-    p.add_argument("--verify-items", type=int, default=40, help="test items to verify on (spread over the subset)")
+    p.add_argument("--verify-items", type=int, help="test items to verify on, spread over the test subset "
+                   "(default 40 utterances for asr, 200 clips for ac)")
+    p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning of the edge part (int8 fake "
+                   "quantization, task loss, quantizer and server frozen) before quantizing; the metric is still "
+                   "judged against the original float model")
+    p.add_argument("--qat-epochs", type=int, default=2, help="epochs of --qat over the train subset of --data")
     p.add_argument("--force", action="store_true", help="replace --out if it exists; write the bundle even if "
                    "verification fails (marked failed in the manifest)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
@@ -74,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     opts = ExportOptions(board=ns.board, task=ns.task, checkpoint=ns.checkpoint, out=ns.out, n_q=ns.n_q,
                          data=ns.data, calibration_windows=ns.calibration_windows,
-                         verify_items=ns.verify_items, force=ns.force)
+                         verify_items=ns.verify_items, qat=ns.qat, qat_epochs=ns.qat_epochs,
+                         force=ns.force)
     try:
         with _stdout_to_stderr():  # converters print progress on stdout (C++ too): keep stdout for the result
             manifest = export(opts)

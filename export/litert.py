@@ -60,8 +60,13 @@ def _gelu_without_gelu_op(gm: fx.GraphModule) -> None:
     gm.recompile()
 
 
-def edge_quantizer():
-    """litert-torch's PT2E quantizer: static int8, per-channel weights, the RVQ left float, int8 pooling."""
+def edge_quantizer(int8_elementwise: bool = True):
+    """litert-torch's PT2E quantizer: static int8, per-channel weights, the RVQ left float, int8 pooling.
+
+    ``int8_elementwise``: also make residual adds/subtractions int8 (microcontrollers and NPUs want no float
+    islands). Off, they stay float: fewer requantization points, so the codes follow the quantized reference
+    more closely, at the cost of float adds a Linux core does at no real expense.
+    """
     import dataclasses
 
     from litert_torch.quantize import pt2e_quantizer as pq
@@ -77,7 +82,7 @@ def edge_quantizer():
             for node in model.graph.nodes:  # topological: an input is annotated before its users
                 if node in rvq or node in frontend:
                     node.meta.pop("quantization_annotation", None)
-                elif node.target in _ELEMENTWISE and not _has_output_qspec(node) and all(
+                elif int8_elementwise and node.target in _ELEMENTWISE and not _has_output_qspec(node) and all(
                         _is_float(a) for a in (node, *node.args[:2])):
                     # The base annotator finds adds by source_fn_stack, which torch.export no longer records.
                     node.meta["quantization_annotation"] = QuantizationAnnotation(
@@ -126,7 +131,8 @@ def _has_output_qspec(node: object) -> bool:
     return ann is not None and ann.output_qspec is not None
 
 
-def quantize(graph: EdgeGraph, example: torch.Tensor, calibration: list[torch.Tensor]) -> fx.GraphModule:
+def quantize(graph: EdgeGraph, example: torch.Tensor, calibration: list[torch.Tensor],
+             int8_elementwise: bool = True) -> fx.GraphModule:
     """PT2E-quantized copy of ``graph`` (fake-quant torch reference: input ``[1, n_mels, F]`` -> int32 codes).
 
     ``calibration``: real inputs of the exported shape; their activations set the int8 ranges.
@@ -141,7 +147,7 @@ def quantize(graph: EdgeGraph, example: torch.Tensor, calibration: list[torch.Te
         raise ExportError(f"calibration inputs must have the exported shape {tuple(example.shape)}, got {bad}")
     gm = torch.export.export(graph.eval(), (example,)).module()
     _gelu_without_gelu_op(gm)
-    gm = prepare_pt2e(gm, edge_quantizer())
+    gm = prepare_pt2e(gm, edge_quantizer(int8_elementwise))
     with torch.no_grad():
         for x in calibration:
             gm(x)

@@ -62,7 +62,7 @@ def torch_runner(module: torch.nn.Module) -> Runner:
 
 
 def agreement(codes: list[np.ndarray], reference: list[np.ndarray]) -> list[float]:
-    """Share of codes identical to ``reference``, per RVQ stage."""
+    """Share of codes identical to ``reference``, per RVQ stage (arrays ``[..., n_q, T]`` in pairs)."""
     a = np.concatenate([c.reshape(c.shape[-2], -1) for c in codes], axis=1)
     b = np.concatenate([c.reshape(c.shape[-2], -1) for c in reference], axis=1)
     return [round(float(x), 5) for x in (a == b).mean(axis=1)]
