@@ -12,7 +12,7 @@ from pathlib import Path
 
 from acom.errors import AcomError
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNVERIFIED = 0, 1, 2, 3
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,7 +27,8 @@ def parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  acom-export --board rpi4\n  acom-export --board cortex-m55-u55 --task ac --out bundles/ac\n"
                "  acom-export --board rpi5 --checkpoint runs/asr/split.pt --n-q 1 --json\n"
                "Boards: `acom boards`. Exit codes: 0 exported and verified; 1 failure; 2 bad input, a model that "
-               "does not fit the board, or failed verification (nothing written).",
+               "does not fit the board, or failed verification (nothing written); 3 written with --keep-failed "
+               "although verification failed.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--board", required=True, help="board profile name (see `acom boards`) or a .toml path")
     p.add_argument("--task", choices=["asr", "ac"], help="task of the shipped default model (default asr); "
@@ -45,8 +46,9 @@ def parser() -> argparse.ArgumentParser:
                    "quantization, task loss, quantizer and server frozen) before quantizing; the metric is still "
                    "judged against the original float model")
     p.add_argument("--qat-epochs", type=int, default=2, help="epochs of --qat over the train subset of --data")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists; write the bundle even if "
-                   "verification fails (marked failed in the manifest)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--keep-failed", action="store_true", help="write the bundle even if verification fails "
+                   "(marked failed in the manifest; exit code 3)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     return p
 
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = ExportOptions(board=ns.board, task=ns.task, checkpoint=ns.checkpoint, out=ns.out, n_q=ns.n_q,
                          data=ns.data, calibration_windows=ns.calibration_windows,
                          verify_items=ns.verify_items, qat=ns.qat, qat_epochs=ns.qat_epochs,
-                         force=ns.force)
+                         force=ns.force, keep_failed=ns.keep_failed)
     try:
         with _stdout_to_stderr():  # converters print progress on stdout (C++ too): keep stdout for the result
             manifest = export(opts)
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(manifest, indent=1))
     else:
         print(summary(manifest))
-    return EXIT_OK
+    return EXIT_OK if manifest["verification"]["passed"] else EXIT_UNVERIFIED
 
 
 def summary(m: dict) -> str:

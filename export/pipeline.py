@@ -46,7 +46,8 @@ class ExportOptions:
     verify_items: int | None = None  # None: 200 clips (ac: 0.5 points is one clip in 200) or 40 utterances (asr)
     qat: bool = False
     qat_epochs: int = 2
-    force: bool = False
+    force: bool = False  # replace --out if it exists
+    keep_failed: bool = False  # write the bundle even if verification fails (marked failed)
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
 
 
@@ -317,10 +318,10 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
             failures.append(f"{c['artifact']} {c['metric']['metric']} {c['metric_loss_points']:+.2f} points against "
                             f"the float model (allowed {METRIC_LOSS_MAX})")
     passed = not failures
-    if failures and not opts.force:
+    if failures and not opts.keep_failed:
         hint = "" if opts.qat else "; --qat fine-tunes the edge part for int8 first"
         raise ExportError("verification failed: " + "; ".join(failures) +
-                          f". Nothing was written; --force writes the bundle anyway (marked failed){hint}")
+                          f". Nothing was written; --keep-failed writes the bundle anyway (marked failed){hint}")
     ram, flash = _footprint(board, artifacts, graph, spec)
     files = {a.name: a.data for a in artifacts if a.save}
     for a in artifacts:

@@ -121,3 +121,15 @@ def test_failed_verification_writes_nothing(urban_set: Path, tmp_path: Path, mon
         export(ExportOptions(board=str(board), task="ac", out=tmp_path / "b", data=urban_set,
                              calibration_windows=2, verify_items=2, log=lambda s: None))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["board.toml"]
+
+
+def test_keep_failed_writes_a_bundle_marked_failed_and_exits_3(urban_set: Path, tmp_path: Path,
+                                                               monkeypatch) -> None:
+    monkeypatch.setattr(pipeline, "CODE_AGREEMENT_MIN", 1.01)
+    board = _board(tmp_path, runtimes='["executorch-xnnpack"]', window_s="1.0")
+    rc = export_main(["--board", str(board), "--task", "ac", "--out", str(tmp_path / "b"), "--data", str(urban_set),
+                      "--calibration-windows", "2", "--verify-items", "2", "--keep-failed"])
+    assert rc == 3
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["verification"]["passed"] is False
+    assert "code agreement below 101%" in manifest["verification"]["failures"][0]
