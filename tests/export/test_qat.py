@@ -15,11 +15,11 @@ from acom.training.featcache import FeatureSet, cached_features
 from acom.training.rate_accuracy import PRETRAINED
 
 
-def test_qat_tunes_only_the_edge_blocks(urban_set: Path) -> None:
+def test_qat_tunes_only_the_edge_blocks(urban_set: Path, tmp_path: Path) -> None:
     split, _ = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")
     before = {k: v.clone() for k, v in split.state_dict().items()}
     hash_before = split.rvq.codebook_hash()
-    train = cached_features("ac", "train", 40, root=urban_set, progress=False)
+    train = cached_features("ac", "train", 40, root=urban_set, cache=tmp_path, progress=False)
     report = qat_finetune(split, train, n_q=1, epochs=2, lr=1e-3, progress=False)
     assert report["layers"] > 0 and len(report["history"]) == 2
     assert all(math.isfinite(h["loss"]) for h in report["history"])

@@ -20,7 +20,7 @@ from tests.training.test_split import _toy_features
 
 
 @pytest.mark.parametrize("name", ["paper-librispeech", "paper-us8k"])
-def test_paper_recipes_take_real_steps(name: str, speech_set: Path) -> None:
+def test_paper_recipes_take_real_steps(name: str, speech_set: Path, tmp_path: Path) -> None:
     """Build the paper-size model, cut where the paper cuts, and take two optimizer steps on real features."""
     r = recipes.get(name)
     model = build_model(r.task, r.model)
@@ -28,7 +28,8 @@ def test_paper_recipes_take_real_steps(name: str, speech_set: Path) -> None:
     assert split.frame_rate == 25.0 and split.rvq.config.codebook_sizes == r.codebook_sizes
     if r.task == "asr":
         assert len(model.blocks) == 13 and r.split_layer == 4 and model.config.dim == 512  # stem + 12 blocks
-        fs = cached_features("asr", "dev", model.config.n_mels, root=speech_set)
+        # own cache folder: the shared speech set must stay as generated (a determinism test compares it)
+        fs = cached_features("asr", "dev", model.config.n_mels, root=speech_set, cache=tmp_path / "features")
     else:  # ECAPA-style: the server side is pooling and classifier only
         assert r.split_layer == len(model.blocks) - 1
         fs = FeatureSet("ac", [torch.randn(80, 200).half() for _ in range(4)], [0, 1, 2, 3], list("abcd"), 80)
