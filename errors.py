@@ -15,3 +15,11 @@ class ToolError(AcomError):
 
 class ExportError(AcomError):
     """An export cannot be made or verified: unknown board, model too large, unsupported operator, failed check."""
+
+
+class WireError(AcomError):
+    """Bytes that are not a valid acom packet or frame; ``reason`` is a short word for counters."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason

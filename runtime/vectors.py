@@ -1,0 +1,69 @@
+"""Wire-format test vectors: audio -> codes -> packet bytes, for the C implementation on the device to
+reproduce byte for byte. ``python -m acom.runtime.vectors tests/vectors`` (re)writes them; a test checks that
+the shipped classifier and this module still produce exactly what is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from acom.runtime.wire import Packet, codebook_id, encode_packet, frame_serial, pack_codes
+
+KEY = b"acom-test-key-0001"  # the HMAC key of device 7 in the vectors (a test key, not a secret)
+SAMPLE_RATE = 16000
+
+
+def vector_audio(seconds: float = 1.0) -> np.ndarray:
+    """A fixed test signal (float32 [N]): a 300 -> 3000 Hz chirp with bursts, exact to the sample in float64."""
+    t = np.arange(int(seconds * SAMPLE_RATE), dtype=np.float64) / SAMPLE_RATE
+    chirp = np.sin(2 * np.pi * (300 * t + 0.5 * 2700 * t * t / seconds))
+    bursts = (np.sin(2 * np.pi * 3 * t) > 0.6) * np.sin(2 * np.pi * 1250 * t)
+    return (0.3 * chirp + 0.2 * bursts).astype(np.float32)
+
+
+def make_vectors(codes: np.ndarray, codebook_sizes: list[int], codebook_hash: str) -> list[dict]:
+    """The cases: codes [n_q, T] packed with 1 and all stages, untagged and tagged, and their serial frames."""
+    cases = []
+    for n_q in sorted({1, codes.shape[0]}):
+        for key in (None, KEY):
+            payload = pack_codes(codes[:n_q], codebook_sizes)
+            p = Packet(device_id=7, stream_id=1, seq=n_q, first_frame=0, codebook_id=codebook_id(codebook_hash),
+                       n_q=n_q, n_frames=codes.shape[1], payload=payload, end_of_stream=True)
+            data = encode_packet(p, key)
+            cases.append({"n_q": n_q, "hmac_key": key.decode() if key else None, "payload": payload.hex(),
+                          "packet": data.hex(), "serial": frame_serial(data).hex()})
+    return cases
+
+
+def shipped_classifier_vectors() -> dict:
+    """Vectors from the shipped classifier's float edge half on ``vector_audio()``."""
+    import torch
+
+    from acom.training.checkpoint import load_checkpoint
+    from acom.training.rate_accuracy import PRETRAINED
+
+    split, _ = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")
+    with torch.no_grad():
+        codes = split.edge()(torch.from_numpy(vector_audio())[None])[0].numpy()
+    sizes = list(split.rvq.config.codebook_sizes)
+    return {"wire_version": 1, "model": "training/pretrained/ac/split.pt", "codebook_hash": split.rvq.codebook_hash(),
+            "codebook_sizes": sizes, "audio": "vector_audio(): 1 s, see acom/runtime/vectors.py (also clip.raw: "
+            "float32 little-endian)", "codes": codes.tolist(), "cases": make_vectors(codes, sizes,
+                                                                                      split.rvq.codebook_hash())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    out = Path((argv or sys.argv[1:] or ["tests/vectors"])[0])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "clip.raw").write_bytes(vector_audio().astype("<f4").tobytes())
+    (out / "wire_v1.json").write_text(json.dumps(shipped_classifier_vectors(), indent=1) + "\n")
+    print(f"wrote {out / 'wire_v1.json'} and {out / 'clip.raw'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
