@@ -10,17 +10,8 @@ import pytest
 import torch
 
 from acom.errors import ExportError
-from acom.export import pipeline
+from tests.export.helpers import edited_board
 from acom.export.pipeline import ExportOptions, export, tflm_arena_or_explain
-
-
-def _board(tmp_path: Path, **changes) -> Path:
-    text = (Path(pipeline.__file__).parent.parent / "boards" / "cortex-m55-u55.toml").read_text()
-    lines = [f"{k} = {changes[k]}" if (k := line.split("=")[0].strip()) in changes else line
-             for line in text.splitlines()]
-    path = tmp_path / "board.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +47,7 @@ def test_m55_c_sources_compile_and_carry_the_codebook_hash(m55_bundle, tmp_path:
 
 
 def test_model_over_the_ram_budget_says_by_how_much(urban_set: Path, tmp_path: Path) -> None:
-    board = _board(tmp_path, model_ram_budget_kib="4")
+    board = edited_board(tmp_path, "cortex-m55-u55", model_ram_budget_kib="4")
     with pytest.raises(ExportError, match=r"RAM \d+ KiB > 4 KiB \(by \d+ KiB\)"):
         export(ExportOptions(board=str(board), task="ac", out=tmp_path / "b", data=urban_set,
                              calibration_windows=2, verify_items=2, log=lambda s: None))

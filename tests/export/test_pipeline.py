@@ -16,25 +16,15 @@ from acom.export import pipeline
 from acom.export.bundle import load_tail
 from acom.export.cli import main as export_main
 from acom.export.executorch import PteRunner
+from tests.export.helpers import edited_board
 from acom.export.pipeline import ExportOptions, export
 from acom.training.checkpoint import load_checkpoint
-
-
-def _board(tmp_path: Path, **changes) -> Path:
-    """A copy of the rpi4 profile with some fields replaced (as TOML literals)."""
-    text = (Path(pipeline.__file__).parent.parent / "boards" / "rpi4.toml").read_text()
-    lines = text.splitlines()
-    for key, value in changes.items():
-        lines = [f"{key} = {value}" if line.split("=")[0].strip() == key else line for line in lines]
-    path = tmp_path / "board.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
 def ac_bundle(urban_set: Path, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("bundle") / "ac"
-    board = _board(tmp_path_factory.mktemp("board"), runtimes='["executorch-xnnpack"]', name='"rpi4-et"')
+    board = edited_board(tmp_path_factory.mktemp("board"), "rpi4", runtimes='["executorch-xnnpack"]', name='"rpi4-et"')
     manifest = export(ExportOptions(board=str(board), task="ac", out=out, data=urban_set,
                                     calibration_windows=8, verify_items=12, log=lambda s: None))
     return out, manifest
@@ -100,7 +90,7 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
 
 
 def test_model_over_the_mac_budget_says_by_how_much(tmp_path: Path) -> None:
-    board = _board(tmp_path, macs_per_s_budget="1_000_000")
+    board = edited_board(tmp_path, "rpi4", macs_per_s_budget="1_000_000")
     with pytest.raises(ExportError, match=r"M MAC per second .* budget of 1.0 M \(\d+\.\dx over\)"):
         export(ExportOptions(board=str(board), task="ac", out=tmp_path / "b", log=lambda s: None))
 
@@ -116,7 +106,7 @@ def test_existing_out_is_kept_without_force(tmp_path: Path) -> None:
 
 def test_failed_verification_writes_nothing(urban_set: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(pipeline, "CODE_AGREEMENT_MIN", 1.01)  # unreachable: every artifact fails
-    board = _board(tmp_path, runtimes='["executorch-xnnpack"]', window_s="1.0")
+    board = edited_board(tmp_path, "rpi4", runtimes='["executorch-xnnpack"]', window_s="1.0")
     with pytest.raises(ExportError, match="code agreement below 101%"):
         export(ExportOptions(board=str(board), task="ac", out=tmp_path / "b", data=urban_set,
                              calibration_windows=2, verify_items=2, log=lambda s: None))
@@ -126,7 +116,7 @@ def test_failed_verification_writes_nothing(urban_set: Path, tmp_path: Path, mon
 def test_keep_failed_writes_a_bundle_marked_failed_and_exits_3(urban_set: Path, tmp_path: Path,
                                                                monkeypatch) -> None:
     monkeypatch.setattr(pipeline, "CODE_AGREEMENT_MIN", 1.01)
-    board = _board(tmp_path, runtimes='["executorch-xnnpack"]', window_s="1.0")
+    board = edited_board(tmp_path, "rpi4", runtimes='["executorch-xnnpack"]', window_s="1.0")
     rc = export_main(["--board", str(board), "--task", "ac", "--out", str(tmp_path / "b"), "--data", str(urban_set),
                       "--calibration-windows", "2", "--verify-items", "2", "--keep-failed"])
     assert rc == 3
