@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from acom.errors import AcomError
@@ -18,12 +19,12 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNVERIFIED = 0, 1, 2, 3
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="acom-export",
-        description="Export the device half of a split model (front-end, layers up to the cut, RVQ "
+        description=textwrap.fill("Export the device half of a split model (front-end, layers up to the cut, RVQ "
                     "nearest-codeword search) for a board: int8 post-training quantization calibrated on real "
                     "audio, lowering to ExecuTorch (.pte, XNNPACK) and LiteRT (.tflite) for Linux boards, or an "
                     "int8 .tflite checked in TFLite Micro (+ vela for Ethos-U, + C sources) for Cortex-M boards. "
                     "Every artifact is verified by the codes it emits against the PyTorch quantized reference, "
-                    "and by the task metric the server tail gets from them.",
+                    "and by the task metric the server tail gets from them.", 100),
         epilog="Examples:\n  acom-export --board rpi4\n  acom-export --board cortex-m55-u55 --task ac --out bundles/ac\n"
                "  acom-export --board rpi5 --checkpoint runs/asr/split.pt --n-q 1 --json\n"
                "Boards: `acom boards`. Exit codes: 0 exported and verified; 1 failure; 2 bad input, a model that "
