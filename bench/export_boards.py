@@ -21,6 +21,9 @@ from acom.export.cli import _quiet_libraries, _stdout_to_stderr
 from acom.export.pipeline import ExportOptions, export
 
 
+ALL_STAGES = {"asr": 3, "ac": 2}  # stages of the shipped models
+
+
 def run_one(board: str, task: str, n_q: int | None, data: Path | None, tmp: Path) -> dict:
     t0 = time.perf_counter()
     m = export(ExportOptions(board=board, task=task, n_q=n_q, data=data, out=tmp / f"{board}-{task}-{n_q}",
@@ -64,8 +67,8 @@ def main() -> None:
         for task in ns.tasks:
             data = ns.data_asr if task == "asr" else ns.data_ac
             for board in ns.boards:
-                for n_q in ([None, 99] if ns.all_stages else [None]):
-                    n_q = None if n_q is None else (3 if task == "asr" else 2)
+                # n_q None: the export's default (1 stage); with --all-stages also every stage the model has
+                for n_q in [None, ALL_STAGES[task]] if ns.all_stages else [None]:
                     try:
                         with _stdout_to_stderr():
                             rows.append(run_one(board, task, n_q, data, Path(tmp)))

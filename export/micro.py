@@ -28,7 +28,7 @@ VELA_CONFIG = "Arm/vela.ini"
 """The system and memory configurations shipped inside ethos-u-vela (``vela --list-config-files``)."""
 
 
-def _captured(fn: Callable[[], None]) -> str:
+def captured_output(fn: Callable[[], None]) -> str:
     """Run ``fn`` and return what C code wrote to file descriptors 1 and 2 meanwhile."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -63,7 +63,7 @@ def run_tflm(model: bytes, inputs: list[np.ndarray], arena_size: int = DEFAULT_A
         interp.set_input(to_model_input(model, np.asarray(x)), 0)
         interp.invoke()
         codes.append(np.array(interp.get_output(0), copy=True))
-    report = _captured(interp.print_allocations)
+    report = captured_output(interp.print_allocations)
     used = re.search(r"Arena allocation total (\d+) bytes", report)
     if used is None:
         raise ExportError(f"TFLite Micro printed no arena total; it printed: {report[:300]!r}")

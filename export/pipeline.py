@@ -8,6 +8,7 @@ it is checked against. Verification compares codes per RVQ stage and the task me
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 import time
@@ -21,7 +22,7 @@ import torch
 from acom.boards import Board, load_board
 from acom.errors import AcomError, ExportError
 from acom.export import verify
-from acom.export.bundle import SCHEMA_VERSION, priors_tensors, tail_state, write_bundle
+from acom.export.bundle import SCHEMA_VERSION, priors_tensors, sha256, tail_state, write_bundle
 from acom.export.graph import EdgeGraph
 from acom.training.checkpoint import load_checkpoint
 from acom.training.featcache import TEST_SUBSET, open_dataset
@@ -67,22 +68,17 @@ class Artifact:
 
 
 class _Stages:
-    """Prints each stage with its time, so a user sees where the minutes go."""
+    """Prints each stage as it starts and keeps its time, so a user sees where the minutes go."""
 
     def __init__(self, log: Callable[[str], None]) -> None:
-        self.log, self.t0, self.times = log, time.perf_counter(), {}
+        self.log, self.times = log, {}
 
+    @contextlib.contextmanager
     def __call__(self, name: str):
-        stages = self
-
-        class _Stage:
-            def __enter__(self):
-                self.t = time.perf_counter()
-                stages.log(f"acom-export: {name} ...")
-
-            def __exit__(self, *exc):
-                stages.times[name] = round(time.perf_counter() - self.t, 2)
-        return _Stage()
+        t0 = time.perf_counter()
+        self.log(f"acom-export: {name} ...")
+        yield
+        self.times[name] = round(time.perf_counter() - t0, 2)
 
 
 def _load(opts: ExportOptions):
@@ -187,7 +183,8 @@ def export(opts: ExportOptions) -> dict:
     for runtime in board.runtimes:
         with stage(f"quantize + lower ({runtime})"):
             artifacts.extend(_lower(runtime, graph, example, calibration, board, artifacts))
-    _check_fit(board, *_footprint(board, artifacts, graph, spec))  # before minutes of verification
+    ram, flash = _footprint(board, artifacts)
+    _check_fit(board, ram, flash)  # before minutes of verification
     with stage("verify"):
         float_graph = graph if float_split is split else EdgeGraph(float_split, graph.n_q, frontend_in_graph).eval()
         # Codes are compared on the frames of real audio: the zero padding of each item's last window is
@@ -206,9 +203,8 @@ def export(opts: ExportOptions) -> dict:
                            "agreement_vs_float": verify.agreement(codes, float_codes),
                            "metric": metric, "metric_loss_points": verify.metric_loss_points(task, metric, float_metric)})
     # ... (fit, thresholds and bundle follow)
-    manifest = _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,
-                       float_metric, windows, stage, data, qat)
-    return manifest
+    return _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,
+                   float_metric, windows, stage, data, qat, (ram, flash))
 
 
 def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: list[torch.Tensor], board: Board,
@@ -279,7 +275,7 @@ def tflm_arena_or_explain(model: bytes, example: np.ndarray, board: str) -> int:
         except Exception as e:  # "failed to allocate tensors"; the reason is in TFLM's log on stderr
             result["error"] = e
 
-    log = micro._captured(attempt)
+    log = micro.captured_output(attempt)
     if "error" in result:
         e = result["error"]
         text = f"{log} {e}"
@@ -306,7 +302,7 @@ def _counts(names: list[str]) -> dict[str, int]:
 
 
 def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,
-            float_metric, windows, stage, data, qat) -> dict:
+            float_metric, windows, stage, data, qat, footprint: tuple[int, int]) -> dict:
     task, rvq = split.model.task, split.rvq
     failures = []
     for c in checks:
@@ -322,7 +318,7 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
         hint = "" if opts.qat else "; --qat fine-tunes the edge part for int8 first"
         raise ExportError("verification failed: " + "; ".join(failures) +
                           f". Nothing was written; --keep-failed writes the bundle anyway (marked failed){hint}")
-    ram, flash = _footprint(board, artifacts, graph, spec)
+    ram, flash = footprint
     files = {a.name: a.data for a in artifacts if a.save}
     for a in artifacts:
         files.update(a.extra_files)
@@ -341,7 +337,7 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
     manifest = {
         "schema_version": SCHEMA_VERSION, "kind": "acom-bundle", "task": task, "board": board.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "checkpoint": {"path": str(ckpt_path), "sha256": _file_sha(ckpt_path), "command": payload.get("command")},
+        "checkpoint": {"path": str(ckpt_path), "sha256": sha256(Path(ckpt_path).read_bytes()), "command": payload.get("command")},
         "codebook_hash": rvq.codebook_hash(), "frame_rate": split.frame_rate, "n_q": graph.n_q,
         "codebook_sizes": list(rvq.config.codebook_sizes[: graph.n_q]),
         "nominal_bps": split.frame_rate * float(np.log2(rvq.config.codebook_sizes[: graph.n_q]).sum()),
@@ -375,7 +371,7 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
     return manifest
 
 
-def _footprint(board: Board, artifacts: list[Artifact], graph: EdgeGraph, spec) -> tuple[int, int]:
+def _footprint(board: Board, artifacts: list[Artifact]) -> tuple[int, int]:
     """(RAM, flash) bytes the model needs on the board: the largest over the artifacts the board runs."""
     if board.kind == "mcu":
         tflm = next(a for a in artifacts if a.runtime == "tflite-micro")
@@ -386,8 +382,3 @@ def _footprint(board: Board, artifacts: list[Artifact], graph: EdgeGraph, spec) 
         return int(ram), int(flash)
     ram = max(a.facts.get("planned_memory_bytes", 0) for a in artifacts)
     return int(ram), int(max(len(a.data) for a in artifacts))
-
-
-def _file_sha(path: Path) -> str:
-    import hashlib
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

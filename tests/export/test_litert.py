@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from acom.errors import ExportError
-from acom.export.graph import EdgeGraph
 from acom.export.litert import convert, input_quantization, quantize, run_litert, tflite_ops
-from acom.training.checkpoint import load_checkpoint
-from acom.training.datasets import UrbanSound8K
-from acom.training.rate_accuracy import PRETRAINED
-from acom.training.synth.urban import generate_urban
-
-WINDOW = 16000  # 1 s at 16 kHz
-
-
-def windows(graph: EdgeGraph, root: Path) -> list[torch.Tensor]:
-    """Normalized log-mel inputs [1, 40, F] of the first second of each clip under ``root``."""
-    ds = UrbanSound8K(root, folds=range(1, 11))
-    out = []
-    for i in range(len(ds)):
-        audio = ds[i][0][:WINDOW]
-        wave = torch.from_numpy(np.pad(audio, (0, WINDOW - len(audio))))[None]
-        with torch.no_grad():
-            out.append(graph.features(wave))
-    return out
-
+from tests.export.helpers import ac_graph_and_windows
 
 @pytest.fixture(scope="module")
 def lowered(tmp_path_factory) -> dict:
     """The ac edge graph (features in), its PT2E reference and its .tflite, calibrated on synthetic clips."""
-    split, _ = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")
-    graph = EdgeGraph(split, frontend=False).eval()
-    root = tmp_path_factory.mktemp("urban") / "set"
-    generate_urban(root, clips_per_class=2, seed=3, workers=1, progress=False)
-    xs = windows(graph, root)
+    graph, xs = ac_graph_and_windows(tmp_path_factory.mktemp("urban") / "set", clips_per_class=2, seed=3)
     calibration, test = xs[::4], xs[1::2]
     reference = quantize(graph, xs[0], calibration)
     return {"graph": graph, "reference": reference, "model": convert(reference, xs[0]), "test": test}

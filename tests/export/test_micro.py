@@ -10,13 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acom.export.graph import EdgeGraph
 from acom.export.litert import input_quantization, quantize_and_convert, run_litert
 from acom.export.micro import _constant_tensors, run_tflm, run_vela, write_c_sources
-from acom.training.checkpoint import load_checkpoint
-from acom.training.rate_accuracy import PRETRAINED
-from acom.training.synth.urban import generate_urban
-from tests.export.test_litert import windows
+from tests.export.helpers import ac_graph_and_windows
 
 META = {"codebook_sizes": [64, 64], "frame_rate_hz": 5.0, "sample_rate": 16000, "window_samples": 16000,
         "codebook_hash": "0" * 64, "arena_bytes": 22032}
@@ -24,11 +20,7 @@ META = {"codebook_sizes": [64, 64], "frame_rate_hz": 5.0, "sample_rate": 16000, 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> dict:
-    split, _ = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")
-    graph = EdgeGraph(split, frontend=False).eval()
-    root = tmp_path_factory.mktemp("urban") / "set"
-    generate_urban(root, clips_per_class=1, seed=5, workers=1, progress=False)
-    xs = windows(graph, root)
+    graph, xs = ac_graph_and_windows(tmp_path_factory.mktemp("urban") / "set", clips_per_class=1, seed=5)
     return {"bytes": quantize_and_convert(graph, xs[0], xs[::3]), "inputs": [x.numpy() for x in xs]}
 
 
