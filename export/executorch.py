@@ -5,7 +5,7 @@ multiply-accumulates that dominate the cost. Left in float: the log-mel front-en
 normalizations, attention softmax, and the RVQ nearest-codeword search (an int8 distance leaves ~half the codes
 right). Measured on the shipped ASR model: quantizing every op the XNNPACK quantizer can annotate (also adds,
 muls, matmuls) lowered code agreement with the quantized reference from 99.3% to 98.6% on the first stage
-(a one-off development run on 29 demo windows; bench/export_boards.py measures the chosen setting).
+(a one-off development run on 29 demo train-subset windows; bench/export_boards.py measures the chosen setting).
 """
 
 from __future__ import annotations
