@@ -59,6 +59,7 @@ test: setup
 bench: setup
 	$(PY) bench/synth_speed.py --minutes 10
 	$(PY) bench/export_boards.py --all-stages
+	$(PY) bench/fuzz_wire.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache export-*-asr export-*-ac

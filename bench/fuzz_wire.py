@@ -1,0 +1,95 @@
+"""Benchmark: a mutation fuzzer over the wire format (issue 6): any bytes give a Packet or a WireError.
+
+Inputs: random bytes, and valid packets (bit-packed and range-coded payloads, tagged and untagged) with random
+bit flips, byte changes, insertions, truncations and splices; each goes through decode_packet (with and without
+keys) and, COBS-framed and cut at random, through SerialDeframer. Any other exception is a finding: it is
+recorded with its input (hex) and the run fails. Not coverage-guided (atheris is not used); seeded, so a
+finding reproduces. Writes reports/fuzz_wire.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from acom.errors import WireError
+from acom.runtime.wire import Packet, SerialDeframer, decode_packet, encode_packet, frame_serial, pack_codes
+
+KEYS = {7: b"fuzz-key"}
+
+
+def seeds(rng: np.random.Generator) -> list[bytes]:
+    out = []
+    for sizes, n_q, frames in (([64], 1, 25), ([64, 64, 64], 3, 25), ([1000, 7], 2, 9), ([2], 1, 0)):
+        codes = np.stack([rng.integers(0, k, frames) for k in sizes[:n_q]]) if frames else np.zeros((n_q, 0), int)
+        p = Packet(7, 1, 5, 125, 0x1122334455667788, n_q, frames, pack_codes(codes, sizes))
+        out += [encode_packet(p), encode_packet(p, KEYS[7])]
+    return out
+
+
+def mutate(rng: np.random.Generator, data: bytes, pool: list[bytes]) -> bytes:
+    b = bytearray(data)
+    for _ in range(int(rng.integers(1, 4))):
+        op = int(rng.integers(0, 6))
+        if op == 0 and b:
+            i = int(rng.integers(0, len(b)))
+            b[i] ^= 1 << int(rng.integers(0, 8))
+        elif op == 1 and b:
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        elif op == 2:
+            b[int(rng.integers(0, len(b) + 1)):0] = rng.bytes(int(rng.integers(1, 8)))
+        elif op == 3 and b:
+            del b[int(rng.integers(0, len(b))):]
+        elif op == 4:
+            other = pool[int(rng.integers(0, len(pool)))]
+            b = b[: int(rng.integers(0, len(b) + 1))] + bytearray(other[int(rng.integers(0, len(other))):])
+        else:
+            b = bytearray(rng.bytes(int(rng.integers(0, 80))))
+    return bytes(b)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--inputs", type=int, default=1_000_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("reports/fuzz_wire.json"))
+    ns = p.parse_args()
+    rng = np.random.default_rng(ns.seed)
+    pool = seeds(rng)
+    counts: dict[str, int] = {}
+    findings = []
+    deframer = SerialDeframer(KEYS)
+    t0 = time.perf_counter()
+    for n in range(ns.inputs):
+        data = mutate(rng, pool[n % len(pool)], pool)
+        for keys in (None, KEYS):
+            try:
+                decode_packet(data, keys)
+                counts["packet"] = counts.get("packet", 0) + 1
+            except WireError as e:
+                counts[e.reason] = counts.get(e.reason, 0) + 1
+            except Exception as e:  # noqa: BLE001 - any other exception is what the fuzzer looks for
+                findings.append({"input": data.hex(), "error": repr(e)})
+        try:
+            frame = frame_serial(data) if n % 2 else data
+            cut = int(rng.integers(0, len(frame) + 1))
+            for r in deframer.feed(frame[:cut]) + deframer.feed(frame[cut:]):
+                assert isinstance(r, (Packet, WireError))
+        except Exception as e:  # noqa: BLE001
+            findings.append({"input": data.hex(), "error": repr(e), "where": "serial"})
+    seconds = time.perf_counter() - t0
+    report = {"inputs": ns.inputs, "seed": ns.seed, "seconds": round(seconds, 1),
+              "inputs_per_s": round(ns.inputs / seconds), "outcomes": dict(sorted(counts.items())),
+              "findings": findings[:20], "passed": not findings}
+    ns.out.parent.mkdir(parents=True, exist_ok=True)
+    ns.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "findings"}))
+    raise SystemExit(0 if not findings else 1)
+
+
+if __name__ == "__main__":
+    main()
