@@ -46,6 +46,20 @@ def test_m55_c_sources_compile_and_carry_the_codebook_hash(m55_bundle, tmp_path:
                        check=True)
 
 
+def test_m55_c_sources_cross_compile_for_cortex_m55(m55_bundle, tmp_path: Path) -> None:
+    out, m = m55_bundle
+    objs = []
+    for c in sorted((out / "c").glob("*.c")):
+        obj = tmp_path / (c.stem + ".o")
+        subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mthumb", "-O2", "-std=c11", "-Wall", "-Werror",
+                        "-I", str(out / "c"), "-c", str(c), "-o", str(obj)], check=True)
+        objs.append(str(obj))
+    sizes = subprocess.run(["arm-none-eabi-size", "-t", *objs], check=True, capture_output=True, text=True).stdout
+    text, data = (int(x) for x in sizes.strip().splitlines()[-1].split()[:2])
+    # the flatbuffer array (read-only, so in .text) is all there, and nothing is in RAM-initialized .data
+    assert text >= m["files"]["edge_int8.tflite"]["bytes"] and data == 0
+
+
 def test_model_over_the_ram_budget_says_by_how_much(urban_set: Path, tmp_path: Path) -> None:
     board = edited_board(tmp_path, "cortex-m55-u55", model_ram_budget_kib="4")
     with pytest.raises(ExportError, match=r"RAM \d+ KiB > 4 KiB \(by \d+ KiB\)"):
