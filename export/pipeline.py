@@ -12,6 +12,7 @@ import contextlib
 import copy
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,7 +203,6 @@ def export(opts: ExportOptions) -> dict:
                            "agreement_vs_quantized_reference": verify.agreement(codes, ref),
                            "agreement_vs_float": verify.agreement(codes, float_codes),
                            "metric": metric, "metric_loss_points": verify.metric_loss_points(task, metric, float_metric)})
-    # ... (fit, thresholds and bundle follow)
     return _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,
                    float_metric, windows, stage, data, qat, (ram, flash))
 
@@ -226,7 +226,7 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
         # Verified with LiteRT's builtin kernels (the reference integer arithmetic, as TFLM): those are the codes
         # the bundle vouches for. The default XNNPACK delegate rounds differently; its agreement is reported.
         name = "edge.tflite" if board.kind == "linux" else "edge_int8.tflite"
-        facts = {"ops": _counts(litert.tflite_ops(model)), "kernels": "builtin (no delegate)"}
+        facts = {"ops": dict(Counter(litert.tflite_ops(model))), "kernels": "builtin (no delegate)"}
         if board.kind == "linux":
             xs = [x.numpy() for x in calibration[:4]]
             facts["agreement_xnnpack_delegate_vs_builtin"] = verify.agreement(
@@ -292,13 +292,6 @@ def tflm_arena_or_explain(model: bytes, example: np.ndarray, board: str) -> int:
                 f"TFLM has, or export for a Linux board") from e
         raise ExportError(f"board {board}: TFLite Micro failed to run the edge graph: {text.strip()[:400]}") from e
     return result["arena"]
-
-
-def _counts(names: list[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for n in names:
-        out[n] = out.get(n, 0) + 1
-    return out
 
 
 def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,
