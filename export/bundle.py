@@ -16,14 +16,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from acom.errors import ExportError
-from acom.training.models import build_model
-from acom.training.rvq import ResidualVQ, RVQConfig
+from acom.runtime.bundle import SCHEMA_VERSION
 from acom.training.split import SplitModel
-
-SCHEMA_VERSION = 1
 
 
 def sha256(data: bytes) -> str:
@@ -39,35 +36,6 @@ def tail_state(split: SplitModel) -> dict[str, torch.Tensor]:
 def priors_tensors(priors: dict) -> dict[str, torch.Tensor]:
     """The checkpoint's priors as tensors only (scalars become 0-d tensors) for safetensors."""
     return {k: (v if isinstance(v, torch.Tensor) else torch.tensor(v)).contiguous() for k, v in priors.items()}
-
-
-def load_tail(bundle: Path) -> SplitModel:
-    """The server half of a bundle (rebuilt from the manifest and tail.safetensors), for ServerDecoder."""
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    m = manifest["model"]
-    split = SplitModel(build_model(manifest["task"], m["config"]), m["split_layer"],
-                       ResidualVQ(RVQConfig(**{**m["rvq_config"], "codebook_sizes": tuple(m["rvq_config"]
-                                                                                          ["codebook_sizes"])})))
-    state = load_file(str(bundle / "tail.safetensors"))
-    missing, unexpected = split.load_state_dict(state, strict=False)
-    edge = tuple(f"model.blocks.{i}." for i in range(m["split_layer"] + 1))
-    if unexpected or any(not k.startswith(edge) for k in missing):
-        raise ExportError(f"{bundle / 'tail.safetensors'}: weights do not fit the model in the manifest "
-                          f"(missing {[k for k in missing if not k.startswith(edge)][:5]}, unexpected {unexpected[:5]})")
-    return split.eval()
-
-
-def read_manifest(bundle: Path) -> dict:
-    path = Path(bundle) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path}: not a readable bundle manifest ({e})") from e
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ExportError(f"{path}: schema_version {manifest.get('schema_version')!r} is not supported "
-                          f"(expected {SCHEMA_VERSION})")
-    return manifest
 
 
 def write_bundle(out: Path, files: dict[str, bytes], tensors: dict[str, dict[str, torch.Tensor]],
@@ -106,3 +74,40 @@ def write_bundle(out: Path, files: dict[str, bytes], tensors: dict[str, dict[str
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
+
+
+def write_server_bundle(checkpoint: Path, out: Path, n_q: int | None = None, force: bool = False) -> dict:
+    """A bundle with the server's part only (no device artifacts, ``board`` null) from a split checkpoint.
+
+    For serving codes that a reference encoder (``EdgeEncoder`` in PyTorch) or an earlier export produced,
+    for tests and for load benchmarks. ``n_q``: stages the devices send (default: all trained stages).
+    """
+    import time
+
+    from acom.training.checkpoint import config_dict, load_checkpoint
+    split, payload = load_checkpoint(checkpoint)
+    if split.rvq is None:
+        raise ExportError(f"{checkpoint}: an uncut model has no codes to serve; train stage 2 (acom train) first")
+    sizes = list(split.rvq.config.codebook_sizes)
+    n_q = len(sizes) if n_q is None else n_q
+    if not 1 <= n_q <= len(sizes):
+        raise ExportError(f"--n-q {n_q}: this model has 1..{len(sizes)} quantizer stages")
+    fe = split.model.frontend.cfg
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "kind": "acom-bundle", "task": payload["task"], "board": None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "checkpoint": {"path": str(checkpoint), "sha256": sha256(Path(checkpoint).read_bytes()),
+                       "command": payload.get("command")},
+        "codebook_hash": split.rvq.codebook_hash(), "frame_rate": split.frame_rate, "n_q": n_q,
+        "codebook_sizes": sizes[:n_q], "sample_rate": fe.sample_rate,
+        "frontend": {"runs_in": None, **fe.to_dict(), "feature_mean": split.model.feat_mean.flatten().tolist(),
+                     "feature_std": split.model.feat_std.flatten().tolist()},
+        "artifacts": [], "verification": None,
+        "model": {"config": config_dict(split.model), "split_layer": split.split_layer,
+                  "rvq_config": {**vars(split.rvq.config), "codebook_sizes": sizes}},
+        "tail": "tail.safetensors", "priors": "priors.safetensors" if "priors" in payload else None,
+    }
+    tensors = {"tail.safetensors": tail_state(split)}
+    if "priors" in payload:
+        tensors["priors.safetensors"] = priors_tensors(payload["priors"])
+    return write_bundle(out, {}, tensors, manifest, force=force)

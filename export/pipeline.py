@@ -23,8 +23,9 @@ import torch
 from acom.boards import Board, load_board
 from acom.errors import AcomError, ExportError
 from acom.export import verify
-from acom.export.bundle import SCHEMA_VERSION, priors_tensors, sha256, tail_state, write_bundle
+from acom.export.bundle import priors_tensors, sha256, tail_state, write_bundle
 from acom.export.graph import EdgeGraph
+from acom.runtime.bundle import SCHEMA_VERSION
 from acom.training.checkpoint import load_checkpoint
 from acom.training.featcache import TEST_SUBSET, open_dataset
 from acom.training.macs import edge_macs_per_second

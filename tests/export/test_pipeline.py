@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from acom.errors import ExportError
 from acom.export import pipeline
-from acom.export.bundle import load_tail
+from acom.runtime.bundle import load_tail
 from acom.export.cli import main as export_main
 from acom.export.executorch import PteRunner
 from tests.export.helpers import edited_board
