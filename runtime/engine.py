@@ -1,0 +1,266 @@
+"""The server's tail, batched across streams: codes in, transcripts or labels out, frame by frame.
+
+``AsrEngine`` runs the tail incrementally and exactly: each tail block keeps the last ``left`` input frames
+of its reach, computes the outputs that its ``right`` look-ahead already allows, and hands them to the next
+block, so a stream's final transcript equals the tail run once on the whole stream (tested). Streams are
+batched per block (right-padded; padding only reaches outputs that are not final yet); a stream's last run
+goes alone, so its end is padded exactly as in the offline model. CTC greedy decoding carries across runs.
+
+``ClassifierEngine`` reclassifies the last ``window_s`` seconds of a stream when frames arrive (windows of
+equal length batched together: no padding at all).
+
+Lost frames (``Chunk.codes is None``) enter the tail as zero feature vectors at the cut. The quantizer's
+decoded features have no "silence" code, and zeros are what the blocks' own padding uses; the classifier
+instead leaves lost frames out of its pooling. Results count the lost frames so the caller sees them.
+Threading: the server calls ``step`` from one worker thread; nothing else touches the tail's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from acom.errors import AcomError
+from acom.runtime.bundle import Bundle
+from acom.runtime.conformer_stream import ConformerStreamer
+from acom.runtime.streams import Chunk, StreamKey
+from acom.training.blocks import ConformerBlock, TDNNBlock
+from acom.training.decoding import CharVocab
+
+
+@dataclass(frozen=True)
+class Result:
+    """One update of a stream's output."""
+
+    key: StreamKey
+    final: bool
+    frames: int  # frames of the stream the output covers
+    missing_frames: int  # of those, frames that were lost
+    seqs: tuple[int, int]  # packets applied in this update (first, last); (-1, -1) when none
+    arrival: float  # earliest arrival of the packets applied in this update (latency = emitted - arrival)
+    text: str | None = None  # ASR: the transcript so far
+    label: int | None = None  # classifier: the best class
+    scores: list[float] | None = None  # classifier: class probabilities
+
+
+@dataclass
+class Work:
+    """A stream's input for one step: its new chunks, and whether it has ended."""
+
+    chunks: list[Chunk] = field(default_factory=list)
+    ended: bool = False
+
+
+def block_reach(block: torch.nn.Module) -> tuple[int, int]:
+    """(past, future) input frames one output frame of a stride-1 block depends on."""
+    if isinstance(block, ConformerBlock):
+        conv = block.conv
+        c_right = min(conv.right, conv.kernel - 1)
+        return block.att.left + conv.kernel - 1 - c_right, block.att.right + c_right
+    if isinstance(block, TDNNBlock) and block.stride == 1:
+        span = block.dilation * (block.kernel - 1)
+        return span - min(block.right, span), min(block.right, span)
+    raise AcomError(f"{type(block).__name__} (stride {getattr(block, 'stride', '?')}): the streaming ASR tail "
+                    f"needs Conformer or stride-1 TDNN blocks after the cut")
+
+
+class _Engine:
+    def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
+        self.bundle, self.device = bundle, torch.device(device)
+        self.split = bundle.split.to(self.device).eval()
+        self.model = self.split.model
+        self.tail = list(self.model.blocks[self.split.split_layer + 1:])
+
+    def _features(self, chunks: list[Chunk]) -> list[torch.Tensor]:
+        """Decoded features [D, n] per chunk (zeros for lost frames); one decode per n_q across chunks."""
+        out: list[torch.Tensor | None] = [None] * len(chunks)
+        dim = self.split.rvq.config.dim
+        by_nq: dict[int, list[int]] = {}
+        for i, c in enumerate(chunks):
+            if c.codes is None:
+                out[i] = torch.zeros(dim, c.n_frames, device=self.device)
+            else:
+                by_nq.setdefault(c.codes.shape[0], []).append(i)
+        for idx in by_nq.values():
+            codes = torch.cat([torch.as_tensor(chunks[i].codes) for i in idx], dim=1).to(self.device)
+            x = self.split.rvq.decode(codes[None])[0]
+            for i, part in zip(idx, torch.split(x, [chunks[i].n_frames for i in idx], dim=1)):
+                out[i] = part
+        return out  # type: ignore[return-value]
+
+
+class WindowRunner:
+    """Any stride-1 block with a bounded reach, run on windows: each step recomputes its ``left`` past frames."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        self.block = block
+        self.left, self.right = block_reach(block)
+        self.lookahead = self.right
+
+    def new_state(self, device: torch.device) -> dict:
+        return {"buf": None, "off": 0, "done": 0}
+
+    def step(self, states: list[dict], new: list[torch.Tensor], ended: list[bool]) -> list[torch.Tensor]:
+        """Feed ``new[i]`` [n_i, C_in] (time-major) to stream i; returns its newly final outputs [m_i, C]."""
+        jobs = []  # (stream, window [n, C], window start, outputs up to)
+        for i, (s, x, end) in enumerate(zip(states, new, ended)):
+            s["buf"] = x if s["buf"] is None else torch.cat([s["buf"], x])
+            have = s["off"] + s["buf"].shape[0]
+            upto = have if end else have - self.right
+            if upto > s["done"]:
+                start = max(s["off"], s["done"] - self.left)
+                jobs.append((i, s["buf"][start - s["off"]:], start, upto))
+        outs = [x.new_zeros(0, self.block.out_dim) for x in new]
+        batched = [j for j in jobs if not ended[j[0]]]
+        groups = ([batched] if batched else []) + [[j] for j in jobs if ended[j[0]]]  # an end goes alone: padded
+        for group in groups:                                                        # exactly as offline
+            lens = torch.tensor([w.shape[0] for _, w, _, _ in group], device=new[0].device)
+            x = torch.zeros(len(group), int(lens.max()), group[0][1].shape[1], device=new[0].device)
+            for j, (_, w, _, _) in enumerate(group):
+                x[j, : w.shape[0]] = w
+            mask = None if len(group) == 1 else torch.arange(x.shape[1], device=x.device)[None] >= lens[:, None]
+            y = self.block(x.transpose(1, 2), mask).transpose(1, 2)
+            for j, (i, _, start, upto) in enumerate(group):
+                s = states[i]
+                outs[i] = y[j, s["done"] - start: upto - start]
+                keep = max(s["off"], upto - self.left)  # what the next window still needs
+                s["buf"], s["off"], s["done"] = s["buf"][keep - s["off"]:], keep, upto
+        return outs
+
+
+@dataclass
+class _AsrStream:
+    blocks: list  # per tail block: its runner's state
+    chars: list[str] = field(default_factory=list)
+    prev: int = 0  # last frame's best label (CTC repeats merge across steps)
+    frames: int = 0
+    missing: int = 0
+
+
+class AsrEngine(_Engine):
+    """Streaming CTC recognition over many streams: Conformer blocks incrementally (each frame once), other
+    stride-1 blocks on windows."""
+
+    def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
+        super().__init__(bundle, device)
+        self.runners = [ConformerStreamer(b) if isinstance(b, ConformerBlock) else WindowRunner(b) for b in self.tail]
+        self.vocab = CharVocab()
+        self.streams: dict[StreamKey, _AsrStream] = {}
+
+    @property
+    def lookahead_frames(self) -> int:
+        """Frames after a frame that must arrive before its output is final (the tail's algorithmic delay)."""
+        return sum(r.lookahead for r in self.runners)
+
+    @torch.inference_mode()
+    def step(self, work: dict[StreamKey, Work]) -> list[Result]:
+        keys = list(work)
+        if not keys:
+            return []
+        chunks = [c for k in keys for c in work[k].chunks]
+        feats = iter(self._features(chunks))
+        xs, dim = [], self.split.rvq.config.dim
+        for k in keys:
+            s = self.streams.get(k)
+            if s is None:
+                s = self.streams[k] = _AsrStream([r.new_state(self.device) for r in self.runners])
+            parts = [next(feats).T for _ in work[k].chunks]
+            xs.append(torch.cat(parts) if parts else torch.zeros(0, dim, device=self.device))
+            s.frames += sum(c.n_frames for c in work[k].chunks)
+            s.missing += sum(c.n_frames for c in work[k].chunks if c.codes is None)
+        ended = [work[k].ended for k in keys]
+        for b, runner in enumerate(self.runners):
+            xs = runner.step([self.streams[k].blocks[b] for k in keys], xs, ended)
+        head = self.model.head  # Conv1d(C, V, 1): a linear map per frame
+        sizes = [x.shape[0] for x in xs]
+        best = F.linear(torch.cat(xs), head.weight[:, :, 0], head.bias).argmax(-1).tolist()
+        results, pos = [], 0
+        for k, n in zip(keys, sizes):
+            s = self.streams[k]
+            for label in best[pos: pos + n]:
+                if label != self.vocab.blank and label != s.prev:
+                    s.chars.append(self.vocab.SYMBOLS[label - 1])
+                s.prev = label
+            pos += n
+            text = " ".join("".join(s.chars).split())
+            results.append(_result(k, work[k], s.frames, s.missing, text=text))
+            if work[k].ended:
+                del self.streams[k]
+        return results
+
+
+@dataclass
+class _ClassStream:
+    feats: torch.Tensor  # the last window of decoded features [D, n]
+    valid: torch.Tensor  # [n] False where frames were lost
+    frames: int = 0
+    missing: int = 0
+
+
+class ClassifierEngine(_Engine):
+    """Sound classification of the last ``window_s`` seconds of each stream."""
+
+    def __init__(self, bundle: Bundle, device: str = "cpu", window_s: float = 4.0) -> None:
+        super().__init__(bundle, device)
+        self.window = max(1, round(window_s * bundle.frame_rate))
+        self.streams: dict[StreamKey, _ClassStream] = {}
+
+    lookahead_frames = 0
+
+    @torch.inference_mode()
+    def step(self, work: dict[StreamKey, Work]) -> list[Result]:
+        keys = list(work)
+        if not keys:
+            return []
+        chunks = [c for k in keys for c in work[k].chunks]
+        feats = iter(self._features(chunks))
+        for k in keys:
+            s = self.streams.setdefault(k, _ClassStream(torch.zeros(self.split.rvq.config.dim, 0, device=self.device),
+                                                         torch.zeros(0, dtype=torch.bool, device=self.device)))
+            for c in work[k].chunks:
+                s.feats = torch.cat([s.feats, next(feats)], dim=1)[:, -self.window:]
+                ok = torch.full((c.n_frames,), c.codes is not None, device=self.device)
+                s.valid = torch.cat([s.valid, ok])[-self.window:]
+                s.frames += c.n_frames
+                s.missing += c.n_frames if c.codes is None else 0
+        by_len: dict[int, list[StreamKey]] = {}
+        for k in keys:
+            if self.streams[k].valid.any():
+                by_len.setdefault(self.streams[k].feats.shape[1], []).append(k)
+        probs: dict[StreamKey, list[float]] = {}
+        for group in by_len.values():
+            x = torch.stack([self.streams[k].feats for k in group])
+            valid = torch.stack([self.streams[k].valid for k in group])
+            p = torch.softmax(self._classify(x, valid), dim=-1)
+            probs.update({k: p[i].tolist() for i, k in enumerate(group)})
+        results = []
+        for k in keys:
+            s, p = self.streams[k], probs.get(k)
+            label = None if p is None else max(range(len(p)), key=p.__getitem__)
+            results.append(_result(k, work[k], s.frames, s.missing, label=label, scores=p))
+            if work[k].ended:
+                del self.streams[k]
+        return results
+
+    def _classify(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Logits [B, classes] for features [B, D, T]; lost frames are left out of the pooling."""
+        m = self.model
+        for block in self.tail:
+            x = block(x, None)
+        return m.head(m.drop(m.pool(x, ~valid)))
+
+
+def _result(k: StreamKey, w: Work, frames: int, missing: int, **out) -> Result:
+    seqs = [c.seqs for c in w.chunks if c.codes is not None]
+    arrival = min((c.arrival for c in w.chunks), default=float("nan"))
+    span = (min(a for a, _ in seqs), max(b for _, b in seqs)) if seqs else (-1, -1)
+    return Result(k, w.ended, frames, missing, span, arrival, **out)
+
+
+def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0) -> AsrEngine | ClassifierEngine:
+    """The engine for the bundle's task."""
+    if bundle.task == "asr":
+        return AsrEngine(bundle, device)
+    return ClassifierEngine(bundle, device, window_s)

@@ -1,0 +1,33 @@
+"""The sending side of the wire format: a stream's codes cut into packets, as a device sends them.
+
+Pure functions (bytes out); the simulated devices of tests and benchmarks and the Python edge client use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from acom.runtime.wire import Packet, encode_packet, make_payload
+
+
+def stream_packets(codes: np.ndarray, codebook_sizes: Sequence[int], book: int, *, device_id: int = 1,
+                   stream_id: int = 0, frames_per_packet: int = 25, key: bytes | None = None, priors=None,
+                   first_seq: int = 0) -> list[bytes]:
+    """Packets of codes ``[n_q, T]`` (``frames_per_packet`` frames each; the last one flagged end of stream).
+
+    ``book`` is ``wire.codebook_id(bundle codebook hash)``; ``priors`` (a CodePriors) range-codes payloads.
+    """
+    codes = np.asarray(codes)
+    n_q, total = codes.shape
+    starts = list(range(0, total, frames_per_packet)) or [0]
+    out = []
+    for i, start in enumerate(starts):
+        part = codes[:, start: start + frames_per_packet]
+        payload, entropy = make_payload(part, codebook_sizes, priors)
+        p = Packet(device_id=device_id, stream_id=stream_id, seq=first_seq + i, first_frame=start, codebook_id=book,
+                   n_q=n_q, n_frames=part.shape[1], payload=payload, entropy_coded=entropy,
+                   end_of_stream=i == len(starts) - 1)
+        out.append(encode_packet(p, key))
+    return out

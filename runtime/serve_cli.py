@@ -1,0 +1,128 @@
+"""`acom serve`: argument parsing, device keys, signals. The server itself is runtime/server.py."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+from acom.errors import AcomError
+from acom.runtime.streams import ReassemblyConfig
+from acom.runtime.server import ServeConfig, Server
+
+
+def load_keys(path: Path) -> dict[int, bytes]:
+    """Device keys from a JSON object {"<device id>": "<key as hex>", ...}; AcomError naming the bad entry."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise AcomError(f"{path}: cannot read the keys file ({e}); expected JSON {{\"7\": \"<hex key>\"}}") from e
+    if not isinstance(raw, dict) or not raw:
+        raise AcomError(f"{path}: expected a non-empty JSON object mapping device ids to hex keys")
+    keys = {}
+    for dev, key in raw.items():
+        try:
+            device = int(dev)
+            value = bytes.fromhex(key)
+        except (TypeError, ValueError):
+            raise AcomError(f"{path}: entry {dev!r}: expected a device id 0..4294967295 and a key in hex") from None
+        if not 0 <= device < 1 << 32 or len(value) < 16:
+            raise AcomError(f"{path}: entry {dev!r}: device ids are 0..4294967295 and keys at least 16 bytes "
+                            f"(got {len(value)})")
+        keys[device] = value
+    return keys
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """HOST:PORT or PORT (host 127.0.0.1) -> (host, port)."""
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise AcomError(f"--udp {text!r}: expected HOST:PORT or PORT with PORT 0..65535 (0: any free port)")
+    return host or "127.0.0.1", number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="acom serve", description="Receive RVQ codes from devices over UDP and serial ports and run the "
+        "model's tail on them, batched across streams. Results are JSON lines: partial and final transcripts "
+        "(ASR) or labels (classification), with latency; the last line is a summary of the counters.",
+        epilog="Stops on SIGINT/SIGTERM (or after --duration), writing every open stream's final result first. "
+        "Exit codes: 0 stopped cleanly, 2 bad input (bundle, keys, addresses), 1 other failures.")
+    p.add_argument("--bundle", type=Path, required=True, help="bundle folder written by acom-export")
+    p.add_argument("--udp", metavar="HOST:PORT", help="listen for UDP packets (PORT alone: 127.0.0.1)")
+    p.add_argument("--serial", metavar="PORT", action="append", default=[],
+                   help="a serial port to read (/dev/ttyUSB0, a pty, socket://HOST:PORT, loop://); repeatable")
+    p.add_argument("--baudrate", type=int, default=115200, help="serial speed (default 115200)")
+    p.add_argument("--keys", type=Path, help="JSON {device id: hex key}: packets must carry a valid HMAC tag")
+    p.add_argument("--out", type=Path, help="write JSON lines here (default: stdout)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus text endpoint on 127.0.0.1:PORT (0: any free port)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the tail runs")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for the tail (0: torch's default)")
+    p.add_argument("--max-batch", type=int, default=512, help="streams per tail step at most (default 512)")
+    p.add_argument("--max-delay-ms", type=float, default=5.0,
+                   help="how long an update may wait for others to share its tail step (default 5)")
+    p.add_argument("--reorder-ms", type=float, default=200.0,
+                   help="how long a missing packet is awaited before its frames count as lost (default 200)")
+    p.add_argument("--idle-s", type=float, default=10.0, help="end a stream after this long without packets")
+    p.add_argument("--window-s", type=float, default=4.0, help="classifier: seconds each label covers (default 4)")
+    p.add_argument("--no-partial", action="store_true", help="write final results only")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (for scripts)")
+    return p
+
+
+def make_server(args: argparse.Namespace, out) -> Server:
+    import torch
+
+    from acom.runtime.bundle import open_bundle
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AcomError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    for name in ("max_batch", "max_delay_ms", "reorder_ms", "idle_s", "window_s"):
+        if getattr(args, name) <= 0:
+            raise AcomError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
+    config = ServeConfig(max_batch=args.max_batch, max_delay=args.max_delay_ms / 1e3, device=device,
+                         window_s=args.window_s, partial=not args.no_partial,
+                         reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
+    keys = load_keys(args.keys) if args.keys else None
+    return Server(open_bundle(args.bundle), out, config, keys)
+
+
+async def serve(args: argparse.Namespace, out) -> dict:
+    server = make_server(args, out)
+    try:
+        bound = await server.start(parse_hostport(args.udp) if args.udp else None, args.serial, args.baudrate,
+                                   args.metrics_port)
+    except OSError as e:
+        raise AcomError(f"cannot listen on --udp {args.udp} / --metrics-port {args.metrics_port}: {e}") from e
+    print(json.dumps({"type": "ready", "task": server.bundle.task, **{k: list(v) for k, v in bound.items()},
+                      "serial": args.serial}), file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), args.duration)
+    return await server.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.udp and not args.serial:
+        raise AcomError("nothing to listen on: give --udp HOST:PORT and/or --serial PORT")
+    out = open(args.out, "a") if args.out else sys.stdout
+    try:
+        asyncio.run(serve(args, out))
+    finally:
+        if args.out:
+            out.close()
+    return 0

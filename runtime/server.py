@@ -1,0 +1,244 @@
+"""`acom serve`: packets from UDP and serial ports -> per-stream reassembly -> the batched tail -> JSON lines.
+
+One asyncio loop receives, checks and reassembles (cheap, pure functions); one worker thread runs the tail
+(``engine.step``) on every stream with new frames at once, so a step's cost is shared by many streams.
+Batching: a step starts when the oldest waiting update is ``max_delay`` old, or at once when ``max_batch``
+streams wait; while a step runs, new packets gather for the next one. Serial ports are read by one thread
+each, so a slow or dead port never stalls UDP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from acom.errors import WireError
+from acom.runtime.bundle import Bundle
+from acom.runtime.engine import Result, Work, make_engine
+from acom.runtime.metrics import Metrics
+from acom.runtime.streams import Delivery, ReassemblyConfig, Reassembler, StreamKey
+from acom.runtime.wire import Packet, SerialDeframer, codebook_id, decode_packet, packet_codes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig:
+    """How the server batches and what it writes."""
+
+    max_batch: int = 512  # streams in one tail step at most
+    max_delay: float = 0.005  # seconds the oldest waiting update may wait for others to join its step
+    device: str = "cpu"  # where the tail runs ("cuda" when present)
+    window_s: float = 4.0  # classifier: seconds of audio each label covers (the last ones)
+    partial: bool = True  # write partial results, not only final ones
+    reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
+
+
+class Server:
+    """The receive -> reassemble -> batch -> write pipeline; transports call ``handle_bytes``."""
+
+    def __init__(self, bundle: Bundle, out: TextIO, config: ServeConfig = ServeConfig(),
+                 keys: dict[int, bytes] | None = None, metrics: Metrics | None = None) -> None:
+        self.bundle, self.out, self.config, self.keys = bundle, out, config, keys
+        self.metrics = metrics or Metrics()
+        self.engine = make_engine(bundle, config.device, config.window_s)
+        self.streams = Reassembler(config.reassembly, keyed=keys is not None)
+        self.book = codebook_id(bundle.manifest["codebook_hash"])
+        self.pending: dict[StreamKey, Work] = {}
+        self._wake = asyncio.Event()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="acom-tail")
+        self._tasks: list[asyncio.Task] = []
+        self._closers: list = []
+        self._stopping = self._busy = False
+
+    # ---- receiving (event loop thread) ----
+
+    def handle_bytes(self, data: bytes, transport: str) -> None:
+        """One UDP datagram: a packet, or a rejection counted by reason."""
+        self.metrics.bytes.labels(transport).inc(len(data))
+        try:
+            packet = decode_packet(data, self.keys)
+        except WireError as e:
+            self.metrics.count(e.reason)
+            return
+        self.handle_packet(packet)
+
+    def handle_packet(self, p: Packet | WireError) -> None:
+        """A parsed packet (or a deframer's error): check it against the bundle, reassemble, queue for the tail."""
+        if isinstance(p, WireError):
+            self.metrics.count(p.reason)
+            return
+        if self._stopping:
+            self.metrics.count("shutdown")
+            return
+        if p.codebook_id != self.book:
+            self.metrics.count("codebook")
+            return
+        try:
+            codes = packet_codes(p, self.bundle.codebook_sizes, self.bundle.priors)
+        except WireError as e:
+            self.metrics.count(e.reason)
+            return
+        delivery, reason = self.streams.accept(p, codes, time.monotonic())
+        self.metrics.count(reason or "accepted")
+        self._deliver(delivery)
+
+    def _deliver(self, d: Delivery) -> None:
+        for key, chunk in d.chunks:
+            self.pending.setdefault(key, Work()).chunks.append(chunk)
+            self.metrics.frames.labels("lost" if chunk.codes is None else "received").inc(chunk.n_frames)
+        for key, why in d.ended:
+            self.pending.setdefault(key, Work()).ended = True
+            self.metrics.streams.labels(why).inc()
+        for _, reason in d.dropped:
+            self.metrics.count(reason)
+        self.metrics.streams_open.set(len(self.streams.streams))
+        if self.pending:
+            self._wake.set()
+
+    # ---- the tail (worker thread) and results ----
+
+    async def _batcher(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.pending:
+                oldest = min((c.arrival for w in self.pending.values() for c in w.chunks), default=time.monotonic())
+                wait = oldest + self.config.max_delay - time.monotonic()
+                if wait > 0 and len(self.pending) < self.config.max_batch and not self._stopping:
+                    await asyncio.sleep(wait)
+                keys = list(self.pending)[: self.config.max_batch]
+                work = {k: self.pending.pop(k) for k in keys}
+                self._busy = True
+                try:
+                    results = await loop.run_in_executor(self._pool, self.engine.step, work)
+                except Exception as e:  # a bug in the tail must not stop the server: count it, say it, go on
+                    self.metrics.count("tail_error", len(work))
+                    print(f"acom serve: tail step failed for {len(work)} streams: {e!r}", file=sys.stderr)
+                    continue
+                finally:
+                    self._busy = False
+                self.metrics.batches.inc()
+                self.metrics.batch_streams.inc(len(work))
+                self._write(results)
+
+    def _write(self, results: list[Result]) -> None:
+        now, wall, rate = time.monotonic(), round(time.time(), 4), self.bundle.frame_rate
+        for r in results:
+            if not r.final and (not self.config.partial or r.seqs[0] < 0):
+                continue
+            line = {"type": "final" if r.final else "partial", "time": wall, "device": r.key[0], "stream": r.key[1],
+                    "seq": list(r.seqs), "frames": r.frames, "seconds": round(r.frames / rate, 3),
+                    "missing_frames": r.missing_frames}
+            if r.text is not None:
+                line["text"] = r.text
+            if r.scores is not None or self.bundle.task == "ac":
+                line["label"], line["scores"] = r.label, None if r.scores is None else [round(s, 4) for s in r.scores]
+            if not math.isnan(r.arrival):
+                latency = now - r.arrival
+                line["latency_ms"] = round(latency * 1e3, 2)
+                self.metrics.observe_latency(latency)
+            self.metrics.results.labels(line["type"]).inc()
+            self.out.write(json.dumps(line) + "\n")
+        self.out.flush()
+
+    async def _ticker(self) -> None:
+        period = max(0.01, self.config.reassembly.reorder_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            self._deliver(self.streams.tick(time.monotonic()))
+
+    # ---- lifecycle ----
+
+    async def start(self, udp: tuple[str, int] | None = None, serial: list[str] = (), baudrate: int = 115200,
+                    metrics_port: int | None = None) -> dict:
+        """Open the transports and start serving; returns the addresses actually bound."""
+        loop = asyncio.get_running_loop()
+        bound: dict = {}
+        self._tasks = [asyncio.create_task(self._batcher()), asyncio.create_task(self._ticker())]
+        if udp is not None:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=udp)
+            self._closers.append(transport.close)
+            bound["udp"] = transport.get_extra_info("sockname")[:2]
+        for url in serial:
+            reader = SerialReader(url, baudrate, self, loop)
+            reader.start()
+            self._closers.append(reader.stop)
+        if metrics_port is not None:
+            bound["metrics"] = ("127.0.0.1", self.metrics.serve(metrics_port))
+            self._closers.append(self.metrics.close)
+        return bound
+
+    async def shutdown(self) -> dict:
+        """Stop receiving, end every open stream (its final result is written), return the summary."""
+        self._stopping = True
+        for close in self._closers:
+            close()
+        self._deliver(self.streams.close_all(time.monotonic()))
+        while self.pending or self._busy:  # the batcher runs what is left, without waiting for more
+            self._wake.set()
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._pool.shutdown(wait=True)
+        summary = {"type": "summary", **self.metrics.snapshot()}
+        self.out.write(json.dumps(summary) + "\n")
+        self.out.flush()
+        return summary
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.server.handle_bytes(data, "udp")
+
+    def error_received(self, exc: Exception) -> None:
+        self.server.metrics.count("socket")
+
+
+class SerialReader(threading.Thread):
+    """Reads one serial port (a device, a pty, or a pyserial URL such as socket:// or loop://) in a thread,
+    deframes it (COBS) and hands packets to the loop. Reopens the port after an error, once a second."""
+
+    def __init__(self, url: str, baudrate: int, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name=f"acom-serial {url}", daemon=True)
+        self.url, self.baudrate, self.server, self.loop = url, baudrate, server, loop
+        self._stop_event = threading.Event()
+        self.port = None
+
+    def run(self) -> None:
+        import serial
+        while not self._stop_event.is_set():
+            try:
+                self.port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.1)
+                deframer = SerialDeframer(self.server.keys)
+                while not self._stop_event.is_set():
+                    data = self.port.read(self.port.in_waiting or 1)
+                    if data:
+                        self.loop.call_soon_threadsafe(self._hand_over, deframer.feed(data), len(data))
+            except (serial.SerialException, OSError, ValueError):
+                self.server.metrics.count("serial_error")  # prometheus counters are thread-safe
+                self._stop_event.wait(1.0)
+            except RuntimeError:  # the event loop closed under us: the server is gone
+                return
+            finally:
+                if self.port is not None:
+                    self.port.close()
+
+    def _hand_over(self, items: list, n_bytes: int) -> None:
+        self.server.metrics.bytes.labels("serial").inc(n_bytes)
+        for item in items:
+            self.server.handle_packet(item)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=1.0)
