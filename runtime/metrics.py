@@ -70,7 +70,7 @@ class Metrics:
 
     def snapshot(self) -> dict:
         """Every counter as plain numbers: {"packets": {outcome: n}, "streams_ended": {...}, ...}."""
-        out: dict = {}
+        out: dict = {"packets": {}, "received_bytes": {}, "frames": {}, "streams_ended": {}, "results": {}}
         for metric in self.registry.collect():
             for s in metric.samples:
                 if s.name.endswith("_created") or s.name.startswith("acom_latency"):

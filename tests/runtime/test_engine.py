@@ -5,35 +5,15 @@ from __future__ import annotations
 import random
 
 import numpy as np
-import pytest
 import torch
 
-from acom.export.bundle import write_server_bundle
-from acom.runtime.bundle import open_bundle
 from acom.runtime.conformer_stream import ConformerStreamer
 from acom.runtime.engine import AsrEngine, ClassifierEngine, WindowRunner, Work
 from acom.runtime.streams import Chunk
 from acom.training.checkpoint import load_checkpoint
 from acom.training.decoding import CharVocab, ctc_greedy
-from acom.training.featcache import TEST_SUBSET, open_dataset
 from acom.training.rate_accuracy import PRETRAINED
-
-
-@pytest.fixture(scope="module")
-def asr(tmp_path_factory, speech_set):
-    """(bundle, codes [n_q=2, T] of 5 real test utterances) for the shipped ASR model."""
-    out = tmp_path_factory.mktemp("b") / "asr"
-    write_server_bundle(PRETRAINED / "asr" / "split.pt", out)
-    split, _ = load_checkpoint(PRETRAINED / "asr" / "split.pt")
-    ds = open_dataset("asr", speech_set, TEST_SUBSET["asr"])
-    with torch.inference_mode():
-        codes = [split.edge(2)(torch.from_numpy(ds[i][0])[None])[0].numpy() for i in range(min(5, len(ds)))]
-    return open_bundle(out), codes
-
-
-def offline_text(bundle, codes: np.ndarray) -> str:
-    with torch.inference_mode():
-        return ctc_greedy(bundle.split.server()(torch.as_tensor(codes)[None])[0], CharVocab())
+from tests.runtime.conftest import offline_text
 
 
 def stream_through(engine, codes: list[np.ndarray], seed: int, lost: set[tuple[int, int]] = frozenset()) -> dict:
@@ -72,8 +52,8 @@ def test_conformer_streamer_matches_the_block_on_whole_input():
         torch.testing.assert_close(torch.cat(outs[i]), want[i], atol=1e-4, rtol=1e-4)
 
 
-def test_asr_stream_transcripts_equal_offline(asr):
-    bundle, codes = asr
+def test_asr_stream_transcripts_equal_offline(asr_case):
+    _, bundle, codes = asr_case
     want = [offline_text(bundle, c) for c in codes]
     assert any(want), "the test utterances should produce some text"
     engine = AsrEngine(bundle)
@@ -87,8 +67,8 @@ def test_asr_stream_transcripts_equal_offline(asr):
     assert engine.lookahead_frames == 16  # 4 blocks x (2 attention + 2 convolution) frames of look-ahead
 
 
-def test_asr_lost_frames_are_counted_and_decoded_as_zeros(asr):
-    bundle, codes = asr
+def test_asr_lost_frames_are_counted_and_decoded_as_zeros(asr_case):
+    _, bundle, codes = asr_case
     c = codes[0]
     engine = AsrEngine(bundle)
     parts = [Chunk(0, 20, c[:, :20], (0, 0), 0.0), Chunk(20, 20, None, (1, 1), 0.0),
@@ -104,14 +84,9 @@ def test_asr_lost_frames_are_counted_and_decoded_as_zeros(asr):
         assert r.text == ctc_greedy(m.head_forward(y, None)[0], CharVocab())
 
 
-def test_classifier_labels_equal_offline(tmp_path, urban_set):
-    out = tmp_path / "ac"
-    write_server_bundle(PRETRAINED / "ac" / "split.pt", out)
-    bundle = open_bundle(out)
-    split, _ = load_checkpoint(PRETRAINED / "ac" / "split.pt")
-    ds = open_dataset("ac", urban_set, TEST_SUBSET["ac"])
+def test_classifier_labels_equal_offline(ac_case):
+    _, bundle, codes = ac_case
     with torch.inference_mode():
-        codes = [split.edge()(torch.from_numpy(ds[i][0])[None])[0].numpy() for i in range(6)]
         want = [torch.softmax(bundle.split.server()(torch.as_tensor(c)[None])[0], -1) for c in codes]
     engine = ClassifierEngine(bundle, window_s=60.0)  # the window holds the whole clip: same input as offline
     last = stream_through(engine, codes, seed=2)

@@ -1,0 +1,46 @@
+"""Fixtures of the runtime tests: server bundles of the shipped models and real codes to send."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from acom.export.bundle import write_server_bundle
+from acom.runtime.bundle import Bundle, open_bundle
+from acom.training.checkpoint import load_checkpoint
+from acom.training.decoding import CharVocab, ctc_greedy
+from acom.training.featcache import TEST_SUBSET, open_dataset
+from acom.training.rate_accuracy import PRETRAINED
+
+
+def edge_codes(task: str, data: Path, n_q: int | None, items: int) -> list[np.ndarray]:
+    """Codes [n_q, T] of the first test items, from the shipped model's float edge half."""
+    split, _ = load_checkpoint(PRETRAINED / task / "split.pt")
+    ds = open_dataset(task, data, TEST_SUBSET[task])
+    with torch.inference_mode():
+        return [split.edge(n_q)(torch.from_numpy(ds[i][0])[None])[0].numpy() for i in range(min(items, len(ds)))]
+
+
+def offline_text(bundle: Bundle, codes: np.ndarray) -> str:
+    """Greedy transcript of the tail run once on a whole stream's codes."""
+    with torch.inference_mode():
+        return ctc_greedy(bundle.split.server()(torch.as_tensor(codes)[None])[0], CharVocab())
+
+
+@pytest.fixture(scope="session")
+def asr_case(tmp_path_factory, speech_set) -> tuple[Path, Bundle, list[np.ndarray]]:
+    """(bundle folder, bundle, codes [n_q=2, T] of 5 real test utterances) for the shipped ASR model."""
+    out = tmp_path_factory.mktemp("bundles") / "asr"
+    write_server_bundle(PRETRAINED / "asr" / "split.pt", out)
+    return out, open_bundle(out), edge_codes("asr", speech_set, 2, 5)
+
+
+@pytest.fixture(scope="session")
+def ac_case(tmp_path_factory, urban_set) -> tuple[Path, Bundle, list[np.ndarray]]:
+    """(bundle folder, bundle, codes [2, T] of 6 real test clips) for the shipped classifier."""
+    out = tmp_path_factory.mktemp("bundles") / "ac"
+    write_server_bundle(PRETRAINED / "ac" / "split.pt", out)
+    return out, open_bundle(out), edge_codes("ac", urban_set, None, 6)

@@ -1,0 +1,60 @@
+"""`acom serve` as a user runs it: a subprocess on 127.0.0.1, stopped by SIGTERM; and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from acom.runtime.sender import stream_packets
+from acom.runtime.wire import codebook_id
+from tests.runtime.conftest import offline_text
+
+ACOM = [sys.executable, "-m", "acom.cli"]
+
+
+def test_serve_subprocess_writes_results_and_flushes_on_sigterm(asr_case, tmp_path):
+    path, bundle, codes = asr_case
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.Popen([*ACOM, "serve", "--bundle", str(path), "--udp", "127.0.0.1:0", "--out", str(out),
+                             "--threads", "1"], stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(proc.stderr.readline())
+        assert ready["type"] == "ready" and ready["task"] == "asr" and ready["udp"][0] == "127.0.0.1"
+        packets = stream_packets(codes[0], bundle.codebook_sizes, codebook_id(bundle.manifest["codebook_hash"]))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for p in packets[:-1]:  # no end of stream: SIGTERM must still give the final result
+                s.sendto(p, tuple(ready["udp"]))
+        start = time.monotonic()
+        while out.stat().st_size == 0 or '"partial"' not in out.read_text():
+            assert time.monotonic() - start < 60 and proc.poll() is None
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    final = [r for r in lines if r["type"] == "final"]
+    n = sum(min(25, codes[0].shape[1] - 25 * i) for i in range(len(packets) - 1))
+    assert len(final) == 1 and final[0]["frames"] == n
+    assert final[0]["text"] == offline_text(bundle, codes[0][:, :n])
+    assert lines[-1]["type"] == "summary" and lines[-1]["streams_ended"] == {"shutdown": 1}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bundle", "/nonexistent", "--udp", "0"], "/nonexistent/manifest.json"),
+    (["--bundle", "BUNDLE"], "nothing to listen on"),
+    (["--bundle", "BUNDLE", "--udp", "127.0.0.1:99999"], "PORT 0..65535"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--keys", "KEYS"], "entry '7'"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--max-batch", "0"], "--max-batch 0: must be positive"),
+])
+def test_serve_bad_input_exits_2_naming_the_problem(asr_case, tmp_path, args, message):
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"7": "not-hex"}))
+    args = [str(asr_case[0]) if a == "BUNDLE" else str(keys) if a == "KEYS" else a for a in args]
+    r = subprocess.run([*ACOM, "serve", *args, "--duration", "0.1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr, r.stderr

@@ -1,0 +1,201 @@
+"""The server on real sockets (UDP on 127.0.0.1, a pty, a socket:// serial URL): results, rejections, counters."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import random
+import socket
+import struct
+import time
+import tty
+import urllib.request
+
+from google_crc32c import value as crc32c
+
+from acom.runtime.sender import stream_packets
+from acom.runtime.server import ServeConfig, Server
+from acom.runtime.streams import ReassemblyConfig
+from acom.runtime.wire import codebook_id, frame_serial
+from tests.runtime.conftest import offline_text
+
+KEY = b"k" * 32
+
+
+def run(bundle, scenario, *, keys=None, serial=(), config=ServeConfig(), metrics=False) -> tuple[list[dict], dict]:
+    """Serve on 127.0.0.1, run ``scenario(server, udp_addr, out)`` (a coroutine), shut down; (lines, summary)."""
+    out = io.StringIO()
+
+    async def main():
+        server = Server(bundle, out, config, keys)
+        bound = await server.start(("127.0.0.1", 0), list(serial), metrics_port=0 if metrics else None)
+        try:
+            await scenario(server, bound, out)
+        finally:
+            summary = await server.shutdown()
+        return summary
+
+    summary = asyncio.run(asyncio.wait_for(main(), 120))
+    return [json.loads(x) for x in out.getvalue().splitlines()][:-1], summary
+
+
+async def until(predicate, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out waiting for the server"
+        await asyncio.sleep(0.02)
+
+
+def finals(out: io.StringIO) -> dict[tuple[int, int], dict]:
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    return {(r["device"], r["stream"]): r for r in lines if r.get("type") == "final"}
+
+
+def send(addr, packets) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in packets:
+            s.sendto(p, tuple(addr["udp"]))
+
+
+def resealed(packet: bytes, offset: int, value: int) -> bytes:
+    """``packet`` with one byte changed and a valid CRC again (a well-formed packet with a bad field)."""
+    body = bytearray(packet[:-4])
+    body[offset] = value
+    return bytes(body) + struct.pack("<I", crc32c(bytes(body)))
+
+
+def test_udp_streams_give_the_offline_transcripts_and_bad_packets_are_counted(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    streams = [stream_packets(c, sizes, book, device_id=5, stream_id=i, frames_per_packet=10)
+               for i, c in enumerate(codes[:3])]
+    other_book = stream_packets(codes[0], sizes, book ^ 1, device_id=6)[0]
+    bad = [b"garbage", bytes(2000), other_book, resealed(streams[0][0], 2, 9), resealed(streams[0][0], 0, 0)]
+
+    async def scenario(server, addr, out):
+        for j in range(max(map(len, streams))):  # interleaved, as many devices would send
+            send(addr, [s[j] for s in streams if j < len(s)])
+            await asyncio.sleep(0.01)
+        send(addr, bad)
+        await until(lambda: len(finals(out)) == 3)
+
+    lines, summary = run(bundle, scenario)
+    got = {r["stream"]: r for r in lines if r["type"] == "final"}
+    assert [got[i]["text"] for i in range(3)] == [offline_text(bundle, c) for c in codes[:3]]
+    assert [got[i]["frames"] for i in range(3)] == [c.shape[1] for c in codes[:3]]
+    assert all(r["latency_ms"] >= 0 and r["missing_frames"] == 0 for r in got.values())
+    partial = [r for r in lines if r["type"] == "partial" and r["stream"] == 2]
+    assert partial and all(a["frames"] <= b["frames"] for a, b in zip(partial, partial[1:]))
+    assert summary["packets"] == {"accepted": sum(map(len, streams)), "size": 2, "codebook": 1, "version": 1,
+                                  "magic": 1}
+    assert summary["streams_ended"] == {"end": 3} and summary["frames"] == {"received": sum(c.shape[1] for c in
+                                                                                            codes[:3])}
+
+
+def test_loss_reordering_and_duplication_never_apply_a_packet_twice(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    rng = random.Random(4)
+    plan, expect_missing = [], {}
+    for i, c in enumerate(codes):
+        packets = stream_packets(c, sizes, book, device_id=7, stream_id=i, frames_per_packet=5)
+        dropped = {j for j in range(len(packets) - 1) if rng.random() < 0.1}  # 10% loss (the end arrives)
+        expect_missing[i] = sum(min(5, c.shape[1] - 5 * j) for j in dropped)
+        kept = [p for j, p in enumerate(packets) if j not in dropped]
+        kept += [p for p in kept if rng.random() < 0.1]  # 10% duplicated
+        plan.append(kept)
+    sent = sum(map(len, plan))
+
+    async def scenario(server, addr, out):
+        for packets in plan:  # reordered: each stream's packets shuffled in windows of 4
+            order = [p for k in range(0, len(packets), 4) for p in rng.sample(packets[k:k + 4], len(packets[k:k + 4]))]
+            send(addr, order)
+        await until(lambda: len(finals(out)) == len(codes))
+
+    lines, summary = run(bundle, scenario, config=ServeConfig(reassembly=ReassemblyConfig(reorder_timeout=0.3)))
+    got = {r["stream"]: r for r in lines if r["type"] == "final"}
+    accepted, dup = summary["packets"]["accepted"], summary["packets"].get("duplicate", 0)
+    assert accepted + dup + summary["packets"].get("late", 0) == sent
+    for i, c in enumerate(codes):
+        assert got[i]["frames"] == c.shape[1] and got[i]["missing_frames"] == expect_missing[i]
+    assert summary["frames"]["received"] + summary["frames"].get("lost", 0) == sum(c.shape[1] for c in codes)
+    assert summary["frames"].get("lost", 0) == sum(expect_missing.values())
+
+
+def test_keys_tags_and_replays(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    good = stream_packets(codes[0], sizes, book, device_id=3, stream_id=1, key=KEY)
+    untagged = stream_packets(codes[1], sizes, book, device_id=3, stream_id=2)
+    forged = stream_packets(codes[1], sizes, book, device_id=3, stream_id=3, key=b"x" * 32)
+    unknown = stream_packets(codes[1], sizes, book, device_id=4, stream_id=1, key=KEY)
+
+    async def scenario(server, addr, out):
+        send(addr, good + untagged + forged + unknown)
+        await until(lambda: len(finals(out)) == 1)
+        send(addr, good)  # the whole stream again, after its end: a replay
+
+        await until(lambda: server.metrics.snapshot()["packets"].get("replay", 0) == len(good))
+
+    lines, summary = run(bundle, scenario, keys={3: KEY})
+    assert [r["text"] for r in lines if r["type"] == "final"] == [offline_text(bundle, codes[0][:2])]
+    assert summary["packets"] == {"accepted": len(good), "tag": len(untagged) + len(forged) + len(unknown),
+                                  "replay": len(good)}
+
+
+def test_serial_pty_socket_url_and_a_dead_port(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    master, slave = os.openpty()
+    tty.setraw(slave)  # bytes must pass unchanged even before the server configures the port
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"socket://127.0.0.1:{listener.getsockname()[1]}"
+    over_pty = stream_packets(codes[0], sizes, book, device_id=1, stream_id=0, frames_per_packet=20)
+    over_tcp = stream_packets(codes[1], sizes, book, device_id=2, stream_id=0, frames_per_packet=20)
+    over_udp = stream_packets(codes[2], sizes, book, device_id=3, stream_id=0, frames_per_packet=20)
+
+    async def scenario(server, addr, out):
+        conn = await asyncio.get_running_loop().run_in_executor(None, listener.accept)
+        os.write(master, b"\x01\x02noise\x00" + b"".join(frame_serial(p) for p in over_pty))
+        conn[0].sendall(b"".join(frame_serial(p) for p in over_tcp) + b"junk-without-end")
+        send(addr, over_udp)
+        await until(lambda: len(finals(out)) == 3)
+        conn[0].close()
+
+    try:
+        lines, summary = run(bundle, scenario, serial=[os.ttyname(slave), url, "/dev/acom-no-such-port"])
+    finally:
+        os.close(master)
+        os.close(slave)
+        listener.close()
+    got = {r["device"]: r["text"] for r in lines if r["type"] == "final"}
+    assert got == {d + 1: offline_text(bundle, codes[d][:2]) for d in range(3)}
+    assert summary["packets"]["accepted"] == len(over_pty) + len(over_tcp) + len(over_udp)
+    assert summary["packets"]["framing"] >= 1  # the noise before the first frame
+    assert summary["packets"]["serial_error"] >= 1  # the missing port: counted, retried, UDP unaffected
+    assert summary["received_bytes"]["serial"] > 0 and summary["received_bytes"]["udp"] > 0
+
+
+def test_metrics_endpoint_and_shutdown_flushes_open_streams(ac_case):
+    path, bundle, codes = ac_case
+    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    # no end-of-stream packets: the streams are open when the server stops
+    plan = [p for i, c in enumerate(codes) for p in stream_packets(c, sizes, book, device_id=8, stream_id=i,
+                                                                      frames_per_packet=5)[:-1]]
+    text = {}
+
+    async def scenario(server, addr, out):
+        send(addr, plan)
+        await until(lambda: server.metrics.snapshot()["packets"].get("accepted", 0) == len(plan))
+        port = addr["metrics"][1]
+        text["body"] = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode())
+
+    lines, summary = run(bundle, scenario, metrics=True)
+    assert f'acom_packets_total{{outcome="accepted"}} {float(len(plan))}' in text["body"]
+    assert "acom_latency_seconds_bucket" in text["body"]
+    final = [r for r in lines if r["type"] == "final"]
+    assert len(final) == len(codes) and summary["streams_ended"] == {"shutdown": len(codes)}
+    assert all(r["label"] in range(10) and abs(sum(r["scores"]) - 1) < 1e-3 for r in final)
