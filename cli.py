@@ -18,7 +18,7 @@ COMMANDS = {
     "eval": ("acom.training.train_cli:eval_main", "WER/CER or accuracy of a checkpoint, per number of stages"),
     "boards": ("acom.boards.cli:main", "the board profiles acom-export targets (RAM, flash, runtimes, energy)"),
     "serve": ("acom.runtime.serve_cli:main", "receive codes over UDP/serial and run the batched tail (JSON lines)"),
-    "triton": ("acom.runtime.triton_cli:main", "export the tail to ONNX and write a Triton model repository"),
+    "triton": ("acom.runtime.triton_cli:main", "export the tail to ONNX and write a checked Triton model repository"),
     "bench": ("acom.training.rate_accuracy:bench_main", "benchmarks: rate-accuracy (metric against bit/s)"),
 }
 

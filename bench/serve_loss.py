@@ -1,0 +1,146 @@
+"""Benchmark: WER against packet loss, with reordering and duplication, through a real server on loopback (issue 6).
+
+Real codes of the test utterances (the shipped ASR model's float edge half) go as UDP packets to an in-process
+`acom serve` server on 127.0.0.1. Per loss rate, each packet except a stream's last is dropped with that
+probability; 10% of the rest are sent twice and packets are shuffled in windows of 4 (reordering). The final
+transcripts are scored against the reference texts (WER) and against the lossless transcripts. Accounting is
+checked on every run: accepted + duplicate + late + closed (after the stream's end) = sent, and frames received + lost = frames of the audio.
+Writes reports/serve_loss.json and reports/serve_loss.png.
+
+    python bench/serve_loss.py --data data/speech90 --rates 0,0.05,0.1,0.2,0.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import random
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from acom.export.bundle import write_server_bundle
+from acom.runtime.bundle import open_bundle
+from acom.runtime.sender import stream_packets
+from acom.runtime.server import ServeConfig, Server
+from acom.runtime.wire import codebook_id
+from acom.training.checkpoint import load_checkpoint
+from acom.training.featcache import TEST_SUBSET, open_dataset
+from acom.training.metrics import wer_cer
+from acom.training.rate_accuracy import PRETRAINED
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def impaired(packets: list[bytes], loss: float, rng: random.Random) -> tuple[list[bytes], set[int]]:
+    """(what goes on the wire, indices dropped): loss (never the end packet), 10% duplicates, shuffles of 4."""
+    dropped = {i for i in range(len(packets) - 1) if rng.random() < loss}
+    kept = [p for i, p in enumerate(packets) if i not in dropped]
+    kept += [p for p in kept if rng.random() < 0.1]
+    out = []
+    for k in range(0, len(kept), 4):
+        out += rng.sample(kept[k:k + 4], len(kept[k:k + 4]))
+    return out, dropped
+
+
+async def serve_streams(bundle, plan: list[list[bytes]], pace: float) -> tuple[dict, dict]:
+    """Send every stream's packets (one round of all streams per ``pace`` seconds); (finals, summary)."""
+    out = io.StringIO()
+    server = Server(bundle, out, ServeConfig())
+    addr = (await server.start(("127.0.0.1", 0)))["udp"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for j in range(max(map(len, plan))):
+            for packets in plan:
+                if j < len(packets):
+                    s.sendto(packets[j], tuple(addr))
+            await asyncio.sleep(pace)
+    for _ in range(600):
+        await asyncio.sleep(0.05)
+        lines = [json.loads(x) for x in out.getvalue().splitlines()]
+        if sum(r["type"] == "final" for r in lines) == len(plan):
+            break
+    summary = await server.shutdown()
+    finals = {r["stream"]: r for r in (json.loads(x) for x in out.getvalue().splitlines()) if r["type"] == "final"}
+    return finals, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=None, help="speech set (default data/speech90, else data/speech)")
+    ap.add_argument("--rates", default="0,0.05,0.1,0.2,0.3", help="loss rates to try")
+    ap.add_argument("--items", type=int, default=0, help="test-clean utterances (0: all)")
+    ap.add_argument("--n-q", type=int, default=1)
+    ap.add_argument("--packet-frames", type=int, default=5, help="frames per packet (5 = 200 ms)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "serve_loss.json")
+    args = ap.parse_args(argv)
+    data = args.data or next((ROOT / d for d in ("data/speech90", "data/speech") if (ROOT / d).is_dir()), None)
+    split, _ = load_checkpoint(PRETRAINED / "asr" / "split.pt", "asr")
+    ds = open_dataset("asr", data, TEST_SUBSET["asr"])
+    items = [ds[i] for i in range(min(args.items or len(ds), len(ds)))]
+    with torch.inference_mode():
+        codes = [split.edge(args.n_q)(torch.from_numpy(w)[None])[0].numpy() for w, _ in items]
+    refs = [u.transcript for _, u in items]
+    rows, clean = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        write_server_bundle(PRETRAINED / "asr" / "split.pt", Path(tmp) / "b", n_q=args.n_q)
+        bundle = open_bundle(Path(tmp) / "b")
+        book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+        for rate in [float(x) for x in args.rates.split(",")]:
+            rng = random.Random(args.seed)
+            plan, lost_frames = [], 0
+            for i, c in enumerate(codes):
+                pk = stream_packets(c, sizes, book, device_id=1, stream_id=i, frames_per_packet=args.packet_frames)
+                wire, dropped = impaired(pk, rate, rng)
+                plan.append(wire)
+                lost_frames += sum(min(args.packet_frames, c.shape[1] - args.packet_frames * j) for j in dropped)
+            finals, summary = asyncio.run(serve_streams(bundle, plan, pace=0.01))
+            hyps = [finals[i]["text"] if i in finals else "" for i in range(len(codes))]
+            clean = hyps if clean is None else clean
+            p = summary["packets"]
+            sent = sum(map(len, plan))
+            row = {"loss": rate, "wer": wer_cer(refs, hyps)["wer"], "wer_vs_lossless": wer_cer(clean, hyps)["wer"],
+                   "packets_sent": sent, "accepted": p.get("accepted", 0), "duplicate": p.get("duplicate", 0),
+                   "late": p.get("late", 0), "closed": p.get("closed", 0), "frames_lost_sent": lost_frames,
+                   "frames_lost_server": summary["frames"].get("lost", 0), "finals": len(finals)}
+            row["accounting_ok"] = (row["accepted"] + row["duplicate"] + row["late"] + row["closed"] == sent
+                                    and row["frames_lost_server"] >= lost_frames and len(finals) == len(codes))
+            rows.append(row)
+            print(f"loss {rate:.0%}: WER {row['wer']:.1%} (vs lossless {row['wer_vs_lossless']:.1%}), "
+                  f"accepted {row['accepted']}/{sent}, lost frames {row['frames_lost_server']}, "
+                  f"accounting {'ok' if row['accounting_ok'] else 'WRONG'}")
+    report = {"data": str(data), "subset": TEST_SUBSET["asr"], "items": len(codes), "n_q": args.n_q,
+              "packet_frames": args.packet_frames, "duplicates": 0.1, "reorder": "shuffled in windows of 4",
+              "lost_frames_enter_tail_as": "zero feature vectors", "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    plot(rows, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}")
+    return 0 if all(r["accounting_ok"] for r in rows) else 1
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    x = np.array([r["loss"] for r in rows]) * 100
+    ax.plot(x, [r["wer"] * 100 for r in rows], "o-", label="WER vs reference")
+    ax.plot(x, [r["wer_vs_lossless"] * 100 for r in rows], "s--", label="WER vs lossless transcript")
+    ax.set_xlabel("packet loss (%)  (+10% duplicates, reordering)")
+    ax.set_ylabel("WER (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
