@@ -110,7 +110,7 @@ def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path,
     return {"packets_sent": len(sent), "packets_accepted": int(summary["packets"].get("accepted", 0)),
             "packets_answered": sum(k in answered for k in sent), "latency_ms": {**pct, "max": round(float(
                 lat.max()), 2) if lat.size else None}, "warmup_latency_ms_max": round(max(warm), 2) if warm else None,
-            "server_latency_ms": summary["latency_ms"], "server_cpu_s_per_s": round(cpu / seconds, 3),
+            "server_latency_ms": summary["latency_ms"], "step_ms": summary.get("step_ms"), "server_cpu_s_per_s": round(cpu / seconds, 3),
             "tail_steps": summary.get("tail_batches"), "mean_streams_per_step": round(
                 summary.get("tail_batch_streams", 0) / max(1, summary.get("tail_batches", 1)), 1)}
 

@@ -31,9 +31,12 @@ class Metrics:
         self.batch_streams = Counter("acom_tail_batch_streams", "Streams over all tail steps", registry=r)
         self.latency = Histogram("acom_latency_seconds", "Packet arrival to its result written",
                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.step = Histogram("acom_tail_step_seconds", "Duration of one batched tail step",
+                              buckets=LATENCY_BUCKETS, registry=r)
         self.quantile = Gauge("acom_latency_recent_seconds", "Latency percentiles of recent results",
                               ["quantile"], registry=r)
         self._recent: collections.deque[float] = collections.deque(maxlen=window)
+        self._steps: collections.deque[float] = collections.deque(maxlen=window)
         self._lock = threading.Lock()
         self._server = None
 
@@ -44,6 +47,11 @@ class Metrics:
         self.latency.observe(seconds)
         with self._lock:
             self._recent.append(seconds)
+
+    def observe_step(self, seconds: float) -> None:
+        self.step.observe(seconds)
+        with self._lock:
+            self._steps.append(seconds)
 
     def percentiles(self) -> dict[str, float]:
         """p50/p90/p99/max of recent latencies in milliseconds (empty when there are none)."""
@@ -73,7 +81,7 @@ class Metrics:
         out: dict = {"packets": {}, "received_bytes": {}, "frames": {}, "streams_ended": {}, "results": {}}
         for metric in self.registry.collect():
             for s in metric.samples:
-                if s.name.endswith("_created") or s.name.startswith("acom_latency"):
+                if s.name.endswith("_created") or s.name.startswith(("acom_latency", "acom_tail_step")):
                     continue
                 name = s.name.removeprefix("acom_").removesuffix("_total")
                 label = next(iter(s.labels.values()), None)
@@ -82,4 +90,9 @@ class Metrics:
                 else:
                     out.setdefault(name, {})[label] = s.value
         out["latency_ms"] = self.percentiles()
+        with self._lock:
+            steps = np.array(self._steps)
+        if steps.size:
+            out["step_ms"] = {f"p{q}": float(np.percentile(steps, q)) * 1e3 for q in (50, 90, 99)}
+            out["step_ms"]["max"] = float(steps.max()) * 1e3
         return out

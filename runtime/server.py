@@ -115,7 +115,7 @@ class Server:
                     await asyncio.sleep(wait)
                 keys = list(self.pending)[: self.config.max_batch]
                 work = {k: self.pending.pop(k) for k in keys}
-                self._busy = True
+                self._busy, started = True, time.monotonic()
                 try:
                     results = await loop.run_in_executor(self._pool, self.engine.step, work)
                 except Exception as e:  # a bug in the tail must not stop the server: count it, say it, go on
@@ -124,6 +124,7 @@ class Server:
                     continue
                 finally:
                     self._busy = False
+                self.metrics.observe_step(time.monotonic() - started)
                 self.metrics.batches.inc()
                 self.metrics.batch_streams.inc(len(work))
                 self._write(results)
