@@ -4,7 +4,8 @@ For each N, N simulated devices stream real codes (the shipped model's edge half
 utterance after utterance, one packet per second of audio sent when that second has been captured) over UDP
 on 127.0.0.1 to an `acom serve` subprocess for ``--seconds``. Latency is end to end: a packet's send time to
 the time of the first result line that covers it (same machine, same clock). N is served in real time when
-every packet sent was accepted and answered and the p99 latency is at most ``--p99-ms``. The first
+every packet sent was accepted and answered and the median over ``--repeats`` runs of the p99 latency is at
+most ``--p99-ms`` (single runs on this VM vary by 2x in p99). The first
 ``--warmup`` seconds are left out of the percentiles (first calls into torch are slow) and counted apart.
 Writes reports/serve_load.json (one entry per task) and prints a table.
 
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                     "data/urban200 or data/urban)")
     ap.add_argument("--streams", default=None, help="comma-separated N to try (default asr 25,50,75,100; "
                     "ac 100,200,300,400)")
-    ap.add_argument("--seconds", type=float, default=20.0, help="sending time per N")
+    ap.add_argument("--seconds", type=float, default=15.0, help="sending time per run")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per N (the machine is noisy: medians reported)")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds left out of the percentiles")
     ap.add_argument("--packet-s", type=float, default=1.0, help="seconds of audio per packet")
     ap.add_argument("--n-q", type=int, default=1, help="quantizer stages sent")
@@ -145,17 +147,25 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for n in tqdm(ns, desc=f"serve load ({args.task})", unit="N"):
             plan = schedule(codes, n, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=n)
-            r = {"streams": n, **run_one(work / "bundle", plan, args.seconds, args.warmup, work, args.server_arg)}
-            r["real_time"] = (r["packets_accepted"] == r["packets_sent"] == r["packets_answered"]
-                              and r["latency_ms"].get("p99", 1e9) <= args.p99_ms)
+            reps = [run_one(work / "bundle", plan, args.seconds, args.warmup, work, args.server_arg)
+                    for _ in range(args.repeats)]
+            med = {q: round(float(np.median([x["latency_ms"].get(q, np.nan) for x in reps])), 2)
+                   for q in ("p50", "p90", "p99", "max")}
+            r = {"streams": n, "latency_ms": med, "p99_ms_per_repeat": [x["latency_ms"].get("p99") for x in reps],
+                 "packets_sent": reps[0]["packets_sent"], "server_cpu_s_per_s": float(np.median(
+                     [x["server_cpu_s_per_s"] for x in reps])), "mean_streams_per_step": float(np.median(
+                         [x["mean_streams_per_step"] for x in reps])), "repeats": reps}
+            r["all_answered"] = all(x["packets_accepted"] == x["packets_sent"] == x["packets_answered"] for x in reps)
+            r["real_time"] = r["all_answered"] and med["p99"] <= args.p99_ms
             runs.append(r)
-            tqdm.write(f"N={n}: p50 {r['latency_ms'].get('p50')} ms p99 {r['latency_ms'].get('p99')} ms, "
-                       f"answered {r['packets_answered']}/{r['packets_sent']}, cpu {r['server_cpu_s_per_s']} s/s, "
-                       f"{r['mean_streams_per_step']} streams/step -> {'ok' if r['real_time'] else 'MISSED'}")
+            tqdm.write(f"N={n}: p50 {med['p50']} ms p99 {med['p99']} ms, all answered {r['all_answered']}, "
+                       f"cpu {r['server_cpu_s_per_s']} s/s, "
+                       f"{r['mean_streams_per_step']} streams/step (medians of {args.repeats}; p99 each "
+                       f"{r['p99_ms_per_repeat']}) -> {'ok' if r['real_time'] else 'MISSED'}")
     ok = [r["streams"] for r in runs if r["real_time"]]
     report = {"task": args.task, "data": str(data), "items": len(codes), "n_q": args.n_q, "packet_s": args.packet_s,
-              "seconds": args.seconds, "warmup_s": args.warmup, "p99_target_ms": args.p99_ms,
-              "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+              "seconds": args.seconds, "repeats": args.repeats, "server_args": args.server_arg, "warmup_s": args.warmup, "p99_target_ms": args.p99_ms,
+              "cpu_count": os.cpu_count(),
               "largest_real_time_streams": max(ok) if ok else 0, "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}

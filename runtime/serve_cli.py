@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -98,7 +99,9 @@ def make_server(args: argparse.Namespace, out) -> Server:
                          window_s=args.window_s, partial=not args.no_partial,
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
-    return Server(open_bundle(args.bundle), out, config, keys)
+    server = Server(open_bundle(args.bundle), out, config, keys)
+    gc.freeze()  # the model and imports are long-lived: later collections need not walk them (fewer long pauses)
+    return server
 
 
 async def serve(args: argparse.Namespace, out) -> dict:

@@ -93,10 +93,12 @@ def test_classifier_labels_equal_offline(ac_case):
     for i, p in enumerate(want):
         assert last[i].final and last[i].label == int(p.argmax())
         np.testing.assert_allclose(last[i].scores, p.numpy(), atol=1e-4)
-    short = ClassifierEngine(bundle, window_s=1.0)  # 5 frames: the label covers the last second only
+    short = ClassifierEngine(bundle, window_s=1.0)  # 5 frames: the label pools the last second only
     (r,) = short.step({(1, 0): Work([Chunk(0, codes[0].shape[1], codes[0], (0, 0), 0.0)], True)})
-    with torch.inference_mode():
-        p = torch.softmax(bundle.split.server()(torch.as_tensor(codes[0][:, -5:])[None])[0], -1)
+    with torch.inference_mode():  # the blocks still see the whole stream: only the pooling is windowed
+        m, cut = bundle.split.model, bundle.split.split_layer
+        y, _ = m.run_blocks(bundle.split.rvq.decode(torch.as_tensor(codes[0])[None]), None, cut + 1, len(m.blocks))
+        p = torch.softmax(m.head(m.pool(y[..., -5:], None))[0], -1)
     np.testing.assert_allclose(r.scores, p.numpy(), atol=1e-4)
     (r,) = short.step({(1, 1): Work([Chunk(0, 5, None, (-1, -1), 0.0)], True)})
     assert r.label is None and r.missing_frames == 5  # nothing received: no label, not a guess

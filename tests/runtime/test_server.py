@@ -199,3 +199,30 @@ def test_metrics_endpoint_and_shutdown_flushes_open_streams(ac_case):
     final = [r for r in lines if r["type"] == "final"]
     assert len(final) == len(codes) and summary["streams_ended"] == {"shutdown": len(codes)}
     assert all(r["label"] in range(10) and abs(sum(r["scores"]) - 1) < 1e-3 for r in final)
+
+
+def test_garbage_and_mutated_packets_leave_the_server_serving(asr_case):
+    """Random bytes and corrupted copies of valid packets: each is counted as a rejection, never an exception,
+    and a valid stream sent afterwards still gets the offline transcript."""
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    valid = stream_packets(codes[1], sizes, book, device_id=9, stream_id=4, frames_per_packet=10)
+    rng = random.Random(11)
+    junk = [bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 1500))) for _ in range(150)]
+    for _ in range(300):
+        b = bytearray(rng.choice(valid))
+        for _ in range(rng.randrange(1, 4)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        junk.append(bytes(b))
+
+    async def scenario(server, addr, out):
+        send(addr, junk)
+        await asyncio.sleep(0.2)
+        send(addr, valid)
+        await until(lambda: len(finals(out)) == 1)
+
+    lines, summary = run(bundle, scenario)
+    assert [r["text"] for r in lines if r["type"] == "final"] == [offline_text(bundle, codes[1])]
+    counts = summary["packets"]
+    assert counts["accepted"] == len(valid) and "tail_error" not in counts
+    assert sum(counts.values()) == len(junk) + len(valid)  # every datagram counted exactly once

@@ -1,0 +1,110 @@
+"""Benchmark: the batched tail alone (no sockets), on CUDA when present, else CPU (issue 6).
+
+N streams each bring one packet (``--packet-s`` of audio; random codes: the cost does not depend on them) per step, all in one
+``engine.step``: the step time is then the latency every stream sees, and N streams run in real time while a
+step takes less than ``--packet-s``. Reports, per N, the median and p99 step time over ``--steps`` steps
+(after 3 warm-up steps), and the largest N whose p99 step is at most ``--p99-ms`` (the latency target) and at
+most the packet duration (throughput). Writes reports/tail_throughput.json (one entry per task and device).
+
+    python bench/tail_throughput.py --task asr --streams 50,100,200,500,1000,2000,5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from acom.export.bundle import write_server_bundle
+from acom.runtime.bundle import open_bundle
+from acom.runtime.engine import Work, make_engine
+from acom.runtime.streams import Chunk
+from acom.training.rate_accuracy import PRETRAINED
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, device: str) -> list[float]:
+    """Step times (s) with n streams, each fed fpp frames of its own utterance per step (restarting at its end)."""
+    pos, stream, times = [0] * n, list(range(n)), []
+    for it in range(steps + 3):
+        work = {}
+        for i in range(n):
+            c = codes[stream[i] % len(codes)]
+            piece = c[:, pos[i]: pos[i] + fpp]
+            end = pos[i] + fpp >= c.shape[1]
+            work[(0, stream[i])] = Work([Chunk(pos[i], piece.shape[1], piece, (it, it), 0.0)], end)
+            pos[i] += fpp
+            if end:
+                pos[i], stream[i] = 0, stream[i] + n
+        sync(device)
+        t = time.perf_counter()
+        engine.step(work)
+        sync(device)
+        if it >= 3:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", choices=["asr", "ac"], default="asr")
+    ap.add_argument("--streams", default="10,50,100,200,500")
+    ap.add_argument("--packet-s", type=float, default=1.0)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--p99-ms", type=float, default=50.0)
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "tail_throughput.json")
+    args = ap.parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_server_bundle(PRETRAINED / args.task / "split.pt", Path(tmp) / "b", n_q=1)
+        bundle = open_bundle(Path(tmp) / "b")
+    engine = make_engine(bundle, device)
+    fpp = max(1, round(args.packet_s * bundle.frame_rate))
+    # the tail's cost does not depend on the code values, only on how many frames arrive: random codes of
+    # utterance lengths (2-15 s), streams ending and starting as they would
+    rng = np.random.default_rng(0)
+    codes = [rng.integers(0, bundle.codebook_sizes[0], (1, int(rng.uniform(2, 15) * bundle.frame_rate)))
+             for _ in range(64)]
+    rows = []
+    for n in [int(x) for x in args.streams.split(",")]:
+        times = np.array(measure(engine, codes, n, fpp, args.steps, device)) * 1e3
+        row = {"streams": n, "step_ms_median": round(float(np.median(times)), 2),
+               "step_ms_p99": round(float(np.percentile(times, 99)), 2),
+               "ms_per_stream_second": round(float(np.median(times)) / n / args.packet_s, 4)}
+        rows.append(row)
+        print(f"N={n}: step median {row['step_ms_median']} ms, p99 {row['step_ms_p99']} ms "
+              f"({row['ms_per_stream_second']} ms per stream-second)", flush=True)
+    name = torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    report = {"task": args.task, "device": name, "packet_s": args.packet_s, "steps": args.steps,
+              "largest_streams_p99_within_target": max([r["streams"] for r in rows
+                                                        if r["step_ms_p99"] <= args.p99_ms], default=0),
+              "largest_streams_real_time": max([r["streams"] for r in rows
+                                                if r["step_ms_p99"] <= args.packet_s * 1e3], default=0),
+              "p99_target_ms": args.p99_ms, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
+    existing[f"{args.task}-{device}"] = report
+    args.out.write_text(json.dumps(existing, indent=1) + "\n")
+    print(f"{args.task} on {name}: p99 step <= {args.p99_ms} ms up to N={report['largest_streams_p99_within_target']}"
+          f", real time up to N={report['largest_streams_real_time']} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
