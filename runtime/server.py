@@ -10,8 +10,10 @@ each, so a slow or dead port never stalls UDP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import socket
 import sys
 import threading
 import time
@@ -165,6 +167,9 @@ class Server:
         self._tasks = [asyncio.create_task(self._batcher()), asyncio.create_task(self._ticker())]
         if udp is not None:
             transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=udp)
+            sock = transport.get_extra_info("socket")
+            with contextlib.suppress(OSError):  # room for bursts while a step runs (the kernel caps it)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
             self._closers.append(transport.close)
             bound["udp"] = transport.get_extra_info("sockname")[:2]
         for url in serial:
