@@ -71,6 +71,12 @@ def schedule(codes: list[np.ndarray], n: int, seconds: float, frame_rate: float,
     return sorted((x for x in out if x[0] < seconds), key=lambda x: x[0])
 
 
+def steal_ticks() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs: time the hypervisor gave to other guests (noise on a shared VM)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -86,7 +92,7 @@ def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path,
         addr = tuple(ready["udp"])
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sent: dict[tuple[int, int, int], float] = {}
-        cpu0, t0 = cpu_seconds(proc.pid), time.time() + 0.2
+        cpu0, t0, steal0 = cpu_seconds(proc.pid), time.time() + 0.2, steal_ticks()
         for offset, key, pkt in plan:
             delay = t0 + offset - time.time()
             if delay > 0:
@@ -95,6 +101,7 @@ def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path,
             sock.sendto(pkt, addr)
         time.sleep(1.0)
         cpu = cpu_seconds(proc.pid) - cpu0
+        steal = [b - a for a, b in zip(steal0, steal_ticks())]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -111,7 +118,7 @@ def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path,
     return {"packets_sent": len(sent), "packets_accepted": int(summary["packets"].get("accepted", 0)),
             "packets_answered": sum(k in answered for k in sent), "latency_ms": {**pct, "max": round(float(
                 lat.max()), 2) if lat.size else None}, "warmup_latency_ms_max": round(max(warm), 2) if warm else None,
-            "server_latency_ms": summary["latency_ms"], "step_ms": summary.get("step_ms"), "server_cpu_s_per_s": round(cpu / seconds, 3),
+            "cpu_steal_share": round(steal[0] / max(1, steal[1]), 3), "server_latency_ms": summary["latency_ms"], "step_ms": summary.get("step_ms"), "server_cpu_s_per_s": round(cpu / seconds, 3),
             "tail_steps": summary.get("tail_batches"), "mean_streams_per_step": round(
                 summary.get("tail_batch_streams", 0) / max(1, summary.get("tail_batches", 1)), 1)}
 
@@ -152,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             med = {q: round(float(np.median([x["latency_ms"].get(q, np.nan) for x in reps])), 2)
                    for q in ("p50", "p90", "p99", "max")}
             r = {"streams": n, "latency_ms": med, "p99_ms_per_repeat": [x["latency_ms"].get("p99") for x in reps],
+                 "cpu_steal_share": [x["cpu_steal_share"] for x in reps],
                  "packets_sent": reps[0]["packets_sent"], "server_cpu_s_per_s": float(np.median(
                      [x["server_cpu_s_per_s"] for x in reps])), "mean_streams_per_step": float(np.median(
                          [x["mean_streams_per_step"] for x in reps])), "repeats": reps}
@@ -161,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"N={n}: p50 {med['p50']} ms p99 {med['p99']} ms, all answered {r['all_answered']}, "
                        f"cpu {r['server_cpu_s_per_s']} s/s, "
                        f"{r['mean_streams_per_step']} streams/step (medians of {args.repeats}; p99 each "
-                       f"{r['p99_ms_per_repeat']}) -> {'ok' if r['real_time'] else 'MISSED'}")
+                       f"{r['p99_ms_per_repeat']}, CPU steal {r['cpu_steal_share']}) -> "
+                       f"{'ok' if r['real_time'] else 'MISSED'}")
     ok = [r["streams"] for r in runs if r["real_time"]]
     report = {"task": args.task, "data": str(data), "items": len(codes), "n_q": args.n_q, "packet_s": args.packet_s,
               "seconds": args.seconds, "repeats": args.repeats, "server_args": args.server_arg, "warmup_s": args.warmup, "p99_target_ms": args.p99_ms,

@@ -1,8 +1,10 @@
 """Benchmark: WER against packet loss, with reordering and duplication, through a real server on loopback (issue 6).
 
 Real codes of the test utterances (the shipped ASR model's float edge half) go as UDP packets to an in-process
-`acom serve` server on 127.0.0.1. Per loss rate, each packet except a stream's last is dropped with that
-probability; 10% of the rest are sent twice and packets are shuffled in windows of 4 (reordering). The final
+`acom serve` server on 127.0.0.1, every stream in real time (a packet when its audio is captured). Per loss
+rate, each packet except a stream's last is dropped with that probability; 20% of the rest are delayed by up
+to 1.5 packet durations (reordering; past the 200 ms reorder timeout their frames count as lost and they
+arrive late) and 10% are sent twice. The final
 transcripts are scored against the reference texts (WER) and against the lossless transcripts. Accounting is
 checked on every run: accepted + duplicate + late + closed (after the stream's end) = sent, and frames received + lost = frames of the audio.
 Writes reports/serve_loss.json and reports/serve_loss.png.
@@ -20,6 +22,7 @@ import random
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,32 +41,36 @@ from acom.training.rate_accuracy import PRETRAINED
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def impaired(packets: list[bytes], loss: float, rng: random.Random) -> tuple[list[bytes], set[int]]:
-    """(what goes on the wire, indices dropped): loss (never the end packet), 10% duplicates, shuffles of 4."""
+def impaired(packets: list[bytes], loss: float, pace: float, rng: random.Random) -> tuple[list, set[int]]:
+    """((send time s, packet) list, indices dropped). Packet i is due at (i + 1) * pace (when its audio is
+    captured); each is lost with probability ``loss`` (never the end packet), 20% are delayed by up to 1.5
+    packet durations (so they overtake or are overtaken: reordering) and 10% are sent twice (the copy up to
+    one packet duration later)."""
     dropped = {i for i in range(len(packets) - 1) if rng.random() < loss}
-    kept = [p for i, p in enumerate(packets) if i not in dropped]
-    kept += [p for p in kept if rng.random() < 0.1]
     out = []
-    for k in range(0, len(kept), 4):
-        out += rng.sample(kept[k:k + 4], len(kept[k:k + 4]))
+    for i, p in enumerate(packets):
+        if i in dropped:
+            continue
+        due = (i + 1) * pace + (rng.uniform(0, 1.5 * pace) if rng.random() < 0.2 else 0.0)
+        out.append((due, p))
+        if rng.random() < 0.1:
+            out.append((due + rng.uniform(0, pace), p))
     return out, dropped
 
 
-async def serve_streams(bundle, plan: list[list[bytes]], pace: float) -> tuple[dict, dict]:
-    """Send every stream's packets (one round of all streams per ``pace`` seconds); (finals, summary)."""
+async def serve_streams(bundle, plan: list[tuple[float, bytes]]) -> tuple[dict, dict, int]:
+    """Send ``plan`` (send time, packet) on schedule to a fresh server; (finals, summary, streams)."""
     out = io.StringIO()
     server = Server(bundle, out, ServeConfig())
     addr = (await server.start(("127.0.0.1", 0)))["udp"]
+    start = time.monotonic()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for j in range(max(map(len, plan))):
-            for packets in plan:
-                if j < len(packets):
-                    s.sendto(packets[j], tuple(addr))
-            await asyncio.sleep(pace)
+        for due, packet in sorted(plan, key=lambda x: x[0]):
+            await asyncio.sleep(max(0.0, start + due - time.monotonic()))
+            s.sendto(packet, tuple(addr))
     for _ in range(600):
         await asyncio.sleep(0.05)
-        lines = [json.loads(x) for x in out.getvalue().splitlines()]
-        if sum(r["type"] == "final" for r in lines) == len(plan):
+        if not server.streams.streams and not server.pending:
             break
     summary = await server.shutdown()
     finals = {r["stream"]: r for r in (json.loads(x) for x in out.getvalue().splitlines()) if r["type"] == "final"}
@@ -97,26 +104,28 @@ def main(argv: list[str] | None = None) -> int:
             plan, lost_frames = [], 0
             for i, c in enumerate(codes):
                 pk = stream_packets(c, sizes, book, device_id=1, stream_id=i, frames_per_packet=args.packet_frames)
-                wire, dropped = impaired(pk, rate, rng)
-                plan.append(wire)
+                wire, dropped = impaired(pk, rate, args.packet_frames / bundle.frame_rate, rng)
+                phase = rng.uniform(0, 1.0)  # devices do not start in step
+                plan += [(t + phase, p) for t, p in wire]
                 lost_frames += sum(min(args.packet_frames, c.shape[1] - args.packet_frames * j) for j in dropped)
-            finals, summary = asyncio.run(serve_streams(bundle, plan, pace=0.01))
+            finals, summary = asyncio.run(serve_streams(bundle, plan))
             hyps = [finals[i]["text"] if i in finals else "" for i in range(len(codes))]
             clean = hyps if clean is None else clean
             p = summary["packets"]
-            sent = sum(map(len, plan))
+            sent = len(plan)
             row = {"loss": rate, "wer": wer_cer(refs, hyps)["wer"], "wer_vs_lossless": wer_cer(clean, hyps)["wer"],
                    "packets_sent": sent, "accepted": p.get("accepted", 0), "duplicate": p.get("duplicate", 0),
                    "late": p.get("late", 0), "closed": p.get("closed", 0), "frames_lost_sent": lost_frames,
                    "frames_lost_server": summary["frames"].get("lost", 0), "finals": len(finals)}
             row["accounting_ok"] = (row["accepted"] + row["duplicate"] + row["late"] + row["closed"] == sent
                                     and row["frames_lost_server"] >= lost_frames and len(finals) == len(codes))
+            row["frames_given_up_late"] = row["frames_lost_server"] - lost_frames  # delayed past the reorder timeout
             rows.append(row)
             print(f"loss {rate:.0%}: WER {row['wer']:.1%} (vs lossless {row['wer_vs_lossless']:.1%}), "
                   f"accepted {row['accepted']}/{sent}, lost frames {row['frames_lost_server']}, "
                   f"accounting {'ok' if row['accounting_ok'] else 'WRONG'}")
     report = {"data": str(data), "subset": TEST_SUBSET["asr"], "items": len(codes), "n_q": args.n_q,
-              "packet_frames": args.packet_frames, "duplicates": 0.1, "reorder": "shuffled in windows of 4",
+              "packet_frames": args.packet_frames, "duplicates": 0.1, "reorder": "20% delayed by up to 1.5 packet durations",
               "lost_frames_enter_tail_as": "zero feature vectors", "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
