@@ -56,6 +56,7 @@ class Server:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="acom-tail")
         self._tasks: list[asyncio.Task] = []
         self._closers: list = []
+        self.serial_readers: list[SerialReader] = []
         self._stopping = self._busy = False
 
     # ---- receiving (event loop thread) ----
@@ -174,6 +175,7 @@ class Server:
             bound["udp"] = transport.get_extra_info("sockname")[:2]
         for url in serial:
             reader = SerialReader(url, baudrate, self, loop)
+            self.serial_readers.append(reader)
             reader.start()
             self._closers.append(reader.stop)
         if metrics_port is not None:
@@ -220,12 +222,14 @@ class SerialReader(threading.Thread):
         self.url, self.baudrate, self.server, self.loop = url, baudrate, server, loop
         self._stop_event = threading.Event()
         self.port = None
+        self.opened = threading.Event()
 
     def run(self) -> None:
         import serial
         while not self._stop_event.is_set():
             try:
                 self.port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.1)
+                self.opened.set()  # bytes that arrived before this moment are flushed by pyserial's open
                 deframer = SerialDeframer(self.server.keys)
                 while not self._stop_event.is_set():
                     data = self.port.read(self.port.in_waiting or 1)

@@ -158,6 +158,7 @@ def test_serial_pty_socket_url_and_a_dead_port(asr_case):
 
     async def scenario(server, addr, out):
         conn = await asyncio.get_running_loop().run_in_executor(None, listener.accept)
+        await until(lambda: server.serial_readers[0].opened.is_set())  # pyserial's open flushes earlier input
         os.write(master, b"\x01\x02noise\x00" + b"".join(frame_serial(p) for p in over_pty))
         conn[0].sendall(b"".join(frame_serial(p) for p in over_tcp) + b"junk-without-end")
         send(addr, over_udp)
