@@ -67,12 +67,37 @@ def block_reach(block: torch.nn.Module) -> tuple[int, int]:
 
 
 class _Engine:
+    """What both engines share: the tail's blocks, decoded-codeword tables, per-stream inputs."""
+
+    runners: list  # per tail block: a ConformerStreamer or WindowRunner (set by the subclass)
+    streams: dict  # StreamKey -> the subclass's per-stream state (with ``frames`` and ``missing``)
+
     def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
         self.bundle, self.device = bundle, torch.device(device)
         self.split = bundle.split.to(self.device).eval()
         self.model = self.split.model
         self.tail = list(self.model.blocks[self.split.split_layer + 1:])
         self._tables: list[torch.Tensor] | None = None
+
+    @property
+    def lookahead_frames(self) -> int:
+        """Frames after a frame that must arrive before its output is final (the tail's algorithmic delay)."""
+        return sum(r.lookahead for r in self.runners)
+
+    def _inputs(self, work: dict[StreamKey, Work], new_stream) -> list[torch.Tensor]:
+        """Each stream's new frames as features [n, D] (time-major); creates states with ``new_stream()`` and
+        counts frames received and lost."""
+        feats = iter(self._features([c for k in work for c in work[k].chunks]))
+        xs, dim = [], self.split.rvq.config.dim
+        for k, w in work.items():
+            s = self.streams.get(k)
+            if s is None:
+                s = self.streams[k] = new_stream()
+            parts = [next(feats).T for _ in w.chunks]
+            xs.append(torch.cat(parts) if parts else torch.zeros(0, dim, device=self.device))
+            s.frames += sum(c.n_frames for c in w.chunks)
+            s.missing += sum(c.n_frames for c in w.chunks if c.codes is None)
+        return xs
 
     def _features(self, chunks: list[Chunk]) -> list[torch.Tensor]:
         """Decoded features [D, n] per chunk (zeros for lost frames), from per-stage tables of decoded codewords
@@ -155,27 +180,12 @@ class AsrEngine(_Engine):
         self.vocab = CharVocab()
         self.streams: dict[StreamKey, _AsrStream] = {}
 
-    @property
-    def lookahead_frames(self) -> int:
-        """Frames after a frame that must arrive before its output is final (the tail's algorithmic delay)."""
-        return sum(r.lookahead for r in self.runners)
-
     @torch.inference_mode()
     def step(self, work: dict[StreamKey, Work]) -> list[Result]:
         keys = list(work)
         if not keys:
             return []
-        chunks = [c for k in keys for c in work[k].chunks]
-        feats = iter(self._features(chunks))
-        xs, dim = [], self.split.rvq.config.dim
-        for k in keys:
-            s = self.streams.get(k)
-            if s is None:
-                s = self.streams[k] = _AsrStream([r.new_state(self.device) for r in self.runners])
-            parts = [next(feats).T for _ in work[k].chunks]
-            xs.append(torch.cat(parts) if parts else torch.zeros(0, dim, device=self.device))
-            s.frames += sum(c.n_frames for c in work[k].chunks)
-            s.missing += sum(c.n_frames for c in work[k].chunks if c.codes is None)
+        xs = self._inputs(work, lambda: _AsrStream([r.new_state(self.device) for r in self.runners]))
         ended = [work[k].ended for k in keys]
         for b, runner in enumerate(self.runners):
             xs = runner.step([self.streams[k].blocks[b] for k in keys], xs, ended)
@@ -220,29 +230,16 @@ class ClassifierEngine(_Engine):
         self.runners = [WindowRunner(b) for b in self.tail]
         self.streams: dict[StreamKey, _ClassStream] = {}
 
-    @property
-    def lookahead_frames(self) -> int:
-        return sum(r.lookahead for r in self.runners)
-
     @torch.inference_mode()
     def step(self, work: dict[StreamKey, Work]) -> list[Result]:
         keys = list(work)
         if not keys:
             return []
-        feats = iter(self._features([c for k in keys for c in work[k].chunks]))
-        xs, dim = [], self.split.rvq.config.dim
+        e = torch.zeros(0, self.tail[-1].out_dim, device=self.device)
+        none = torch.zeros(0, dtype=torch.bool, device=self.device)
+        xs = self._inputs(work, lambda: _ClassStream([r.new_state(self.device) for r in self.runners], e, none))
         for k in keys:
-            s = self.streams.get(k)
-            if s is None:
-                e = torch.zeros(0, self.tail[-1].out_dim, device=self.device)
-                s = self.streams[k] = _ClassStream([r.new_state(self.device) for r in self.runners], e,
-                                                   torch.zeros(0, dtype=torch.bool, device=self.device))
-            parts = [next(feats).T for _ in work[k].chunks]
-            xs.append(torch.cat(parts) if parts else torch.zeros(0, dim, device=self.device))
-            for c in work[k].chunks:
-                s.pending += [c.codes is not None] * c.n_frames
-                s.frames += c.n_frames
-                s.missing += c.n_frames if c.codes is None else 0
+            self.streams[k].pending += [c.codes is not None for c in work[k].chunks for _ in range(c.n_frames)]
         ended = [work[k].ended for k in keys]
         for b, runner in enumerate(self.runners):
             xs = runner.step([self.streams[k].blocks[b] for k in keys], xs, ended)
