@@ -8,9 +8,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?= data
 # Debian packages the toolkit runs: TTS engines and texts for the speech set, sox, real noise recordings,
-# and the Cortex-M cross compiler that builds the exported C sources.
+# the Cortex-M cross compiler that builds the exported C sources, and socat (pty pairs for serial tests).
 DEBS := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox libsox-fmt-all \
-        bible-kjv openttd-opensfx gcc-arm-none-eabi libnewlib-arm-none-eabi
+        bible-kjv openttd-opensfx gcc-arm-none-eabi libnewlib-arm-none-eabi socat
 
 .PHONY: setup debs venv demo test bench clean
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "boards": ("acom.boards.cli:main", "the board profiles acom-export targets (RAM, flash, runtimes, energy)"),
     "serve": ("acom.runtime.serve_cli:main", "receive codes over UDP/serial and run the batched tail (JSON lines)"),
     "triton": ("acom.runtime.triton_cli:main", "export the tail to ONNX and write a checked Triton model repository"),
+    "send": ("acom.firmware_host.client:main", "act as a device: audio -> edge artifact -> packets over UDP/serial"),
     "bench": ("acom.training.rate_accuracy:bench_main", "benchmarks: rate-accuracy (metric against bit/s)"),
 }
 

@@ -90,7 +90,11 @@ class PteRunner:
     def __init__(self, pte: bytes) -> None:
         from executorch.runtime import Runtime
 
-        self._method = Runtime.get().load_program(pte).load_method("forward")
+        # Keep the bytes and the Program alive as long as the method: the runtime reads the buffer in place and
+        # the method points into the program (dropping either segfaulted a fresh process at the first execute).
+        self._pte = pte
+        self._program = Runtime.get().load_program(pte)
+        self._method = self._program.load_method("forward")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Input window (the graph's input shape) -> int32 codes ``[1, n_q, T]``."""

@@ -31,3 +31,16 @@ def urban_set(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("urban") / "set"
     generate_urban(out, clips_per_class=20, seed=0, folds=(1, 2, 10), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def ac_bundle(urban_set: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """An rpi4 export (ExecuTorch only) of the shipped classifier: (bundle folder, manifest)."""
+    from acom.export.pipeline import ExportOptions, export
+    from tests.export.helpers import edited_board
+
+    out = tmp_path_factory.mktemp("bundle") / "ac"
+    board = edited_board(tmp_path_factory.mktemp("board"), "rpi4", runtimes='["executorch-xnnpack"]', name='"rpi4-et"')
+    manifest = export(ExportOptions(board=str(board), task="ac", out=out, data=urban_set,
+                                    calibration_windows=8, verify_items=12, log=lambda s: None))
+    return out, manifest

@@ -21,15 +21,6 @@ from acom.export.pipeline import ExportOptions, export
 from acom.training.checkpoint import load_checkpoint
 
 
-@pytest.fixture(scope="module")
-def ac_bundle(urban_set: Path, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("bundle") / "ac"
-    board = edited_board(tmp_path_factory.mktemp("board"), "rpi4", runtimes='["executorch-xnnpack"]', name='"rpi4-et"')
-    manifest = export(ExportOptions(board=str(board), task="ac", out=out, data=urban_set,
-                                    calibration_windows=8, verify_items=12, log=lambda s: None))
-    return out, manifest
-
-
 def test_bundle_lists_every_file_with_its_hash(ac_bundle) -> None:
     out, manifest = ac_bundle
     on_disk = json.loads((out / "manifest.json").read_text())

@@ -1,0 +1,141 @@
+"""`acom send`: a device in software. Audio files -> the bundle's edge artifact -> packets -> UDP or serial.
+
+The codes come from the artifact the board runs: ``edge.pte`` in the ExecuTorch runtime or ``edge.tflite``
+in LiteRT (Linux bundles, whose graph takes the waveform), on the fixed windows the artifact was exported for
+(as the device runs it), or from the PyTorch float edge half of ``--checkpoint`` (any bundle, also a server-only
+one). Packets follow docs/wire.md; a physical board is what this stands in for (none can exist here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from acom.errors import AcomError
+from acom.runtime.bundle import read_manifest
+from acom.runtime.sender import stream_packets
+from acom.runtime.wire import codebook_id, frame_serial
+
+Encoder = Callable[[np.ndarray], np.ndarray]  # audio float32 [N] at the bundle's rate -> codes int64 [n_q, T]
+
+
+def artifact_encoder(bundle: Path, manifest: dict, name: str) -> Encoder:
+    """The bundle's artifact ``name`` run window by window, as the board runs it."""
+    entry = next((a for a in manifest.get("artifacts", []) if a["file"] == name), None)
+    if entry is None:
+        have = [a["file"] for a in manifest.get("artifacts", [])]
+        raise AcomError(f"{bundle}: no artifact {name!r} in the manifest (it has {have or 'none'}; a bundle "
+                        f"without artifacts needs --checkpoint)")
+    if manifest["frontend"].get("runs_in") != "graph":
+        raise AcomError(f"{bundle / name}: this graph takes features the firmware computes (board "
+                        f"{manifest['board']}); run it on the board, or use --checkpoint for the PyTorch encoder")
+    data = (bundle / name).read_bytes()
+    if name.endswith(".pte"):
+        from acom.export.executorch import PteRunner
+        runner = PteRunner(data)
+    elif name.endswith(".tflite"):
+        from acom.export.litert import run_litert
+        runner = lambda x: run_litert(data, [x])[0]  # noqa: E731
+    else:
+        raise AcomError(f"{bundle / name}: --artifact must be a .pte or .tflite file of the bundle")
+    window = manifest["graph"]["window_samples"]
+    per_code = round(manifest["sample_rate"] / manifest["frame_rate"])
+
+    def encode(audio: np.ndarray) -> np.ndarray:
+        n_win = max(1, -(-len(audio) // window))
+        padded = np.zeros(n_win * window, dtype=np.float32)
+        padded[: len(audio)] = audio
+        codes = [np.asarray(runner(padded[w * window:(w + 1) * window][None]))[0] for w in range(n_win)]
+        return np.concatenate(codes, axis=1)[:, : max(1, -(-len(audio) // per_code))].astype(np.int64)
+    return encode
+
+
+def checkpoint_encoder(checkpoint: Path, manifest: dict, n_q: int) -> Encoder:
+    """The PyTorch float edge half of a split checkpoint (must have the bundle's codebooks)."""
+    import torch
+
+    from acom.training.checkpoint import load_checkpoint
+    split, _ = load_checkpoint(checkpoint, manifest["task"])
+    if split.rvq is None or split.rvq.codebook_hash() != manifest["codebook_hash"]:
+        raise AcomError(f"{checkpoint}: its codebooks are not the bundle's (codebook hash differs): the server "
+                        f"would refuse every packet")
+    edge = split.edge(n_q)
+
+    def encode(audio: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return edge(torch.from_numpy(audio)[None])[0].numpy()
+    return encode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="acom send", description="Act as a device: encode audio files with the bundle's edge artifact "
+        "(or a checkpoint's float edge half) and send the codes as acom packets, one stream per file.",
+        epilog="Prints one JSON line per file (frames, packets, bytes, bit/s). Exit codes: 0 sent, 2 bad input.")
+    p.add_argument("audio", nargs="+", type=Path, help="audio files (any rate; resampled to the bundle's)")
+    p.add_argument("--bundle", type=Path, required=True, help="bundle folder written by acom-export")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--udp", metavar="HOST:PORT", help="send datagrams here")
+    dest.add_argument("--serial", metavar="PORT", help="write COBS frames to this serial port or pyserial URL")
+    p.add_argument("--artifact", default="edge.pte", help="the bundle's artifact to run (default edge.pte)")
+    p.add_argument("--checkpoint", type=Path, help="use this checkpoint's PyTorch edge half instead of an artifact")
+    p.add_argument("--n-q", type=int, help="stages to send (default: the bundle's n_q)")
+    p.add_argument("--device-id", type=int, default=1)
+    p.add_argument("--first-stream", type=int, default=0, help="stream id of the first file (then +1 per file)")
+    p.add_argument("--packet-s", type=float, default=1.0, help="seconds of audio per packet (default 1)")
+    p.add_argument("--key", help="HMAC key of this device, in hex (the server's --keys entry)")
+    p.add_argument("--realtime", action="store_true", help="send each packet when its audio would be captured")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from acom.runtime.serve_cli import parse_hostport
+    from acom.training.audio import load_audio
+    manifest = read_manifest(args.bundle)
+    n_q = args.n_q or manifest["n_q"]
+    if args.checkpoint:
+        encode = checkpoint_encoder(args.checkpoint, manifest, n_q)
+    else:
+        encode = artifact_encoder(args.bundle, manifest, args.artifact)
+    key = bytes.fromhex(args.key) if args.key else None
+    sizes, book = manifest["model"]["rvq_config"]["codebook_sizes"], codebook_id(manifest["codebook_hash"])
+    fpp = max(1, round(args.packet_s * manifest["frame_rate"]))
+    send = _transport(args, parse_hostport)
+    for i, path in enumerate(args.audio):
+        codes = encode(load_audio(path, manifest["sample_rate"]))[:n_q]
+        packets = stream_packets(codes, sizes, book, device_id=args.device_id, stream_id=args.first_stream + i,
+                                 frames_per_packet=fpp, key=key)
+        start = time.monotonic()
+        for j, packet in enumerate(packets):
+            if args.realtime:
+                time.sleep(max(0.0, start + (j + 1) * args.packet_s - time.monotonic()))
+            send(packet)
+        seconds = codes.shape[1] / manifest["frame_rate"]
+        print(json.dumps({"file": str(path), "stream": args.first_stream + i, "frames": codes.shape[1],
+                          "n_q": codes.shape[0], "packets": len(packets), "bytes": sum(map(len, packets)),
+                          "bps_on_wire": round(8 * sum(map(len, packets)) / max(seconds, 1e-9), 1)}), flush=True)
+    return 0
+
+
+def _transport(args: argparse.Namespace, parse_hostport) -> Callable[[bytes], None]:
+    if args.udp:
+        addr, sock = parse_hostport(args.udp), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        return lambda packet: sock.sendto(packet, addr)
+    import serial
+    try:
+        port = serial.serial_for_url(args.serial, baudrate=115200)
+    except (serial.SerialException, ValueError) as e:
+        raise AcomError(f"--serial {args.serial}: cannot open ({e})") from e
+    return lambda packet: port.write(frame_serial(packet))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
