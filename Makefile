@@ -51,7 +51,10 @@ demo: setup
 	$(VENV)/bin/acom-export --board cortex-m55-u55 --task ac --data $(DATA)/urban --out export-cortex-m55-u55-ac \
 	  --force --keep-failed || [ $$? = 3 ]
 	@echo
-	@echo "Not built yet: codec baselines, the server (acom serve)."
+	@echo "== device and server on this machine: the rpi4 bundle's edge.pte -> packets over UDP -> acom serve =="
+	$(PY) -m acom.firmware_host.loopback_demo --bundle export-rpi4-asr $$(ls $(DATA)/speech/test-clean/*/*/*.flac | head -3)
+	@echo
+	@echo "Not built yet: codec baselines (issue 4), the device firmware and its QEMU runs."
 
 test: setup
 	$(VENV)/bin/ruff check .

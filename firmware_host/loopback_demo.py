@@ -1,0 +1,80 @@
+"""Device and server on one machine: `acom serve` on 127.0.0.1, `acom send` of a few audio files, the results.
+
+    python -m acom.firmware_host.loopback_demo --bundle export-rpi4-asr FILE...
+
+Starts the server (a free port), sends each file as one stream with the bundle's edge artifact, waits for the
+final results, stops the server (SIGTERM) and prints one line per stream, then the server's counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from acom.errors import AcomError
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("audio", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=Path("serve-demo.jsonl"), help="the server's JSON lines")
+    args = ap.parse_args(argv)
+    args.out.unlink(missing_ok=True)
+    acom = [sys.executable, "-m", "acom.cli"]
+    server = subprocess.Popen([*acom, "serve", "--bundle", str(args.bundle), "--udp", "127.0.0.1:0", "--out",
+                               str(args.out)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stderr.readline()
+        if not line.startswith("{"):
+            raise AcomError(f"acom serve did not start: {line.strip()} {server.stderr.read()[-500:]}")
+        port = json.loads(line)["udp"][1]
+        sent = subprocess.run([*acom, "send", "--bundle", str(args.bundle), "--udp", f"127.0.0.1:{port}",
+                               *map(str, args.audio)], capture_output=True, text=True)
+        if sent.returncode:
+            raise AcomError(f"acom send failed: {sent.stderr.strip()[-500:]}")
+        deadline = time.monotonic() + 60
+        while _count_finals(args.out) < len(args.audio) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    lines = [json.loads(x) for x in args.out.read_text().split("\n")[:-1]]
+    for r in sorted((r for r in lines if r["type"] == "final"), key=lambda r: r["stream"]):
+        path = args.audio[r["stream"]]
+        what = r["text"] if "text" in r else f"label {r['label']}"
+        print(f"stream {r['stream']} ({path.name}, {r['seconds']} s): {what}")
+        ref = _reference(path)
+        if ref:
+            print(f"  reference: {ref}")
+    summary = lines[-1]
+    latency = {k: round(v, 1) for k, v in summary["latency_ms"].items()}
+    print(f"server: packets {summary['packets']}, latency ms {latency} -> {args.out}")
+    return 0
+
+
+def _reference(audio: Path) -> str | None:
+    """The transcript of a LibriSpeech-layout file (from its folder's .trans.txt), if there is one."""
+    for trans in audio.parent.glob("*.trans.txt"):
+        for line in trans.read_text().splitlines():
+            utt, _, text = line.partition(" ")
+            if utt == audio.stem:
+                return text
+    return None
+
+
+def _count_finals(path: Path) -> int:
+    return path.read_text().count('"type": "final"') if path.exists() else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except AcomError as e:
+        print(f"loopback demo: error: {e}", file=sys.stderr)
+        sys.exit(2)
