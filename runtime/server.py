@@ -153,10 +153,14 @@ class Server:
         self.out.flush()
 
     async def _ticker(self) -> None:
-        period = max(0.01, self.config.reassembly.reorder_timeout / 4)
+        period, last_gauges = max(0.01, self.config.reassembly.reorder_timeout / 4), 0.0
         while True:
             await asyncio.sleep(period)
-            self._deliver(self.streams.tick(time.monotonic()))
+            now = time.monotonic()
+            self._deliver(self.streams.tick(now))
+            if now - last_gauges >= 1.0:  # the endpoint's recent-latency percentiles, once a second
+                self.metrics.percentiles()
+                last_gauges = now
 
     # ---- lifecycle ----
 

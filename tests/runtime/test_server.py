@@ -190,6 +190,8 @@ def test_metrics_endpoint_and_shutdown_flushes_open_streams(ac_case):
     async def scenario(server, addr, out):
         send(addr, plan)
         await until(lambda: server.metrics.snapshot()["packets"].get("accepted", 0) == len(plan))
+        await until(lambda: server.metrics.snapshot()["results"])  # some results written
+        await asyncio.sleep(1.2)  # the recent-latency gauges are refreshed once a second
         port = addr["metrics"][1]
         text["body"] = await asyncio.get_running_loop().run_in_executor(
             None, lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode())
@@ -197,6 +199,7 @@ def test_metrics_endpoint_and_shutdown_flushes_open_streams(ac_case):
     lines, summary = run(bundle, scenario, metrics=True)
     assert f'acom_packets_total{{outcome="accepted"}} {float(len(plan))}' in text["body"]
     assert "acom_latency_seconds_bucket" in text["body"]
+    assert 'acom_latency_recent_seconds{quantile="0.99"}' in text["body"]
     final = [r for r in lines if r["type"] == "final"]
     assert len(final) == len(codes) and summary["streams_ended"] == {"shutdown": len(codes)}
     assert all(r["label"] in range(10) and abs(sum(r["scores"]) - 1) < 1e-3 for r in final)
