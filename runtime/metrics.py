@@ -61,9 +61,13 @@ class Metrics:
             return {}
         out = {f"p{q}": float(np.percentile(lat, q)) * 1e3 for q in (50, 90, 99)}
         out["max"] = float(lat.max()) * 1e3
-        for q in (50, 90, 99):
-            self.quantile.labels(f"0.{q:02d}" if q < 100 else "1").set(out[f"p{q}"] / 1e3)
         return out
+
+    def refresh_gauges(self) -> None:
+        """Set the endpoint's recent-latency percentiles (the server calls this once a second)."""
+        for name, ms in self.percentiles().items():
+            if name != "max":
+                self.quantile.labels(f"0.{name[1:]}").set(ms / 1e3)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Start the text endpoint (a daemon thread) on ``host:port``; returns the port actually bound."""

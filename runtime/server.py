@@ -159,7 +159,7 @@ class Server:
             now = time.monotonic()
             self._deliver(self.streams.tick(now))
             if now - last_gauges >= 1.0:  # the endpoint's recent-latency percentiles, once a second
-                self.metrics.percentiles()
+                self.metrics.refresh_gauges()
                 last_gauges = now
 
     # ---- lifecycle ----
