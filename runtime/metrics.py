@@ -28,6 +28,8 @@ class Metrics:
         self.streams = Counter("acom_streams_ended", "Streams ended, by why", ["why"], registry=r)
         self.results = Counter("acom_results", "Results written (partial or final)", ["kind"], registry=r)
         self.batches = Counter("acom_tail_batches", "Tail steps run", registry=r)
+        self.tail_errors = Counter("acom_tail_errors", "Streams whose tail step raised (a bug: see stderr)",
+                                   registry=r)
         self.batch_streams = Counter("acom_tail_batch_streams", "Streams over all tail steps", registry=r)
         self.latency = Histogram("acom_latency_seconds", "Packet arrival to its result written",
                                  buckets=LATENCY_BUCKETS, registry=r)

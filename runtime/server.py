@@ -122,7 +122,7 @@ class Server:
                 try:
                     results = await loop.run_in_executor(self._pool, self.engine.step, work)
                 except Exception as e:  # a bug in the tail must not stop the server: count it, say it, go on
-                    self.metrics.count("tail_error", len(work))
+                    self.metrics.tail_errors.inc(len(work))
                     print(f"acom serve: tail step failed for {len(work)} streams: {e!r}", file=sys.stderr)
                     continue
                 finally:

@@ -229,5 +229,30 @@ def test_garbage_and_mutated_packets_leave_the_server_serving(asr_case):
     lines, summary = run(bundle, scenario)
     assert [r["text"] for r in lines if r["type"] == "final"] == [offline_text(bundle, codes[1])]
     counts = summary["packets"]
-    assert counts["accepted"] == len(valid) and "tail_error" not in counts
+    assert counts["accepted"] == len(valid) and summary["tail_errors"] == 0
     assert sum(counts.values()) == len(junk) + len(valid)  # every datagram counted exactly once
+
+
+def test_a_failing_tail_step_is_counted_and_the_server_goes_on(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    first = stream_packets(codes[0], sizes, book, device_id=1, stream_id=0)
+    second = stream_packets(codes[1], sizes, book, device_id=1, stream_id=1)
+
+    async def scenario(server, addr, out):
+        real, calls = server.engine.step, []
+
+        def flaky(work):
+            calls.append(len(work))
+            if len(calls) == 1:
+                raise RuntimeError("injected")
+            return real(work)
+        server.engine.step = flaky
+        send(addr, first[:1])
+        await until(lambda: calls)
+        send(addr, second)
+        await until(lambda: len(finals(out)) == 1)
+
+    lines, summary = run(bundle, scenario)
+    assert summary["tail_errors"] == 1
+    assert [r["text"] for r in lines if r["type"] == "final" and r["stream"] == 1] == [offline_text(bundle, codes[1])]
