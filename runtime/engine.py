@@ -1,13 +1,13 @@
 """The server's tail, batched across streams: codes in, transcripts or labels out, frame by frame.
 
-``AsrEngine`` runs the tail incrementally and exactly: each tail block keeps the last ``left`` input frames
-of its reach, computes the outputs that its ``right`` look-ahead already allows, and hands them to the next
-block, so a stream's final transcript equals the tail run once on the whole stream (tested). Streams are
-batched per block (right-padded; padding only reaches outputs that are not final yet); a stream's last run
-goes alone, so its end is padded exactly as in the offline model. CTC greedy decoding carries across runs.
+``AsrEngine`` runs the tail incrementally and exactly: Conformer blocks through ``ConformerStreamer`` (each
+frame's work once), other stride-1 blocks through ``WindowRunner`` (each step recomputes the block's left
+reach; streams right-padded together, padding only reaching outputs that are not final yet, and a stream's
+last run alone so its end is padded exactly as offline). A stream's final transcript equals the tail run once
+on the whole stream (tested). CTC greedy decoding carries across steps.
 
-``ClassifierEngine`` reclassifies the last ``window_s`` seconds of a stream when frames arrive (windows of
-equal length batched together: no padding at all).
+``ClassifierEngine`` runs its blocks the same way on new frames only and pools the last ``window_s`` seconds
+of final outputs (windows of equal length batched together).
 
 Lost frames (``Chunk.codes is None``) enter the tail as zero feature vectors at the cut. The quantizer's
 decoded features have no "silence" code, and zeros are what the blocks' own padding uses; the classifier
@@ -62,7 +62,7 @@ def block_reach(block: torch.nn.Module) -> tuple[int, int]:
     if isinstance(block, TDNNBlock) and block.stride == 1:
         span = block.dilation * (block.kernel - 1)
         return span - min(block.right, span), min(block.right, span)
-    raise AcomError(f"{type(block).__name__} (stride {getattr(block, 'stride', '?')}): the streaming ASR tail "
+    raise AcomError(f"{type(block).__name__} (stride {getattr(block, 'stride', '?')}): the streaming tail "
                     f"needs Conformer or stride-1 TDNN blocks after the cut")
 
 
@@ -77,7 +77,9 @@ class _Engine:
         self.split = bundle.split.to(self.device).eval()
         self.model = self.split.model
         self.tail = list(self.model.blocks[self.split.split_layer + 1:])
-        self._tables: list[torch.Tensor] | None = None
+        with torch.inference_mode():  # stage s, code j -> that stage's decoded contribution [K_s, D]
+            self._tables = [st.out_proj(st.lookup(torch.arange(k, device=self.device)[None]))[0].T.contiguous()
+                            for st, k in zip(self.split.rvq.stages, self.split.rvq.config.codebook_sizes)]
 
     @property
     def lookahead_frames(self) -> int:
@@ -93,30 +95,26 @@ class _Engine:
             s = self.streams.get(k)
             if s is None:
                 s = self.streams[k] = new_stream()
-            parts = [next(feats).T for _ in w.chunks]
+            parts = [next(feats) for _ in w.chunks]
             xs.append(torch.cat(parts) if parts else torch.zeros(0, dim, device=self.device))
             s.frames += sum(c.n_frames for c in w.chunks)
             s.missing += sum(c.n_frames for c in w.chunks if c.codes is None)
         return xs
 
     def _features(self, chunks: list[Chunk]) -> list[torch.Tensor]:
-        """Decoded features [D, n] per chunk (zeros for lost frames), from per-stage tables of decoded codewords
-        (``rvq.decode`` normalizes and projects the codebooks on every call)."""
-        if self._tables is None:  # stage s, code j -> that stage's decoded contribution [K_s, D]
-            with torch.inference_mode():
-                self._tables = [st.out_proj(st.lookup(torch.arange(k, device=self.device)[None]))[0].T.contiguous()
-                                for st, k in zip(self.split.rvq.stages, self.split.rvq.config.codebook_sizes)]
+        """Decoded features [n, D] (time-major) per chunk, zeros for lost frames: per-stage tables of decoded
+        codewords (``rvq.decode`` normalizes and projects the codebooks on every call)."""
         out: list[torch.Tensor] = []
         dim = self.split.rvq.config.dim
         for c in chunks:
             if c.codes is None:
-                out.append(torch.zeros(dim, c.n_frames, device=self.device))
+                out.append(torch.zeros(c.n_frames, dim, device=self.device))
                 continue
             codes = torch.as_tensor(c.codes, device=self.device)
             x = self._tables[0][codes[0]]
             for s in range(1, codes.shape[0]):
                 x = x + self._tables[s][codes[s]]
-            out.append(x.T)
+            out.append(x)
         return out
 
 
