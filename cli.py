@@ -20,7 +20,7 @@ COMMANDS = {
     "serve": ("acom.runtime.serve_cli:main", "receive codes over UDP/serial and run the batched tail (JSON lines)"),
     "triton": ("acom.runtime.triton_cli:main", "export the tail to ONNX and write a checked Triton model repository"),
     "send": ("acom.firmware_host.client:main", "act as a device: audio -> edge artifact -> packets over UDP/serial"),
-    "bench": ("acom.training.rate_accuracy:bench_main", "benchmarks: rate-accuracy (metric against bit/s)"),
+    "bench": ("acom.training.rate_accuracy:bench_main", "benchmarks: rate-accuracy (metric against bit/s), codecs (against codec pipelines)"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2

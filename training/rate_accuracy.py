@@ -54,13 +54,13 @@ def run_points(run: Path, task: str, sets: dict, seed: int) -> tuple[list[dict],
     for name, fs in sets.items():
         outputs, _ = infer(full, fs)
         for dec, beam in _decoders(task):
-            full_rows.append({"seed": seed, "test_set": name, "decoder": dec, **metric(outputs, fs, beam),
+            full_rows.append({"seed": seed, "test_set": name, "snr_db": None, "decoder": dec, **metric(outputs, fs, beam),
                               **({"lm_alpha": ab[0], "lm_beta": ab[1]} if beam else {})})
         for n_q in range(1, split.rvq.config.n_q + 1):
             outputs, codes = infer(split, fs, n_q)
             rate = rate_fields(split, n_q, codes, priors)
             for dec, beam in _decoders(task):
-                points.append({"system": "acom", "seed": seed, "test_set": name, "decoder": dec,
+                points.append({"system": "acom", "seed": seed, "test_set": name, "snr_db": None, "decoder": dec,
                                "split_layer": split.split_layer, "frame_rate": split.frame_rate, **rate,
                                **metric(outputs, fs, beam)})
     return full_rows, points
@@ -156,9 +156,25 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _keep_codec_rows(path: Path, report: dict) -> dict:
+    """`report` plus the rows `acom bench codecs` wrote into the old report, when it came from the same runs
+    (rerunning rate-accuracy must not silently drop the baselines)."""
+    if not path.is_file():
+        return report
+    old = json.loads(path.read_text())
+    if sorted(old.get("runs", [])) != sorted(report["runs"]):
+        return report
+    for key in ("full_model", "points", "targets"):
+        report[key] += [r for r in old.get(key, []) if r.get("bench") == "codecs"]
+    if "device_cost" in old:
+        report["device_cost"] = old["device_cost"]
+    return report
+
+
 def bench_main(argv: list[str]) -> int:
-    """`acom bench NAME ...`: the benchmarks that live in the training package."""
-    names = {"rate-accuracy": main}
+    """`acom bench NAME ...`: the benchmarks that live in the training package (rate-accuracy, codecs)."""
+    from acom.training import comparison
+    names = {"rate-accuracy": main, "codecs": comparison.main}
     if not argv or argv[0] not in names:
         print(f"usage: acom bench {{{','.join(names)}}} ...  (acom bench NAME --help)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -186,14 +202,20 @@ def main(argv: list[str]) -> int:
         fulls += f
         points += pts
         seeds.append(seed)
-    full = mean_over_seeds(fulls, ("test_set", "decoder"))
-    pts = mean_over_seeds(points, ("system", "test_set", "decoder", "n_q", "codebook_sizes", "nominal_bps",
+    full = mean_over_seeds(fulls, ("test_set", "snr_db", "decoder"))
+    pts = mean_over_seeds(points, ("system", "test_set", "snr_db", "decoder", "n_q", "codebook_sizes", "nominal_bps",
                                    "split_layer", "frame_rate"))
     report = {"task": ns.task, "test_set": TEST_SUBSET[ns.task], "seeds": seeds, "runs": [str(r) for r in runs],
               "full_model": full, "points": pts, "targets": check_targets(ns.task, full, pts)}
     ns.out.mkdir(parents=True, exist_ok=True)
-    (ns.out / f"{ns.task}_rate_accuracy.json").write_text(json.dumps(report, indent=1))
-    plot(report, ns.out / f"{ns.task}_rate_accuracy.png")
+    path = ns.out / f"{ns.task}_rate_accuracy.json"
+    report = _keep_codec_rows(path, report)
+    path.write_text(json.dumps(report, indent=1))
+    if any(p.get("bench") == "codecs" for p in report["points"]):
+        from acom.training.comparison_report import plot as plot_all
+        plot_all(report, ns.out / f"{ns.task}_rate_accuracy.png")
+    else:
+        plot(report, ns.out / f"{ns.task}_rate_accuracy.png")
     for t in report["targets"]:
         print(f"{'met   ' if t['met'] else 'MISSED'} {t['target']}: {t['value']}")
     return 0
