@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from acom.errors import AcomError
+from acom.errors import AcomError, DataError
 from acom.training import recipes
 from acom.training.bitrate import CodePriors
 from acom.training.checkpoint import load_checkpoint, uncut
@@ -110,6 +110,8 @@ def eval_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--subset", default=None, help="subset name (default: the task's test set)")
     p.add_argument("--beam", type=int, default=0, help="beam width for CTC beam search with the LM (0: greedy)")
+    p.add_argument("--codec", help="score the subset's audio after this codec and back (a baseline pipeline; "
+                   "needs --data): codec2-450 .. codec2-3200, opus-6k .. opus-16k, mp3-8k, mp3-16k")
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 
@@ -119,9 +121,20 @@ def eval_main(argv: list[str]) -> int:
     split, payload = load_checkpoint(ns.checkpoint, ns.task)
     subset = ns.subset or TEST_SUBSET[ns.task]
     n_mels = split.model.frontend.cfg.n_mels
-    fs = cached_features(ns.task, subset, n_mels, root=ns.data, cache=ns.features)
+    codec = None
+    if ns.codec:
+        from acom.training.baselines import coded_set
+        from acom.training.codecs import get_codec
+        if ns.data is None:
+            raise DataError("--codec needs --data: the audio goes through the codec")
+        cs = coded_set(ns.task, ns.data, subset, get_codec(ns.codec).system, n_mels)
+        fs = cs.features
+        codec = {"system": ns.codec, "measured_bps": round(cs.measured_bps, 1), "padded_clips": cs.padded}
+    else:
+        fs = cached_features(ns.task, subset, n_mels, root=ns.data, cache=ns.features)
     rows = evaluate_checkpoint(split, payload, fs, ns.beam)
-    result = {"checkpoint": str(ns.checkpoint), "subset": subset, "items": len(fs), "results": rows}
+    result = {"checkpoint": str(ns.checkpoint), "subset": subset, "items": len(fs), "results": rows,
+              **({"codec": codec} if codec else {})}
     print(json.dumps(result, indent=1) if ns.json else _table(result))
     return 0
 
@@ -144,6 +157,10 @@ def evaluate_checkpoint(split, payload: dict, fs, beam: int = 0) -> list[dict]:
 
 def _table(result: dict) -> str:
     lines = [f"{result['checkpoint']} on {result['subset']} ({result['items']} items)"]
+    if "codec" in result:
+        c = result["codec"]
+        lines.append(f"  after {c['system']}: {c['measured_bps']:.0f} bit/s of codec payload, "
+                     f"{c['padded_clips']} clip(s) shorter than a codec frame padded")
     for r in result["results"]:
         metric = (f"WER {r['wer']:.3f} CER {r['cer']:.3f}" if "wer" in r
                   else f"accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}")

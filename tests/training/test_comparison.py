@@ -132,3 +132,16 @@ def test_targets_follow_the_numbers() -> None:
     t = {x["target"].split(", ")[1]: x for x in check_targets(report)}
     assert t["test"]["met"] and t["test"]["value"] == 0.90 and t["test"]["bound"] == 0.85  # opus is above 3.2k
     assert not t["5 dB"]["met"]  # 0.80 < 0.85: missed, with both numbers
+
+
+def test_eval_through_a_codec(bench, capsys) -> None:
+    from acom.training.train_cli import eval_main
+    data, _, _ = bench
+    ckpt = str(PRETRAINED / "ac" / "full.pt")
+    assert eval_main(["--task", "ac", "--checkpoint", ckpt, "--data", str(data), "--codec", "codec2-450",
+                      "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["codec"]["system"] == "codec2-450" and 440 <= result["codec"]["measured_bps"] <= 480
+    assert result["items"] == 20 and 0 <= result["results"][0]["accuracy"] <= 1
+    with pytest.raises(AcomError, match="unknown codec"):
+        eval_main(["--task", "ac", "--checkpoint", ckpt, "--data", str(data), "--codec", "gsm"])
