@@ -75,10 +75,10 @@ def test_udp_streams_give_the_offline_transcripts_and_bad_packets_are_counted(as
     bad = [b"garbage", bytes(2000), other_book, resealed(streams[0][0], 2, 9), resealed(streams[0][0], 0, 0)]
 
     async def scenario(server, addr, out):
+        send(addr, bad)  # first: one socket keeps the order, so they are counted before the last final
         for j in range(max(map(len, streams))):  # interleaved, as many devices would send
             send(addr, [s[j] for s in streams if j < len(s)])
             await asyncio.sleep(0.01)
-        send(addr, bad)
         await until(lambda: len(finals(out)) == 3)
 
     lines, summary = run(bundle, scenario)
@@ -112,7 +112,9 @@ def test_loss_reordering_and_duplication_never_apply_a_packet_twice(asr_case):
         for packets in plan:  # reordered: each stream's packets shuffled in windows of 4
             order = [p for k in range(0, len(packets), 4) for p in rng.sample(packets[k:k + 4], len(packets[k:k + 4]))]
             send(addr, order)
-        await until(lambda: len(finals(out)) == len(codes))
+        # duplicates may come after a stream's end: wait until every datagram is counted, not only the finals
+        await until(lambda: len(finals(out)) == len(codes)
+                    and sum(server.metrics.snapshot()["packets"].values()) >= sent)
 
     lines, summary = run(bundle, scenario, config=ServeConfig(reassembly=ReassemblyConfig(reorder_timeout=0.3)))
     got = {r["stream"]: r for r in lines if r["type"] == "final"}
@@ -158,7 +160,8 @@ def test_serial_pty_socket_url_and_a_dead_port(asr_case):
 
     async def scenario(server, addr, out):
         conn = await asyncio.get_running_loop().run_in_executor(None, listener.accept)
-        await until(lambda: server.serial_readers[0].opened.is_set())  # pyserial's open flushes earlier input
+        # pyserial's open flushes earlier input, the socket:// one too (after the TCP accept above): wait for both
+        await until(lambda: all(r.opened.is_set() for r in server.serial_readers[:2]))
         os.write(master, b"\x01\x02noise\x00" + b"".join(frame_serial(p) for p in over_pty))
         conn[0].sendall(b"".join(frame_serial(p) for p in over_tcp) + b"junk-without-end")
         send(addr, over_udp)
