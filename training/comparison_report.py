@@ -119,6 +119,10 @@ def write_markdown(report: dict, path: Path) -> None:
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {t['value']} | {t['bound']} | {'yes' if t['met'] else 'NO'} | "
                      f"{t.get('note', '')} |")
+    sizes = {cond_name((p["test_set"], p.get("snr_db"))): p["items"] for p in report["points"] if "items" in p}
+    lines += ["", "Items per column: " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ". Each SNR column is "
+              "the part of test-noisy mixed at that SNR, not the same items as the clean column: compare systems "
+              "within a column."]
     decoders = ("beam+lm", "greedy") if task == "asr" else ("argmax",)
     for dec in decoders:
         lines += ["", f"## {unit}, {dec} decoding", ""] + _table(report, dec)
