@@ -107,7 +107,7 @@ def set_normalization(split: SplitModel, train: FeatureSet) -> None:
 
 
 def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig, epoch: int, device,
-              vocab, rank: int = 0, world: int = 1) -> dict:
+              vocab, rank: int = 0, world: int = 1, progress: bool = True) -> dict:
     """One pass over the train set; returns mean losses."""
     split.train()
     rng = random.Random(cfg.seed * 1000 + epoch)
@@ -115,7 +115,8 @@ def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig,
     # every rank must take the same number of steps, or DistributedDataParallel waits forever
     batches = batches[: len(batches) // world * world][rank::world] if world > 1 else batches
     sums, n = {"loss": 0.0, "task": 0.0, "rvq": 0.0}, 0
-    for idx in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=rank != 0, leave=False):
+    for idx in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=rank != 0 or not progress,
+                    leave=False):
         x, lengths = A.pad_batch([train.feats[i] for i in idx])
         x, lengths = augmented(split, x.to(device), lengths.to(device), cfg), lengths.to(device)
         out = ddp_model(x, lengths)
@@ -200,7 +201,7 @@ def fit(split: SplitModel, train: FeatureSet, dev: FeatureSet, cfg: TrainConfig,
     metrics: dict = {}
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
-        losses = run_epoch(split, ddp_model, opt, sched, train, cfg, epoch, device, vocab, rank, world)
+        losses = run_epoch(split, ddp_model, opt, sched, train, cfg, epoch, device, vocab, rank, world, progress)
         if rank != 0:
             continue
         metrics = evaluate(split, dev, max_items=400, device=device)
