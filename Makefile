@@ -45,7 +45,7 @@ demo: setup
 	$(VENV)/bin/acom eval --task asr --checkpoint training/pretrained/asr/split.pt --data $(DATA)/speech --subset test-clean
 	$(VENV)/bin/acom eval --task ac --checkpoint training/pretrained/ac/split.pt --data $(DATA)/urban --subset test
 	@echo
-	@echo "== the baseline it beats: the device sends Codec2 audio, the server decodes it and runs the uncut model =="
+	@echo "== a baseline: the device sends Codec2 audio, the server decodes it and runs the uncut model as trained =="
 	$(VENV)/bin/acom eval --task ac --checkpoint training/pretrained/ac/full.pt --data $(DATA)/urban --codec codec2-1200
 	@echo
 	@echo "== the device half for a Raspberry Pi 4 and a Cortex-M55 + Ethos-U55 (int8, verified by its codes) =="

@@ -53,20 +53,22 @@ def _score_rows(task: str, model, cs: CodedSet, lm, ab: tuple[float, float], bas
     return rows
 
 
-def fine_tuned(run: Path, task: str, family: str, data: Path, seed: int, progress: bool):
-    """The run's full model fine-tuned on `family`-decoded train audio (cached in RUN/codec-ft/FAMILY)."""
+def fine_tuned(run: Path, task: str, family: str, data: Path, seed: int, progress: bool, epochs: int):
+    """The run's full model fine-tuned for `epochs` on `family`-decoded train audio (every mode of the family in
+    turn, whichever codecs are scored; cached in RUN/codec-ft/FAMILY, resumed or reused)."""
     out = run / "codec-ft" / family
     full, _ = load_checkpoint(run / "full.pt", task)
     train = coded_set(task, data, "train", f"family:{family}", N_MELS, progress=progress).features
     dev = coded_set(task, data, "dev", f"family:{family}", N_MELS, progress=progress).features
-    cfg = TrainConfig(epochs=FT_EPOCHS[task], lr=FT_LR[task], seed=seed)
+    cfg = TrainConfig(epochs=epochs, lr=FT_LR[task], seed=seed)
     meta = {"command": f"acom bench codecs --task {task}: fine-tune on {family}-decoded train audio",
             "codec_family": family}
     fit(full, train, dev, cfg, out, "full", meta, resume=True, progress=progress)  # resumes or skips when done
     return full, dev
 
 
-def run_rows(run: Path, task: str, data: Path, progress: bool) -> tuple[list[dict], list[dict]]:
+def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.Codec, ...] = C.CODECS,
+             ft_epochs: int | None = None) -> tuple[list[dict], list[dict]]:
     """(uncut rows on test-noisy, points: ACoM on test-noisy and every codec pipeline) of one run."""
     seed = json.loads((run / "command.json").read_text()).get("seed", 0) if (run / "command.json").is_file() else 0
     full, _ = load_checkpoint(run / "full.pt", task)
@@ -86,11 +88,11 @@ def run_rows(run: Path, task: str, data: Path, progress: bool) -> tuple[list[dic
         points += _score_rows(task, split, noisy, lm, ab, {**base, "system": "acom", "test_set": "test-noisy",
                                                             "split_layer": split.split_layer,
                                                             "frame_rate": split.frame_rate}, n_q, priors)
-    for family in C.FAMILIES:
+    for family in dict.fromkeys(c.family for c in codecs):
         models = {"as-trained": (full, ab)}
-        tuned, dev = fine_tuned(run, task, family, data, seed, progress)
+        tuned, dev = fine_tuned(run, task, family, data, seed, progress, ft_epochs or FT_EPOCHS[task])
         models["fine-tuned"] = (tuned, tune_lm_weights(infer(tuned, dev)[0], dev.targets, lm) if lm else ab)
-        for codec in (c for c in C.CODECS if c.family == family):
+        for codec in (c for c in codecs if c.family == family):
             for ts in (CLEAN_SET[task], "test-noisy"):
                 cs = coded_set(task, data, ts, codec.system, N_MELS, progress=progress)
                 for kind, (model, w) in models.items():
@@ -101,13 +103,13 @@ def run_rows(run: Path, task: str, data: Path, progress: bool) -> tuple[list[dic
     return full_rows, points
 
 
-def device_costs(task: str, data: Path, split_ckpt: Path) -> dict:
+def device_costs(task: str, data: Path, split_ckpt: Path, codecs: tuple[C.Codec, ...] = C.CODECS) -> dict:
     """Device cost: codec encoders' CPU s per s (measured), MAC/s of neural codec encoders and of the edge head."""
     from acom.training.neural_codecs import neural_codec_costs
     from acom.training.baselines import _dataset
     ds = _dataset(task, str(data), CLEAN_SET[task])
     audio = np.concatenate([ds[i][0] for i in range(min(len(ds), 40))])  # ~1-2 minutes of the test set
-    cpu = {c.system: round(encoder_cpu_s_per_s(c, audio), 6) for c in C.CODECS}
+    cpu = {c.system: round(encoder_cpu_s_per_s(c, audio), 6) for c in codecs}
     split, _ = load_checkpoint(split_ckpt, task)
     edge = {n_q: edge_macs_per_second(split.edge(n_q))["total"] for n_q in range(1, split.rvq.config.n_q + 1)}
     return {"codec_encoder_cpu_s_per_s": cpu, "audio_seconds_timed": round(len(audio) / C.SAMPLE_RATE, 1),
@@ -148,8 +150,15 @@ def main(argv: list[str]) -> int:
                    help="run folders (full.pt + split.pt), one per seed: the ones the rate-accuracy report used")
     p.add_argument("--data", type=Path, required=True, help="the data set the runs were trained on")
     p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("--codecs", default=",".join(c.system for c in C.CODECS),
+                   help="comma-separated codec systems to score (default: all of them)")
+    p.add_argument("--ft-epochs", type=int, default=None,
+                   help=f"fine-tuning epochs per codec family (default: {FT_EPOCHS['asr']} asr, {FT_EPOCHS['ac']} ac)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     ns = p.parse_args(argv)
+    codecs = tuple(C.get_codec(name.strip()) for name in ns.codecs.split(",") if name.strip())
+    if not codecs:
+        raise AcomError("--codecs: give at least one codec system")
     from acom.training.comparison_report import plot, write_markdown
     path = ns.out / f"{ns.task}_rate_accuracy.json"
     if not path.is_file():
@@ -160,10 +169,10 @@ def main(argv: list[str]) -> int:
                         "compare the same models (rerun rate-accuracy with these runs)")
     full_rows, points = [], []
     for run in ns.runs:
-        f, pts = run_rows(run, ns.task, ns.data, not ns.quiet)
+        f, pts = run_rows(run, ns.task, ns.data, not ns.quiet, codecs, ns.ft_epochs)
         full_rows += f
         points += pts
-    report = merge(report, full_rows, points, device_costs(ns.task, ns.data, ns.runs[0] / "split.pt"))
+    report = merge(report, full_rows, points, device_costs(ns.task, ns.data, ns.runs[0] / "split.pt", codecs))
     path.write_text(json.dumps(report, indent=1))
     plot(report, ns.out / f"{ns.task}_rate_accuracy.png")
     write_markdown(report, ns.out / f"{ns.task}_comparison.md")
