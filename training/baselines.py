@@ -75,7 +75,8 @@ def _codec_for(spec: str | None, index: int) -> C.Codec | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _dataset(task: str, root: str, split: str):
+def subset_dataset(task: str, root: str, split: str):
+    """The loader of `split` (test-noisy of the sound classes: the clean test fold, mixed on reading)."""
     base = CLEAN_SET[task] if (task == "ac" and split == "test-noisy") else split
     return open_dataset(task, Path(root), base)
 
@@ -97,7 +98,7 @@ def _snr_of(task: str, root: str, split: str, index: int) -> float | None:
     if split != "test-noisy":
         return None
     if task == "asr":
-        uid = _dataset(task, root, split).items[index].utterance_id
+        uid = subset_dataset(task, root, split).items[index].utterance_id
         if uid not in _noise_csv(root):
             raise DataError(f"{root}/test-noisy/noise.csv: no row for utterance {uid}")
         return _noise_csv(root)[uid]
@@ -117,7 +118,7 @@ def _mix_noise(audio: np.ndarray, snr_db: float, index: int) -> np.ndarray:
 def _coded_item(job: tuple[str, str, str, str | None, int]) -> tuple[np.ndarray, int, bool, float, float | None]:
     """(audio after the codec [N], payload bits, padded, encoder CPU s, SNR) of item `index` (a worker)."""
     task, root, split, spec, index = job
-    audio, _ = _dataset(task, root, split)[index]
+    audio, _ = subset_dataset(task, root, split)[index]
     snr = _snr_of(task, root, split, index)
     if task == "ac" and split == "test-noisy":
         audio = _mix_noise(audio, snr, index)
@@ -129,7 +130,7 @@ def _coded_item(job: tuple[str, str, str, str | None, int]) -> tuple[np.ndarray,
 
 
 def _source_key(task: str, root: Path, split: str, spec: str | None, n_mels: int) -> str:
-    ds = _dataset(task, str(root), split)
+    ds = subset_dataset(task, str(root), split)
     listing = "\n".join(f"{it.path.name} {it.path.stat().st_size}" for it in ds.items)
     text = f"{FORMAT_VERSION}|{task}|{split}|{spec}|{n_mels}|{listing}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -148,7 +149,7 @@ def coded_set(task: str, root: Path, split: str, spec: str | None, n_mels: int, 
         if meta.get("source_key") == key:
             return CodedSet(FeatureSet.load(path), meta["snr_db"], meta["payload_bits"], meta["seconds"],
                             meta["padded"], meta["encode_cpu_s"])
-    ds = _dataset(task, str(root), split)
+    ds = subset_dataset(task, str(root), split)
     frontend = LogMel(FrontEndConfig(n_mels=n_mels))
     jobs = [(task, str(root), split, spec, i) for i in range(len(ds))]
     feats, snrs, bits, seconds, padded, cpu = [], [], 0, 0.0, 0, 0.0

@@ -23,7 +23,7 @@ import numpy as np
 
 from acom.errors import AcomError
 from acom.training import codecs as C
-from acom.training.baselines import CLEAN_SET, CodedSet, coded_set, encoder_cpu_s_per_s
+from acom.training.baselines import CLEAN_SET, CodedSet, coded_set, encoder_cpu_s_per_s, subset_dataset
 from acom.training.bitrate import CodePriors
 from acom.training.checkpoint import load_checkpoint
 from acom.training.decoding import WordNgramLM
@@ -35,7 +35,6 @@ from acom.training.train import TrainConfig, fit
 TAG = "codecs"  # rows this bench wrote carry "bench": TAG
 FT_EPOCHS = {"asr": 6, "ac": 10}
 FT_LR = {"asr": 5e-4, "ac": 7.5e-4}  # a quarter of the recipe's stage-1 peak: adapt, do not retrain
-N_MELS = 40
 
 
 def _score_rows(task: str, model, cs: CodedSet, lm, ab: tuple[float, float], base: dict,
@@ -58,8 +57,9 @@ def fine_tuned(run: Path, task: str, family: str, data: Path, seed: int, progres
     turn, whichever codecs are scored; cached in RUN/codec-ft/FAMILY, resumed or reused)."""
     out = run / "codec-ft" / family
     full, _ = load_checkpoint(run / "full.pt", task)
-    train = coded_set(task, data, "train", f"family:{family}", N_MELS, progress=progress).features
-    dev = coded_set(task, data, "dev", f"family:{family}", N_MELS, progress=progress).features
+    n_mels = full.model.frontend.cfg.n_mels
+    train = coded_set(task, data, "train", f"family:{family}", n_mels, progress=progress).features
+    dev = coded_set(task, data, "dev", f"family:{family}", n_mels, progress=progress).features
     cfg = TrainConfig(epochs=epochs, lr=FT_LR[task], seed=seed)
     meta = {"command": f"acom bench codecs --task {task}: fine-tune on {family}-decoded train audio",
             "codec_family": family}
@@ -75,7 +75,8 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
     split, payload = load_checkpoint(run / "split.pt", task)
     lm = WordNgramLM.from_dict(json.loads(payload["lm"])) if "lm" in payload else None
     priors = CodePriors.from_tensors(payload["priors"])
-    sets = {name: coded_set(task, data, name, None, N_MELS, progress=progress)
+    n_mels = full.model.frontend.cfg.n_mels
+    sets = {name: coded_set(task, data, name, None, n_mels, progress=progress)
             for name in (CLEAN_SET[task], "test-noisy", "dev")}
     ab = (0.5, 1.0)
     if lm is not None:  # chosen on dev, never on a test set
@@ -94,7 +95,7 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
         models["fine-tuned"] = (tuned, tune_lm_weights(infer(tuned, dev)[0], dev.targets, lm) if lm else ab)
         for codec in (c for c in codecs if c.family == family):
             for ts in (CLEAN_SET[task], "test-noisy"):
-                cs = coded_set(task, data, ts, codec.system, N_MELS, progress=progress)
+                cs = coded_set(task, data, ts, codec.system, n_mels, progress=progress)
                 for kind, (model, w) in models.items():
                     points += _score_rows(task, model, cs, lm, w, {
                         **base, "system": codec.system, "family": family, "full_model": kind, "test_set": ts,
@@ -106,8 +107,7 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
 def device_costs(task: str, data: Path, split_ckpt: Path, codecs: tuple[C.Codec, ...] = C.CODECS) -> dict:
     """Device cost: codec encoders' CPU s per s (measured), MAC/s of neural codec encoders and of the edge head."""
     from acom.training.neural_codecs import neural_codec_costs
-    from acom.training.baselines import _dataset
-    ds = _dataset(task, str(data), CLEAN_SET[task])
+    ds = subset_dataset(task, str(data), CLEAN_SET[task])
     audio = np.concatenate([ds[i][0] for i in range(min(len(ds), 40))])  # ~1-2 minutes of the test set
     cpu = {c.system: round(encoder_cpu_s_per_s(c, audio), 6) for c in codecs}
     split, _ = load_checkpoint(split_ckpt, task)
