@@ -23,10 +23,15 @@ _QUANTIZED_MODULES = ("Linear", "Conv1d")
 
 
 def _in_edge_layers(node: torch.fx.Node) -> bool:
-    """Quantize this node? Only Linear/Conv1d calls inside the edge blocks (and their weights)."""
+    """Quantize this node? Only Linear/Conv1d calls inside the edge blocks (and their weights), and a ReLU that
+    directly follows one: the quantizer annotates conv+ReLU as one pattern, and drops the conv when the filter
+    refuses its ReLU (the classifier's TDNN blocks then stayed float)."""
     stack = node.meta.get("nn_module_stack")
     if not stack:  # parameters and constants: decided by the op that uses them
         return node.op != "call_function"
+    if node.op == "call_function" and "relu" in str(node.target) and node.args:
+        src = node.args[0]
+        return isinstance(src, torch.fx.Node) and len(src.users) == 1 and _in_edge_layers(src)
     path, cls = list(stack.values())[-1]
     return path.startswith("blocks") and cls.rsplit(".", 1)[-1] in _QUANTIZED_MODULES
 

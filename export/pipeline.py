@@ -25,6 +25,7 @@ from acom.errors import AcomError, ExportError
 from acom.export import verify
 from acom.export.bundle import priors_tensors, sha256, tail_state, write_bundle
 from acom.export.graph import EdgeGraph
+from acom.export.reference import snap_biases
 from acom.runtime.bundle import SCHEMA_VERSION
 from acom.training.checkpoint import load_checkpoint
 from acom.training.featcache import TEST_SUBSET, open_dataset
@@ -216,8 +217,10 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
         quantized = et.quantize(graph, example, calibration)
         pte = et.lower(quantized, example)
         runner = et.PteRunner(pte)
-        return [Artifact("edge.pte", pte, runtime, lambda xs: [runner(x) for x in xs], verify.torch_runner(quantized),
-                         {"portable_ops": et.delegated_ops(pte), **et.planned_memory(pte)})]
+        reference, snapped = snap_biases(quantized)
+        return [Artifact("edge.pte", pte, runtime, lambda xs: [runner(x) for x in xs], verify.torch_runner(reference),
+                         {"portable_ops": et.delegated_ops(pte), **et.planned_memory(pte),
+                          "reference_biases_on_int32_grid": snapped})]
     from acom.export import litert
     shared = next((a for a in done if a.save and a.runtime in ("litert", "tflite-micro")), None)
     new = []
@@ -232,8 +235,9 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
             xs = [x.numpy() for x in calibration[:4]]
             facts["agreement_xnnpack_delegate_vs_builtin"] = verify.agreement(
                 litert.run_litert(model, xs, xnnpack=True), litert.run_litert(model, xs))
+        reference, facts["reference_biases_on_int32_grid"] = snap_biases(quantized)
         shared = Artifact(name, model, "litert", lambda xs: litert.run_litert(model, xs),
-                          verify.torch_runner(quantized), facts)
+                          verify.torch_runner(reference), facts)
         new.append(shared)
     if runtime == "litert":
         return new
