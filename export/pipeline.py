@@ -235,9 +235,10 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
             xs = [x.numpy() for x in calibration[:4]]
             facts["agreement_xnnpack_delegate_vs_builtin"] = verify.agreement(
                 litert.run_litert(model, xs, xnnpack=True), litert.run_litert(model, xs))
-        reference, facts["reference_biases_on_int32_grid"] = snap_biases(quantized)
+        # The bias rounding of export/reference.py is not applied here: measured with it, LiteRT's first stage
+        # agreed more (99.0 -> 99.2%) but TFLM's less (98.6 -> 98.4%), so it does not model these kernels.
         shared = Artifact(name, model, "litert", lambda xs: litert.run_litert(model, xs),
-                          verify.torch_runner(reference), facts)
+                          verify.torch_runner(quantized), facts)
         new.append(shared)
     if runtime == "litert":
         return new
