@@ -134,8 +134,6 @@ def merge(report: dict, full_rows: list[dict], points: list[dict], costs: dict) 
         for k in [k for k in p if p[k] is None and k in ("family", "full_model", "n_q", "codebook_sizes",
                                                            "split_layer", "frame_rate", "measured_bps")]:
             del p[k]  # keys that do not apply to this system
-    for r in full:
-        r.pop("n_q", None)
     report = dict(report, full_model=keep_full + full, points=keep_pts + pts, device_cost=costs)
     from acom.training.comparison_report import check_targets
     report["targets"] = [t for t in report["targets"] if t.get("bench") != TAG] + check_targets(report)
