@@ -16,7 +16,6 @@ import csv
 import functools
 import hashlib
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +184,7 @@ def _spawn():
 
 
 def encoder_cpu_s_per_s(codec: C.Codec, audio: np.ndarray, repeats: int = 3) -> float:
-    """Median encoder CPU seconds per second of `audio` [N] (16 kHz), one thread, this machine."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    """Median encoder CPU seconds per second of `audio` [N] (16 kHz) on this machine (the codecs are
+    single-threaded)."""
     runs = [C.run_codec(codec, audio).encode_cpu_s for _ in range(repeats)]
     return float(np.median(runs)) / (len(audio) / C.SAMPLE_RATE)
