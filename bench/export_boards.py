@@ -34,19 +34,22 @@ def run_one(board: str, task: str, n_q: int | None, data: Path | None, tmp: Path
     return {"board": board, "task": task, "n_q": m["n_q"], "nominal_bps": m["nominal_bps"], "seconds": round(seconds, 1),
             "passed": v["passed"], "failures": v["failures"], "items": v["items"], "float_metric": v["float_metric"],
             "checks": [{k: c[k] for k in ("artifact", "runtime", "agreement_vs_quantized_reference",
-                                          "agreement_vs_float", "metric", "metric_loss_points")} for c in v["checks"]],
+                                          "agreement_vs_fake_quant_reference", "agreement_vs_float", "metric",
+                                          "metric_loss_points") if k in c} for c in v["checks"]],
             "ram_bytes": m["peak_memory_bytes"], "flash_bytes": m["model_flash_bytes"],
             "macs_per_s_on_device": m["macs_per_s_on_device"], "vela": vela, "stage_seconds": m["stage_seconds"]}
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| board | task | n_q | artifact | codes = quantized ref (per stage) | codes = float | metric (loss, points) "
-           "| RAM KiB | flash KiB | export s |", "|" + "---|" * 10]
+    out = ["| board | task | n_q | artifact | codes = quantized ref (per stage) | codes = fake-quant graph | codes = float "
+           "| metric (loss, points) | RAM KiB | flash KiB | export s |", "|" + "---|" * 11]
     for r in rows:
         for c in r["checks"]:
-            agree = " / ".join(f"{a:.1%}" for a in c["agreement_vs_quantized_reference"])
+            agree = " / ".join(f"{a:.2%}" for a in c["agreement_vs_quantized_reference"])
+            fake = " / ".join(f"{a:.1%}" for a in c.get("agreement_vs_fake_quant_reference", [])) or "-"
             flt = " / ".join(f"{a:.1%}" for a in c["agreement_vs_float"])
-            out.append(f"| {r['board']} | {r['task']} | {r['n_q']} | {c['artifact']} ({c['runtime']}) | {agree} | {flt} "
+            out.append(f"| {r['board']} | {r['task']} | {r['n_q']} | {c['artifact']} ({c['runtime']}) | {agree} | {fake} "
+                       f"| {flt} "
                        f"| {c['metric']['metric']} {c['metric']['points']:.1f} ({c['metric_loss_points']:+.1f}) "
                        f"| {r['ram_bytes'] / 1024:.0f} | {r['flash_bytes'] / 1024:.0f} | {r['seconds']:.0f} |")
     return "\n".join(out)

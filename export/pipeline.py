@@ -26,6 +26,7 @@ from acom.export import verify
 from acom.export.bundle import priors_tensors, sha256, tail_state, write_bundle
 from acom.export.graph import EdgeGraph
 from acom.export.reference import snap_biases
+from acom.export.tflite_reference import tflite_runner
 from acom.runtime.bundle import SCHEMA_VERSION
 from acom.training.checkpoint import load_checkpoint
 from acom.training.featcache import TEST_SUBSET, open_dataset
@@ -68,6 +69,7 @@ class Artifact:
     extra_files: dict[str, bytes] = field(default_factory=dict)
     checked: bool = True  # False: built but cannot run here (an NPU command stream), reported, not verified
     save: bool = True  # False: the same file as another artifact (the .tflite that LiteRT and TFLM both run)
+    quantized: torch.fx.GraphModule | None = None  # the PT2E graph it was lowered from (fake-quant, float rounding)
 
 
 class _Stages:
@@ -205,6 +207,9 @@ def export(opts: ExportOptions) -> dict:
                            "agreement_vs_quantized_reference": verify.agreement(codes, ref),
                            "agreement_vs_float": verify.agreement(codes, float_codes),
                            "metric": metric, "metric_loss_points": verify.metric_loss_points(task, metric, float_metric)})
+            if art.quantized is not None:  # the same graph with float rounding: what the integer arithmetic changes
+                fake = verify.item_codes(verify.run(verify.torch_runner(art.quantized), windows), windows)
+                checks[-1]["agreement_vs_fake_quant_reference"] = verify.agreement(codes, fake)
     return _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,
                    float_metric, windows, stage, data, qat, (ram, flash))
 
@@ -225,20 +230,20 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
     shared = next((a for a in done if a.save and a.runtime in ("litert", "tflite-micro")), None)
     new = []
     if shared is None:
-        quantized = litert.quantize(graph, example, calibration, int8_elementwise=board.kind == "mcu")
+        quantized = litert.quantize(graph, example, calibration)
         model = litert.convert(quantized, example)
-        # Verified with LiteRT's builtin kernels (the reference integer arithmetic, as TFLM): those are the codes
-        # the bundle vouches for. The default XNNPACK delegate rounds differently; its agreement is reported.
+        # Verified with LiteRT's builtin kernels (the default XNNPACK delegate rounds differently; its agreement is
+        # reported) against the quantized graph run in those kernels' integer arithmetic; TFLite Micro, below,
+        # against the same graph in its reference kernels' arithmetic (export/tflite_reference.py).
         name = "edge.tflite" if board.kind == "linux" else "edge_int8.tflite"
-        facts = {"ops": dict(Counter(litert.tflite_ops(model))), "kernels": "builtin (no delegate)"}
+        facts = {"ops": dict(Counter(litert.tflite_ops(model))), "kernels": "builtin (no delegate)",
+                 "reference_arithmetic": "tflite-integer (litert builtin kernels)"}
         if board.kind == "linux":
             xs = [x.numpy() for x in calibration[:4]]
             facts["agreement_xnnpack_delegate_vs_builtin"] = verify.agreement(
                 litert.run_litert(model, xs, xnnpack=True), litert.run_litert(model, xs))
-        # The bias rounding of export/reference.py is not applied here: measured with it, LiteRT's first stage
-        # agreed more (99.0 -> 99.2%) but TFLM's less (98.6 -> 98.4%), so it does not model these kernels.
         shared = Artifact(name, model, "litert", lambda xs: litert.run_litert(model, xs),
-                          verify.torch_runner(quantized), facts)
+                          tflite_runner(quantized, "litert"), facts, quantized=quantized)
         new.append(shared)
     if runtime == "litert":
         return new
@@ -246,8 +251,9 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
         from acom.export import micro
         arena = tflm_arena_or_explain(shared.data, example.numpy(), board.name)
         # On a board without LiteRT the file is saved as the TFLM artifact, checked there alone.
+        facts = {**shared.facts, "arena_bytes": arena, "reference_arithmetic": "tflite-integer (tflm reference kernels)"}
         return [Artifact(shared.name, shared.data, runtime, lambda xs: micro.run_tflm(shared.data, xs)[0],
-                         shared.reference, {**shared.facts, "arena_bytes": arena}, save=bool(new))]
+                         tflite_runner(shared.quantized, "tflm"), facts, save=bool(new), quantized=shared.quantized)]
     if runtime == "ethos-u-vela":
         import tempfile
 

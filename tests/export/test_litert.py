@@ -46,6 +46,22 @@ def test_codes_match_pytorch(lowered: dict) -> None:
     assert (agreement(codes, fake_quant) >= 0.94).all(), agreement(codes, fake_quant)
 
 
+def test_codes_match_the_integer_reference_exactly(lowered: dict) -> None:
+    """LiteRT's builtin kernels and TFLite Micro reproduce the graph run in TFLite's integer arithmetic, code
+    for code; the fake-quant graph (float rounding) is the weaker reference it replaced."""
+    from acom.export.micro import run_tflm
+    from acom.export.tflite_reference import TfliteReference, tflite_runner
+
+    inputs = [x.numpy() for x in lowered["test"]]
+    litert_codes = run_litert(lowered["model"], inputs)
+    tflm_codes = run_tflm(lowered["model"], inputs)[0]
+    assert agreement(litert_codes, tflite_runner(lowered["reference"], "litert")(inputs)).tolist() == [1.0, 1.0]
+    assert agreement(tflm_codes, tflite_runner(lowered["reference"], "tflm")(inputs)).tolist() == [1.0, 1.0]
+    interp = TfliteReference(lowered["reference"])
+    interp.run(torch.from_numpy(inputs[0]))
+    assert interp.emulated >= 10  # every conv, mul, add and the pooling of the three TDNN blocks
+
+
 def test_calibration_must_fit(lowered: dict) -> None:
     x = lowered["test"][0]
     with pytest.raises(ExportError, match="at least one"):
