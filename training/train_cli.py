@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def train_main(argv: list[str]) -> int:
     lr = ns.lr or recipe.lr
     if ns.init:
         full, _ = load_checkpoint(ns.init, ns.task)
+        if not (ns.out / "full.pt").exists():  # a run folder holds both halves (the benchmarks read RUN/full.pt)
+            shutil.copyfile(ns.init, ns.out / "full.pt")
     else:
         full = uncut(ns.task, recipe.model)
         set_normalization(full, train)

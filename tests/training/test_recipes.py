@@ -72,6 +72,13 @@ def test_acom_train_from_features_only(tmp_path: Path, capsys: pytest.CaptureFix
     rows = json.loads(capsys.readouterr().out)
     assert [r["n_q"] for r in rows["results"]] == [1, 2]
     assert rows["results"][0]["nominal_bps"] == pytest.approx(5.0 * 3) and rows["results"][0]["accuracy"] >= 0.9
+    # Stage 2 again from that uncut model, with other codebooks: the new run folder gets the uncut model too.
+    again = tmp_path / "again"
+    assert acom(["train", "--task", "ac", "--features", str(feats), "--out", str(again), "--init",
+                 str(tmp_path / "run" / "full.pt"), "--epochs", "0", "--split-epochs", "1", "--batch-frames", "2000",
+                 "--codebooks", "16,4", "--device", "cpu"]) == 0
+    assert (again / "full.pt").read_bytes() == (tmp_path / "run" / "full.pt").read_bytes()
+    assert load_checkpoint(again / "split.pt", "ac")[0].rvq.config.codebook_sizes == (16, 4)
 
 
 def test_two_process_data_parallel_training(tmp_path: Path) -> None:
