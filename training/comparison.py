@@ -29,7 +29,7 @@ from acom.training.checkpoint import load_checkpoint
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, rate_fields, score
 from acom.training.macs import edge_macs_per_second
-from acom.training.rate_accuracy import _decoders, _metric, mean_over_seeds, tune_lm_weights
+from acom.training.rate_accuracy import _decoders, _metric, lm_weights, mean_over_seeds, tune_lm_weights
 from acom.training.train import TrainConfig, fit
 
 TAG = "codecs"  # rows this bench wrote carry "bench": TAG
@@ -78,15 +78,15 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
     n_mels = full.model.frontend.cfg.n_mels
     sets = {name: coded_set(task, data, name, None, n_mels, progress=progress)
             for name in (CLEAN_SET[task], "test-noisy", "dev")}
-    ab = (0.5, 1.0)
-    if lm is not None:  # chosen on dev, never on a test set
-        ab = tune_lm_weights(infer(full, sets["dev"].features)[0], sets["dev"].features.targets, lm)
+    stages = range(1, split.rvq.config.n_q + 1)
+    weights = lm_weights(lm, sets["dev"].features, full, stages, split)  # chosen on dev, never on a test set
+    ab = weights[None]
     base = {"seed": seed, "bench": TAG}
     noisy = sets["test-noisy"]
     full_rows = _score_rows(task, full, noisy, lm, ab, {**base, "test_set": "test-noisy"})
     points = []
-    for n_q in range(1, split.rvq.config.n_q + 1):
-        points += _score_rows(task, split, noisy, lm, ab, {**base, "system": "acom", "test_set": "test-noisy",
+    for n_q in stages:
+        points += _score_rows(task, split, noisy, lm, weights[n_q], {**base, "system": "acom", "test_set": "test-noisy",
                                                             "split_layer": split.split_layer,
                                                             "frame_rate": split.frame_rate}, n_q, priors)
     for family in dict.fromkeys(c.family for c in codecs):

@@ -44,26 +44,37 @@ def run_points(run: Path, task: str, sets: dict, seed: int) -> tuple[list[dict],
     priors = CodePriors.from_tensors(payload["priors"])
     ncls = getattr(split.model.config, "num_classes", 0)
     full_rows, points = [], []
-    ab = (0.5, 1.0)
-    if lm is not None and "dev" in sets:  # chosen on dev, never on a test set
-        ab = tune_lm_weights(infer(full, sets["dev"])[0], sets["dev"].targets, lm)
+    stages = range(1, split.rvq.config.n_q + 1)
+    ab = lm_weights(lm, sets.get("dev"), full, stages, split)
 
-    def metric(outputs, fs, beam):
-        return _metric(score(task, outputs, fs.targets, lm, beam, ncls, alpha=ab[0], beta=ab[1]))
+    def metric(outputs, fs, beam, w):
+        return {**_metric(score(task, outputs, fs.targets, lm, beam, ncls, alpha=w[0], beta=w[1])),
+                **({"lm_alpha": w[0], "lm_beta": w[1]} if beam and lm is not None else {})}
 
     for name, fs in sets.items():
         outputs, _ = infer(full, fs)
         for dec, beam in _decoders(task):
-            full_rows.append({"seed": seed, "test_set": name, "snr_db": None, "decoder": dec, **metric(outputs, fs, beam),
-                              **({"lm_alpha": ab[0], "lm_beta": ab[1]} if beam else {})})
-        for n_q in range(1, split.rvq.config.n_q + 1):
+            full_rows.append({"seed": seed, "test_set": name, "snr_db": None, "decoder": dec,
+                              **metric(outputs, fs, beam, ab[None])})
+        for n_q in stages:
             outputs, codes = infer(split, fs, n_q)
             rate = rate_fields(split, n_q, codes, priors)
             for dec, beam in _decoders(task):
                 points.append({"system": "acom", "seed": seed, "test_set": name, "snr_db": None, "decoder": dec,
                                "split_layer": split.split_layer, "frame_rate": split.frame_rate, **rate,
-                               **metric(outputs, fs, beam)})
+                               **metric(outputs, fs, beam, ab[n_q])})
     return full_rows, points
+
+
+def lm_weights(lm: WordNgramLM | None, dev, full, stages, split) -> dict:
+    """LM weights chosen on dev for each model scored: the uncut model (key None) and the split model at each
+    number of stages, as every codec pipeline's fine-tuned model gets its own (`acom bench codecs`)."""
+    if lm is None or dev is None:
+        return {k: (0.5, 1.0) for k in (None, *stages)}
+    out = {None: tune_lm_weights(infer(full, dev)[0], dev.targets, lm)}
+    for n_q in stages:
+        out[n_q] = tune_lm_weights(infer(split, dev, n_q)[0], dev.targets, lm)
+    return out
 
 
 def _metric(m: dict) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,17 @@ def test_rate_accuracy_report_over_two_seeds(tmp_path: Path) -> None:
         assert p["accuracy"] == pytest.approx(sum(p["accuracy_per_seed"]) / 2, abs=1e-4)
     assert all(isinstance(t["met"], bool) for t in report["targets"])
     assert (out / "ac_rate_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lm_weights_are_chosen_for_each_model_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uncut model and the split model at each number of stages get their own LM weights on dev (as each
+    fine-tuned codec model does), not the uncut model's for all."""
+    from acom.training import rate_accuracy as ra
+
+    full, split, lm = object(), object(), object()
+    dev = SimpleNamespace(targets=["a b"])
+    picks = {"full": (1.0, 0.0), 1: (0.3, 2.5), 2: (0.6, 1.0)}
+    monkeypatch.setattr(ra, "infer", lambda model, fs, n_q=None: (["full" if model is full else n_q], None))
+    monkeypatch.setattr(ra, "tune_lm_weights", lambda outputs, targets, lm_: picks[outputs[0]])
+    assert ra.lm_weights(lm, dev, full, range(1, 3), split) == {None: (1.0, 0.0), 1: (0.3, 2.5), 2: (0.6, 1.0)}
+    assert set(ra.lm_weights(None, dev, full, range(1, 3), split).values()) == {(0.5, 1.0)}  # no LM: no choice
