@@ -50,7 +50,7 @@ demo: setup
 	@echo
 	@echo "== the device half for a Raspberry Pi 4 and a Cortex-M55 + Ethos-U55 (int8, verified by its codes) =="
 	$(VENV)/bin/acom boards
-	@# exit 3: written, but verification failed on the small demo set (shown, not hidden): the demo goes on
+	@# exit 3 would mean written but failed verification (shown in its output, not hidden): the demo goes on
 	$(VENV)/bin/acom-export --board rpi4 --data $(DATA)/speech --out export-rpi4-asr --force --keep-failed || [ $$? = 3 ]
 	$(VENV)/bin/acom-export --board cortex-m55-u55 --task ac --data $(DATA)/urban --out export-cortex-m55-u55-ac \
 	  --force --keep-failed || [ $$? = 3 ]
