@@ -53,3 +53,37 @@ def test_kernels_must_be_known() -> None:
     gm = torch.fx.symbolic_trace(torch.nn.Identity())
     with pytest.raises(ValueError, match="tflm"):
         TfliteReference(gm, "xnnpack")
+
+
+def test_the_conformer_head_in_litert_and_tflm(speech_set) -> None:
+    """The shipped ASR head (negative conv outputs, fully connected layers, float islands): LiteRT's builtin
+    kernels follow the reference with ruy's rounding, TFLite Micro the one with gemmlowp's, each far closer than
+    the fake-quant graph is on the later stages."""
+    from acom.export import litert, verify
+    from acom.export.graph import EdgeGraph
+    from acom.export.micro import run_tflm
+    from acom.export.pipeline import PRETRAINED, _dataset_items
+    from acom.export.tflite_reference import tflite_runner
+    from acom.training.checkpoint import load_checkpoint
+
+    split, _ = load_checkpoint(PRETRAINED / "asr" / "split.pt", "asr")
+    graph = EdgeGraph(split, frontend=False).eval()
+    rate = graph.frontend.cfg.sample_rate
+    window, per_code = int(2.0 * rate), int(round(rate / split.frame_rate))
+    calibration = verify.make_windows(graph, _dataset_items("asr", speech_set, "train", 6), window, per_code)
+    test = verify.make_windows(graph, _dataset_items("asr", speech_set, "test-clean", 6), window, per_code)
+    example = torch.from_numpy(calibration.inputs[0])
+    quantized = litert.quantize(graph, example, [torch.from_numpy(x) for x in calibration.inputs])
+    model = litert.convert(quantized, example)
+
+    def agree(a, b):  # share of equal codes per stage over all windows
+        return np.mean([(x == y).mean(axis=(0, 2)) for x, y in zip(a, b)], axis=0)
+
+    fake = verify.torch_runner(quantized)(test.inputs)
+    builtin, tflm = litert.run_litert(model, test.inputs), run_tflm(model, test.inputs)[0]
+    on_litert, on_tflm = agree(builtin, tflite_runner(quantized, "litert")(test.inputs)), agree(
+        tflm, tflite_runner(quantized, "tflm")(test.inputs))
+    # Measured on these 15 windows (750 codes per stage): LiteRT [1.0, 0.9987, 0.9987], TFLM [1.0, 1.0, 0.9973];
+    # against the fake-quant graph LiteRT [0.992, 0.944, 0.92], TFLM [0.987, 0.945, 0.912].
+    assert (on_litert >= 0.99).all() and (on_tflm >= 0.99).all(), (on_litert, on_tflm)
+    assert on_litert[-1] > agree(builtin, fake)[-1] and on_tflm[-1] > agree(tflm, fake)[-1]
