@@ -159,12 +159,13 @@ class TfliteReference(fx.Interpreter):
             elif name == "aten.dropout.default":
                 pass
             elif name in ("aten.pad.default", "aten.constant_pad_nd.default"):
-                if len(t.args) > 2 and t.args[2] not in (None, "constant"):
-                    return None
+                rest = list(t.args[2:]) if name == "aten.pad.default" else ["constant", *t.args[2:]]
+                if rest[:1] not in ([], ["constant"]) or any(rest[1:2]):
+                    return None  # only zero padding is the zero point
                 out = F.pad(out, list(t.args[1]), value=int(zero))
             else:
                 out = t.target(out, *[self._arg(a) for a in t.args[1:]], **t.kwargs)
-        return out.to(torch.int8)
+        return out.to(self._arg(q.args[5]) if len(q.args) > 5 else torch.int8)
 
     def _centered(self, node) -> tuple[torch.Tensor, torch.Tensor, object] | None:
         """(int values minus zero point, scale, channel axis) of a dequantized input, or None."""
