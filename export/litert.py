@@ -120,9 +120,7 @@ def _rvq_nodes(graph: fx.Graph) -> set[fx.Node]:
 def _frontend_nodes(graph: fx.Graph) -> set[fx.Node]:
     """Nodes of the log-mel front-end and of the feature normalization after it (in the graph on Linux
     boards): left float, since int8 raw audio would lose ~40 dB of range. Its output is quantized where the
-    first int8 layer reads it. The normalization must stay float too: quantized, the division by the
-    per-band std became an int8 MUL by a per-tensor int8 constant, and 6.5% of the first layer's inputs moved
-    one step from the reference's (classifier, demo test set)."""
+    first int8 layer reads it. The normalization stays float too (why: the module docstring)."""
     region: set[fx.Node] = set()
     for node in graph.nodes:  # topological order
         paths = [p for p, _ in node.meta.get("nn_module_stack", {}).values()]
