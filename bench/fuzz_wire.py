@@ -1,8 +1,9 @@
 """Benchmark: a mutation fuzzer over the wire format (issue 6): any bytes give a Packet or a WireError.
 
-Inputs: random bytes, and valid packets (bit-packed and range-coded payloads, tagged and untagged) with random
-bit flips, byte changes, insertions, truncations and splices; each goes through decode_packet (with and without
-keys) and, COBS-framed and cut at random, through SerialDeframer. Any other exception is a finding: it is
+Inputs: random bytes, and valid packets (full and compact headers, tagged and untagged) with random bit flips,
+byte changes, insertions, truncations and splices; each goes through decode_packet (with and without keys, with
+stream contexts that know the seeds' stream, so compact packets are expanded and checked) and, COBS-framed and
+cut at random, through SerialDeframer. Any other exception is a finding: it is
 recorded with its input (hex) and the run fails. Not coverage-guided (atheris is not used); seeded, so a
 finding reproduces. Writes reports/fuzz_wire.json.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from acom.errors import WireError
-from acom.runtime.wire import Packet, SerialDeframer, decode_packet, encode_packet, frame_serial, pack_codes
+from acom.runtime.wire import Contexts, Packet, SerialDeframer, decode_packet, encode_packet, frame_serial, pack_codes
 
 KEYS = {7: b"fuzz-key"}
 
@@ -27,7 +28,7 @@ def seeds(rng: np.random.Generator) -> list[bytes]:
     for sizes, n_q, frames in (([64], 1, 25), ([64, 64, 64], 3, 25), ([1000, 7], 2, 9), ([2], 1, 0)):
         codes = np.stack([rng.integers(0, k, frames) for k in sizes[:n_q]]) if frames else np.zeros((n_q, 0), int)
         p = Packet(7, 1, 5, 125, 0x1122334455667788, n_q, frames, pack_codes(codes, sizes))
-        out += [encode_packet(p), encode_packet(p, KEYS[7])]
+        out += [encode_packet(p, key, compact) for key in (None, KEYS[7]) for compact in (False, True)]
     return out
 
 
@@ -63,12 +64,15 @@ def main() -> None:
     counts: dict[str, int] = {}
     findings = []
     deframer = SerialDeframer(KEYS)
+    contexts = {None: Contexts(), "keys": Contexts()}
+    for key, c in contexts.items():
+        decode_packet(pool[0 if key is None else 2], KEYS if key else None, c)  # a full packet of stream 1
     t0 = time.perf_counter()
     for n in range(ns.inputs):
         data = mutate(rng, pool[n % len(pool)], pool)
         for keys in (None, KEYS):
             try:
-                decode_packet(data, keys)
+                decode_packet(data, keys, contexts["keys" if keys else None])
                 counts["packet"] = counts.get("packet", 0) + 1
             except WireError as e:
                 counts[e.reason] = counts.get(e.reason, 0) + 1

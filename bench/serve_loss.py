@@ -6,7 +6,8 @@ rate, each packet except a stream's last is dropped with that probability; 20% o
 to 1.5 packet durations (reordering; past the 200 ms reorder timeout their frames count as lost and they
 arrive late) and 10% are sent twice. The final
 transcripts are scored against the reference texts (WER) and against the lossless transcripts. Accounting is
-checked on every run: accepted + duplicate + late + closed (after the stream's end) = sent, and frames received + lost = frames of the audio.
+checked on every run: accepted + duplicate + late + closed (after the stream's end) + context (compact packets
+before any full one of their stream, with --full-every > 1) = sent, and frames received + lost = frames of the audio.
 Writes reports/serve_loss.json and reports/serve_loss.png.
 
     python bench/serve_loss.py --data data/speech90 --rates 0,0.05,0.1,0.2,0.3
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=0, help="test-clean utterances (0: all)")
     ap.add_argument("--n-q", type=int, default=1)
     ap.add_argument("--packet-frames", type=int, default=5, help="frames per packet (5 = 200 ms)")
+    ap.add_argument("--full-every", type=int, default=1, help="one full header in N packets, the rest compact "
+                    "(1: all full; with loss, compact packets before a stream's first full one are refused)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "serve_loss.json")
     args = ap.parse_args(argv)
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             rng = random.Random(args.seed)
             plan, lost_frames = [], 0
             for i, c in enumerate(codes):
-                pk = stream_packets(c, sizes, book, device_id=1, stream_id=i, frames_per_packet=args.packet_frames)
+                pk = stream_packets(c, sizes, book, device_id=1, stream_id=i, frames_per_packet=args.packet_frames,
+                                full_every=args.full_every)
                 wire, dropped = impaired(pk, rate, args.packet_frames / bundle.frame_rate, rng)
                 phase = rng.uniform(0, 1.0)  # devices do not start in step
                 plan += [(t + phase, p) for t, p in wire]
@@ -115,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             sent = len(plan)
             row = {"loss": rate, "wer": wer_cer(refs, hyps)["wer"], "wer_vs_lossless": wer_cer(clean, hyps)["wer"],
                    "packets_sent": sent, "accepted": p.get("accepted", 0), "duplicate": p.get("duplicate", 0),
-                   "late": p.get("late", 0), "closed": p.get("closed", 0), "frames_lost_sent": lost_frames,
+                   "late": p.get("late", 0), "closed": p.get("closed", 0), "context": p.get("context", 0),
+                   "frames_lost_sent": lost_frames,
                    "frames_lost_server": summary["frames"].get("lost", 0), "finals": len(finals)}
-            row["accounting_ok"] = (row["accepted"] + row["duplicate"] + row["late"] + row["closed"] == sent
+            row["accounting_ok"] = (row["accepted"] + row["duplicate"] + row["late"] + row["closed"] + row["context"]
+                                    == sent
                                     and row["frames_lost_server"] >= lost_frames and len(finals) == len(codes))
             row["frames_given_up_late"] = row["frames_lost_server"] - lost_frames  # delayed past the reorder timeout
             rows.append(row)
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"accepted {row['accepted']}/{sent}, lost frames {row['frames_lost_server']}, "
                   f"accounting {'ok' if row['accounting_ok'] else 'WRONG'}")
     report = {"data": str(data), "subset": TEST_SUBSET["asr"], "items": len(codes), "n_q": args.n_q,
-              "packet_frames": args.packet_frames, "duplicates": 0.1, "reorder": "20% delayed by up to 1.5 packet durations",
+              "packet_frames": args.packet_frames, "full_every": args.full_every, "duplicates": 0.1, "reorder": "20% delayed by up to 1.5 packet durations",
               "lost_frames_enter_tail_as": "zero feature vectors", "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")

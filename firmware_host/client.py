@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-id", type=int, default=1)
     p.add_argument("--first-stream", type=int, default=0, help="stream id of the first file (then +1 per file)")
     p.add_argument("--packet-s", type=float, default=1.0, help="seconds of audio per packet (default 1)")
+    p.add_argument("--full-every", type=int, default=8, metavar="N",
+                   help="one packet in N has the full 31-byte header, the others the 9-byte compact one that the "
+                   "server expands with it (default 8; 1: all full, for receivers without contexts)")
     p.add_argument("--key", help="HMAC key of this device, in hex (the server's --keys entry)")
     p.add_argument("--realtime", action="store_true", help="send each packet when its audio would be captured")
     return p
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         encode = checkpoint_encoder(args.checkpoint, manifest, n_q)
     else:
         encode = artifact_encoder(args.bundle, manifest, args.artifact)
+    if args.full_every < 1:
+        raise AcomError(f"--full-every {args.full_every}: expected 1 or more")
     key = bytes.fromhex(args.key) if args.key else None
     sizes, book = manifest["model"]["rvq_config"]["codebook_sizes"], codebook_id(manifest["codebook_hash"])
     fpp = max(1, round(args.packet_s * manifest["frame_rate"]))
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, path in enumerate(args.audio):
         codes = encode(load_audio(path, manifest["sample_rate"]))[:n_q]
         packets = stream_packets(codes, sizes, book, device_id=args.device_id, stream_id=args.first_stream + i,
-                                 frames_per_packet=fpp, key=key)
+                                 frames_per_packet=fpp, key=key, full_every=args.full_every)
         start = time.monotonic()
         for j, packet in enumerate(packets):
             if args.realtime:

@@ -43,7 +43,8 @@ class Metrics:
         self._server = None
 
     def count(self, outcome: str, n: int = 1) -> None:
-        self.packets.labels(outcome).inc(n)
+        if n:
+            self.packets.labels(outcome).inc(n)
 
     def observe_latency(self, seconds: float) -> None:
         self.latency.observe(seconds)

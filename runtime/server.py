@@ -26,7 +26,8 @@ from acom.runtime.bundle import Bundle
 from acom.runtime.engine import Result, Work, make_engine
 from acom.runtime.metrics import Metrics
 from acom.runtime.streams import Delivery, ReassemblyConfig, Reassembler, StreamKey
-from acom.runtime.wire import Packet, SerialDeframer, codebook_id, decode_packet, packet_codes
+from acom.runtime.wire import (Packet, SerialDeframer, SourceContexts, codebook_id, decode_packet,
+                              packet_codes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +52,7 @@ class Server:
         self.engine = make_engine(bundle, config.device, config.window_s)
         self.streams = Reassembler(config.reassembly, keyed=keys is not None)
         self.book = codebook_id(bundle.manifest["codebook_hash"])
+        self.contexts = SourceContexts(config.reassembly.max_streams)  # compact-packet contexts per source
         self.pending: dict[StreamKey, Work] = {}
         self._wake = asyncio.Event()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="acom-tail")
@@ -61,15 +63,26 @@ class Server:
 
     # ---- receiving (event loop thread) ----
 
-    def handle_bytes(self, data: bytes, transport: str) -> None:
-        """One UDP datagram: a packet, or a rejection counted by reason."""
-        self.metrics.bytes.labels(transport).inc(len(data))
+    def handle_bytes(self, data: bytes, transport: str, source=None, count_bytes: bool = True) -> None:
+        """One packet's bytes from ``source`` (a UDP address, ``("serial", url)``): a packet, a held compact
+        packet (its stream's full header has not arrived yet), or a rejection counted by reason."""
+        if count_bytes:
+            self.metrics.bytes.labels(transport).inc(len(data))
+        self._decode(data, source)
+
+    def _decode(self, data: bytes, source, retried: bool = False) -> None:
         try:
-            packet = decode_packet(data, self.keys)
+            packet = decode_packet(data, self.keys, self.contexts.get(source))
         except WireError as e:
-            self.metrics.count(e.reason)
+            if e.reason == "context" and not retried:  # lost or overtaken full header: wait for the next one
+                self.metrics.count("context", self.contexts.hold(source, data, time.monotonic()))
+            else:
+                self.metrics.count(e.reason)
             return
         self.handle_packet(packet)
+        if not packet.compact:
+            for held in self.contexts.release(source, packet.stream_id & 0xFF):
+                self._decode(held, source, retried=True)
 
     def handle_packet(self, p: Packet | WireError) -> None:
         """A parsed packet (or a deframer's error): check it against the bundle, reassemble, queue for the tail."""
@@ -157,6 +170,7 @@ class Server:
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
+            self.metrics.count("context", self.contexts.expire(now, self.config.reassembly.idle_timeout))
             self._deliver(self.streams.tick(now))
             if now - last_gauges >= 1.0:  # the endpoint's recent-latency percentiles, once a second
                 self.metrics.refresh_gauges()
@@ -192,6 +206,7 @@ class Server:
         self._stopping = True
         for close in self._closers:
             close()
+        self.metrics.count("context", self.contexts.expire(time.monotonic(), 0))  # held, never released
         self._deliver(self.streams.close_all(time.monotonic()))
         while self.pending or self._busy:  # the batcher runs what is left, without waiting for more
             self._wake.set()
@@ -211,7 +226,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.server = server
 
     def datagram_received(self, data: bytes, addr) -> None:
-        self.server.handle_bytes(data, "udp")
+        self.server.handle_bytes(data, "udp", addr)
 
     def error_received(self, exc: Exception) -> None:
         self.server.metrics.count("socket")
@@ -234,7 +249,7 @@ class SerialReader(threading.Thread):
             try:
                 self.port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.1)
                 self.opened.set()  # bytes that arrived before this moment are flushed by pyserial's open
-                deframer = SerialDeframer(self.server.keys)
+                deframer = SerialDeframer(decode=False)  # decoded in the loop, with the server's contexts
                 while not self._stop_event.is_set():
                     data = self.port.read(self.port.in_waiting or 1)
                     if data:
@@ -251,7 +266,10 @@ class SerialReader(threading.Thread):
     def _hand_over(self, items: list, n_bytes: int) -> None:
         self.server.metrics.bytes.labels("serial").inc(n_bytes)
         for item in items:
-            self.server.handle_packet(item)
+            if isinstance(item, bytes):
+                self.server.handle_bytes(item, "serial", ("serial", self.url), count_bytes=False)
+            else:
+                self.server.handle_packet(item)
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from acom.runtime.wire import Packet, codebook_id, encode_packet, frame_serial, pack_codes
+from acom.runtime.sender import stream_packets
+from acom.runtime.wire import VERSION, codebook_id, frame_serial, pack_codes
 
 KEY = b"acom-test-key-0001"  # the HMAC key of device 7 in the vectors (a test key, not a secret)
 SAMPLE_RATE = 16000
@@ -26,16 +27,17 @@ def vector_audio(seconds: float = 1.0) -> np.ndarray:
 
 
 def make_vectors(codes: np.ndarray, codebook_sizes: list[int], codebook_hash: str) -> list[dict]:
-    """The cases: codes [n_q, T] packed with 1 and all stages, untagged and tagged, and their serial frames."""
-    cases = []
+    """The cases: codes [n_q, T] sent with 1 and all stages, untagged and tagged, as one stream of three
+    packets (full header, compact, full with end of stream), and their serial frames."""
+    cases, third = [], -(-codes.shape[1] // 3)
     for n_q in sorted({1, codes.shape[0]}):
         for key in (None, KEY):
-            payload = pack_codes(codes[:n_q], codebook_sizes)
-            p = Packet(device_id=7, stream_id=1, seq=n_q, first_frame=0, codebook_id=codebook_id(codebook_hash),
-                       n_q=n_q, n_frames=codes.shape[1], payload=payload, end_of_stream=True)
-            data = encode_packet(p, key)
-            cases.append({"n_q": n_q, "hmac_key": key.decode() if key else None, "payload": payload.hex(),
-                          "packet": data.hex(), "serial": frame_serial(data).hex()})
+            packets = stream_packets(codes[:n_q], codebook_sizes, codebook_id(codebook_hash), device_id=7,
+                                     stream_id=1, frames_per_packet=third, key=key, first_seq=n_q, full_every=2)
+            cases.append({"n_q": n_q, "hmac_key": key.decode() if key else None,
+                          "payloads": [pack_codes(codes[:n_q, s: s + third], codebook_sizes).hex()
+                                       for s in range(0, codes.shape[1], third)],
+                          "packets": [d.hex() for d in packets], "serial": [frame_serial(d).hex() for d in packets]})
     return cases
 
 
@@ -50,7 +52,7 @@ def shipped_classifier_vectors() -> dict:
     with torch.no_grad():
         codes = split.edge()(torch.from_numpy(vector_audio())[None])[0].numpy()
     sizes = list(split.rvq.config.codebook_sizes)
-    return {"wire_version": 1, "model": "training/pretrained/ac/split.pt", "codebook_hash": split.rvq.codebook_hash(),
+    return {"wire_version": VERSION, "model": "training/pretrained/ac/split.pt", "codebook_hash": split.rvq.codebook_hash(),
             "codebook_sizes": sizes, "audio": "vector_audio(): 1 s, see acom/runtime/vectors.py (also clip.raw: "
             "float32 little-endian)", "codes": codes.tolist(), "cases": make_vectors(codes, sizes,
                                                                                       split.rvq.codebook_hash())}
@@ -60,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path((argv or sys.argv[1:] or ["tests/vectors"])[0])
     out.mkdir(parents=True, exist_ok=True)
     (out / "clip.raw").write_bytes(vector_audio().astype("<f4").tobytes())
-    (out / "wire_v1.json").write_text(json.dumps(shipped_classifier_vectors(), indent=1) + "\n")
-    print(f"wrote {out / 'wire_v1.json'} and {out / 'clip.raw'}")
+    name = out / f"wire_v{VERSION}.json"
+    name.write_text(json.dumps(shipped_classifier_vectors(), indent=1) + "\n")
+    print(f"wrote {name} and {out / 'clip.raw'}")
     return 0
 
 

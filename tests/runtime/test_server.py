@@ -154,9 +154,10 @@ def test_serial_pty_socket_url_and_a_dead_port(asr_case):
     tty.setraw(slave)  # bytes must pass unchanged even before the server configures the port
     listener = socket.create_server(("127.0.0.1", 0))
     url = f"socket://127.0.0.1:{listener.getsockname()[1]}"
-    over_pty = stream_packets(codes[0], sizes, book, device_id=1, stream_id=0, frames_per_packet=20)
-    over_tcp = stream_packets(codes[1], sizes, book, device_id=2, stream_id=0, frames_per_packet=20)
-    over_udp = stream_packets(codes[2], sizes, book, device_id=3, stream_id=0, frames_per_packet=20)
+    # compact headers on every transport (full every 2nd packet): each line and socket is its own source
+    over_pty, over_tcp, over_udp = (stream_packets(codes[d], sizes, book, device_id=d + 1, stream_id=0,
+                                                   frames_per_packet=20, full_every=2) for d in range(3))
+    assert all(any(p[:1] == b"a" for p in x) for x in (over_pty, over_tcp, over_udp))
 
     async def scenario(server, addr, out):
         conn = await asyncio.get_running_loop().run_in_executor(None, listener.accept)
@@ -259,3 +260,29 @@ def test_a_failing_tail_step_is_counted_and_the_server_goes_on(asr_case):
     lines, summary = run(bundle, scenario)
     assert summary["tail_errors"] == 1
     assert [r["text"] for r in lines if r["type"] == "final" and r["stream"] == 1] == [offline_text(bundle, codes[1])]
+
+
+def test_compact_packets_from_each_source_use_its_own_full_headers(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    a, b = (stream_packets(codes[i], sizes, book, device_id=8, stream_id=i, frames_per_packet=5, key=KEY,
+                           full_every=3) for i in range(2))
+    assert [p[:1] for p in a[:4]] == [b"A", b"a", b"a", b"A"] and a[-1][:1] == b"A"
+
+    async def scenario(server, addr, out):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s1, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s2:
+            for p in a:
+                s1.sendto(p, tuple(addr["udp"]))
+            s2.sendto(a[1], tuple(addr["udp"]))  # a compact packet from another source: never expandable there
+            for p in b[1:]:  # stream b's first (full) packet is lost: its next two compact ones wait for seq 3
+                s2.sendto(p, tuple(addr["udp"]))
+            await until(lambda: len(finals(out)) == 2)
+
+    lines, summary = run(bundle, scenario, keys={8: KEY},
+                         config=ServeConfig(reassembly=ReassemblyConfig(reorder_timeout=0.1)))
+    got = {r["stream"]: r for r in lines if r["type"] == "final"}
+    assert got[0]["text"] == offline_text(bundle, codes[0]) and got[0]["missing_frames"] == 0
+    assert got[1]["frames"] == codes[1].shape[1] and got[1]["missing_frames"] == 5  # packet 0 only
+    # the stray one waited for a context until shutdown, then was counted
+    assert summary["packets"] == {"accepted": len(a) + len(b) - 1, "context": 1}

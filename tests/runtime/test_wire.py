@@ -1,4 +1,4 @@
-"""Wire format v1: round trips from one table of cases, every corruption a WireError, serial resync, vectors."""
+"""Wire format v2 (full packets; compact ones: test_wire_compact.py): round trips from one table of cases, every corruption a WireError, serial resync, vectors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from acom.errors import WireError
 from acom.runtime import vectors
-from acom.runtime.wire import (HEADER_SIZE, MAX_PACKET, Packet, SerialDeframer, codebook_id, decode_packet,
+from acom.runtime.wire import (HEADER_SIZE, MAX_PACKET, Contexts, Packet, SerialDeframer, codebook_id, decode_packet,
                                encode_packet, frame_serial, make_payload, pack_codes, packet_codes, unpack_codes)
 
 VECTORS = Path(__file__).parent.parent / "vectors"
@@ -56,7 +56,7 @@ def test_every_bit_flip_is_a_wire_error(sizes, n_q, frames, tagged, end) -> None
 
 def test_reasons_name_what_was_wrong() -> None:
     _, p, data = _packet([64], 1, 10, False, False)
-    cases = {b"XX" + data[2:]: "magic", data[:2] + b"\x02" + data[3:]: "version", data[:10]: "size",
+    cases = {b"XX" + data[2:]: "magic", data[:2] + b"\x01" + data[3:]: "version", data[:10]: "size",
              b"\x00" * (MAX_PACKET + 1): "size"}
     for bad, reason in cases.items():
         with pytest.raises(WireError) as e:
@@ -141,15 +141,20 @@ def test_any_payload_unpacks_or_is_a_wire_error(payload: bytes, sizes: list[int]
 
 
 def test_vectors_are_reproduced() -> None:
-    v = json.loads((VECTORS / "wire_v1.json").read_text())
+    v = json.loads((VECTORS / "wire_v2.json").read_text())
     audio = np.frombuffer((VECTORS / "clip.raw").read_bytes(), "<f4")
     np.testing.assert_array_equal(audio, vectors.vector_audio())
     now = vectors.shipped_classifier_vectors()
     assert now["codebook_hash"] == v["codebook_hash"] and now["codes"] == v["codes"]
     assert now["cases"] == v["cases"]
     for case in v["cases"]:
-        key = case["hmac_key"].encode() if case["hmac_key"] else None
-        p = decode_packet(bytes.fromhex(case["packet"]), {7: key} if key else None)
-        np.testing.assert_array_equal(packet_codes(p, v["codebook_sizes"]), np.array(v["codes"])[: case["n_q"]])
-        (q,) = SerialDeframer({7: key} if key else None).feed(bytes.fromhex(case["serial"]))
-        assert q == p
+        keys = {7: case["hmac_key"].encode()} if case["hmac_key"] else None
+        contexts, deframer = Contexts(), SerialDeframer(keys)
+        got = [decode_packet(bytes.fromhex(h), keys, contexts) for h in case["packets"]]
+        assert [p.compact for p in got] == [False, True, False] and got[-1].end_of_stream
+        assert [len(bytes.fromhex(h)) - len(p.payload) for h, p in zip(case["packets"], got)] == \
+            [35 + 16 * bool(keys), 13 + 16 * bool(keys), 35 + 16 * bool(keys)]  # header + tag + CRC of each kind
+        assert [p.payload.hex() for p in got] == case["payloads"]
+        codes = np.concatenate([packet_codes(p, v["codebook_sizes"]) for p in got], axis=1)
+        np.testing.assert_array_equal(codes, np.array(v["codes"])[: case["n_q"]])
+        assert [q for h in case["serial"] for q in deframer.feed(bytes.fromhex(h))] == got
