@@ -116,7 +116,7 @@ def _full_header(flags: int, device: int, stream: int, seq: int, first: int, boo
 
 def decode_packet(data: bytes, keys: dict[int, bytes] | None = None, contexts: Contexts | None = None) -> Packet:
     """Parse and check one packet. With ``keys`` (device id -> key) every packet must carry a valid tag. A
-    compact packet needs ``contexts`` (the sender's ``Contexts``), which a full packet that passes updates.
+    compact packet needs ``contexts`` (its source's ``Contexts``), which each full packet that passes updates.
 
     Raises:
         WireError: with ``reason`` one of size, magic, version, flags, length, crc, tag, field, context.
