@@ -54,8 +54,12 @@ def check_targets(report: dict) -> list[dict]:
             name = (f"ACoM <= {ACOM_BPS[task]} bit/s {'lower WER' if task == 'asr' else 'higher accuracy'} than "
                     f"every codec pipeline <= 3.2 kbit/s, {cond_name(cond)}, {dec}")
             if not acom or not codecs:
-                out.append({"bench": TAG, "target": name, "value": None, "bound": None, "met": False,
-                            "note": "no points measured"})
+                cheapest = min((p for p in pts if p.get("system") == "acom"), key=bps, default=None)
+                note = "no points measured" if cheapest is None or not codecs else (
+                    f"no ACoM point at <= {ACOM_BPS[task]} bit/s: the cheapest, n_q={cheapest['n_q']}, sends "
+                    f"{bps(cheapest):.1f} bit/s ({metric} {cheapest[metric]:.4f}; best codec "
+                    f"{better(codecs, key=lambda p: p[metric])[metric]:.4f})")
+                out.append({"bench": TAG, "target": name, "value": None, "bound": None, "met": False, "note": note})
                 continue
             a = better(acom, key=lambda p: p[metric])
             c = better(codecs, key=lambda p: p[metric])

@@ -128,6 +128,11 @@ def test_targets_follow_the_numbers() -> None:
     t = {x["target"].split(", ")[1]: x for x in check_targets(report)}
     assert t["test"]["met"] and t["test"]["value"] == 0.90 and t["test"]["bound"] == 0.85  # opus is above 3.2k
     assert not t["5 dB"]["met"]  # 0.80 < 0.85: missed, with both numbers
+    report["points"][1]["entropy_bps"] = 52.5  # noise made the codes dearer than the budget: said so
+    t = {x["target"].split(", ")[1]: x for x in check_targets(report)}
+    assert not t["5 dB"]["met"] and t["5 dB"]["value"] is None
+    assert t["5 dB"]["note"] == ("no ACoM point at <= 50 bit/s: the cheapest, n_q=1, sends 52.5 bit/s "
+                                 "(accuracy 0.8000; best codec 0.8500)")
 
 
 def test_eval_through_a_codec(bench, capsys) -> None:
