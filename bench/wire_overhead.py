@@ -24,7 +24,7 @@ import torch
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
 from acom.runtime.sender import stream_packets
-from acom.runtime.wire import codebook_id, frame_serial
+from acom.runtime.wire import codebook_id, frame_serial, make_payload
 from acom.training.checkpoint import load_checkpoint
 from acom.training.featcache import TEST_SUBSET, open_dataset
 from acom.training.rate_accuracy import PRETRAINED
@@ -41,8 +41,7 @@ def measure(codes: list, sizes: list[int], book: int, fpp: int, priors, full_eve
     for i, c in enumerate(codes):
         pk = stream_packets(c, sizes, book, device_id=1, stream_id=i, frames_per_packet=fpp, key=key,
                             priors=priors, full_every=full_every or 1)
-        bare = stream_packets(c, sizes, book, device_id=1, stream_id=i, frames_per_packet=fpp, priors=priors)
-        payload += sum(len(p) for p in bare) - 35 * len(bare)  # a full untagged packet: 31 + payload + 4
+        payload += sum(len(make_payload(c[:, s: s + fpp], sizes, priors)[0]) for s in range(0, c.shape[1], fpp))
         udp += sum(map(len, pk))
         serial += sum(len(frame_serial(p)) for p in pk)
         packets += len(pk)
