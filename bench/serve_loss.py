@@ -7,7 +7,7 @@ to 1.5 packet durations (reordering; past the 200 ms reorder timeout their frame
 arrive late) and 10% are sent twice. The final
 transcripts are scored against the reference texts (WER) and against the lossless transcripts. Accounting is
 checked on every run: accepted + duplicate + late + closed (after the stream's end) + context (compact packets
-before any full one of their stream, with --full-every > 1) = sent, and frames received + lost = frames of the audio.
+held for a full header that never came, with --full-every > 1) = sent, and frames received + lost = frames of the audio.
 Writes reports/serve_loss.json and reports/serve_loss.png.
 
     python bench/serve_loss.py --data data/speech90 --rates 0,0.05,0.1,0.2,0.3
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=0, help="test-clean utterances (0: all)")
     ap.add_argument("--n-q", type=int, default=1)
     ap.add_argument("--packet-frames", type=int, default=5, help="frames per packet (5 = 200 ms)")
-    ap.add_argument("--full-every", type=int, default=1, help="one full header in N packets, the rest compact "
-                    "(1: all full; with loss, compact packets before a stream's first full one are refused)")
+    ap.add_argument("--full-every", type=int, default=1, help="one full header in N packets (and the last), the rest "
+                    "compact (1: all full; the server holds compact packets that arrive before a full one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "serve_loss.json")
     args = ap.parse_args(argv)

@@ -72,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         # a device that sends each test item as its own stream, and one that streams them back to back as
         # one session (a microphone left on): the first full header is paid once per stream
         sessions = {"stream per item": codes, "one session": [np.concatenate(codes, axis=1)]}
+        audio_s = sum(c.shape[1] for c in codes) / bundle.frame_rate
         for (session, streams), seconds in itertools.product(sessions.items(), args.seconds):
             fpp = max(1, round(seconds * bundle.frame_rate))
             for coding, priors in (("bit-packed", None), ("entropy-coded", bundle.priors)):
                 for headers, every in (("full", 0), ("compact, full every 8", 8), ("compact, full first and last", 10**9)):
                     for tagged in (False, True):
                         r = measure(streams, sizes, book, fpp, priors, every, KEY if tagged else None)
-                        audio_s = sum(c.shape[1] for c in codes) / bundle.frame_rate
                         rows.append({"task": task, "streams": session, "seconds_per_packet": seconds, "payload": coding,
                                      "headers": headers, "tagged": tagged,
                                      "payload_bps": round(8 * r["payload_bytes"] / audio_s, 1),

@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-stream", type=int, default=0, help="stream id of the first file (then +1 per file)")
     p.add_argument("--packet-s", type=float, default=1.0, help="seconds of audio per packet (default 1)")
     p.add_argument("--full-every", type=int, default=8, metavar="N",
-                   help="one packet in N (and the last) has the full 31-byte header, the others the 9-byte compact one that the "
-                   "server expands with it (default 8; 1: all full, for receivers without contexts)")
+                   help="one packet in N (and the last) has the full 31-byte header, the others the 9-byte "
+                   "compact one that the server expands with it (default 8; 1: all full, for receivers without "
+                   "contexts)")
     p.add_argument("--key", help="HMAC key of this device, in hex (the server's --keys entry)")
     p.add_argument("--realtime", action="store_true", help="send each packet when its audio would be captured")
     return p

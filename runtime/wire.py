@@ -44,7 +44,7 @@ FLAG_ENTROPY = 0x01  # payload is range-coded with the bundle's priors (else bit
 FLAG_END = 0x02  # last packet of the stream
 FLAG_TAG = 0x04  # an HMAC tag precedes the CRC
 FLAG_COMPACT = 0x08  # sent as a compact packet (set in the rebuilt full header too, so tags of the two differ)
-KNOWN_FLAGS = FLAG_ENTROPY | FLAG_END | FLAG_TAG | FLAG_COMPACT
+FULL_FLAGS = FLAG_ENTROPY | FLAG_END | FLAG_TAG  # the flags a full packet may carry
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,8 @@ def decode_packet(data: bytes, keys: dict[int, bytes] | None = None, contexts: C
     (_, version, flags, device, stream, seq, first, book, n_q, n_frames, length) = HEADER.unpack_from(data)
     if version != VERSION:
         raise WireError(f"protocol version {version}: this server speaks {VERSION}", "version")
-    if flags & ~KNOWN_FLAGS or flags & FLAG_COMPACT:
-        raise WireError(f"flags 0x{flags:02x}: unknown bits 0x{flags & ~(KNOWN_FLAGS ^ FLAG_COMPACT):02x}", "flags")
+    if flags & ~FULL_FLAGS:
+        raise WireError(f"flags 0x{flags:02x}: unknown bits 0x{flags & ~FULL_FLAGS:02x}", "flags")
     tagged = bool(flags & FLAG_TAG)
     expected = HEADER_SIZE + length + TAG_SIZE * tagged + CRC_SIZE
     if len(data) != expected:
@@ -227,7 +227,7 @@ class Contexts:
         p = _checked(signed, data[COMPACT_SIZE + length:-CRC_SIZE], data[-CRC_SIZE:], keys,
                      Packet(c.device_id, c.stream_id, seq, first, c.codebook_id, n_q, n_frames, payload,
                             bool(flags & FLAG_ENTROPY), bool(flags & FLAG_END), tagged, compact=True))
-        c.seq, c.first_frame = max(c.seq, seq), max(c.first_frame, first)
+        self.learn(p)  # same stream: moves the highest seq and first frame on
         return p
 
 
@@ -267,8 +267,10 @@ class SourceContexts:
 
     def expire(self, now: float, timeout: float) -> int:
         """Forget packets held ``timeout`` seconds or more (all of them when ``timeout`` is 0); returns how many."""
-        keep = [h for h in self._held if timeout and now - h[0] < timeout]
-        gone, self._held = len(self._held) - len(keep), keep
+        gone = 0  # held in arrival order: the expired ones are a prefix (called every tick, usually empty)
+        while gone < len(self._held) and (not timeout or now - self._held[gone][0] >= timeout):
+            gone += 1
+        del self._held[:gone]
         return gone
 
 
