@@ -24,7 +24,7 @@ import torch
 
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
-from acom.runtime.engine import Work, make_engine
+from acom.runtime.engine import ENGINES, Work, make_engine
 from acom.runtime.streams import Chunk
 from acom.training.rate_accuracy import PRETRAINED
 
@@ -58,6 +58,18 @@ def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, devic
     return times
 
 
+def profile(engine, codes: list[np.ndarray], n: int, fpp: int, device: str) -> int:
+    """Warm up with n streams, then print the operators of three steps by self time (CPU and CUDA)."""
+    measure(engine, codes, n, fpp, 2, device)
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device == "cuda" else [])
+    with torch.profiler.profile(activities=acts) as prof:
+        measure(engine, codes, n, fpp, 0, device)
+    sort = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=14, max_name_column_width=40))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8, max_name_column_width=40))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", choices=["asr", "ac"], default="asr")
@@ -66,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--p99-ms", type=float, default=50.0)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--engine", default="auto", choices=list(ENGINES),
+                    help="ASR engine: slot (shared state tensors) or stream (per-stream state); auto: slot")
+    ap.add_argument("--tf32", action="store_true", help="CUDA: TF32 matrix products (10-bit mantissa inputs)")
+    ap.add_argument("--profile", type=int, default=0, help="print torch.profiler's top operators of one step at "
+                    "this many streams (after warm-up) and exit")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: one less than the cores)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "tail_throughput.json")
     args = ap.parse_args(argv)
@@ -77,13 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         write_server_bundle(PRETRAINED / args.task / "split.pt", Path(tmp) / "b", n_q=1)
         bundle = open_bundle(Path(tmp) / "b")
-    engine = make_engine(bundle, device)
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    engine = make_engine(bundle, device, kind=args.engine)
     fpp = max(1, round(args.packet_s * bundle.frame_rate))
     # the tail's cost does not depend on the code values, only on how many frames arrive: random codes of
     # utterance lengths (2-15 s), streams ending and starting as they would
     rng = np.random.default_rng(0)
     codes = [rng.integers(0, bundle.codebook_sizes[0], (1, int(rng.uniform(2, 15) * bundle.frame_rate)))
              for _ in range(64)]
+    if args.profile:
+        return profile(engine, codes, args.profile, fpp, device)
     rows = []
     for n in [int(x) for x in args.streams.split(",")]:
         times = np.array(measure(engine, codes, n, fpp, args.steps, device)) * 1e3
@@ -94,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"N={n}: step median {row['step_ms_median']} ms, p99 {row['step_ms_p99']} ms "
               f"({row['ms_per_stream_second']} ms per stream-second)", flush=True)
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
-    report = {"task": args.task, "device": name, "packet_s": args.packet_s, "steps": args.steps,
+    kind = type(engine).__name__
+    report = {"task": args.task, "device": name, "engine": kind, "tf32": bool(args.tf32), "packet_s": args.packet_s, "steps": args.steps,
               "largest_streams_p99_within_target": max([r["streams"] for r in rows
                                                         if r["step_ms_p99"] <= args.p99_ms], default=0),
               "largest_streams_real_time": max([r["streams"] for r in rows
@@ -102,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
               "p99_target_ms": args.p99_ms, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    existing[f"{args.task}-{device}"] = report
+    existing[f"{args.task}-{device}" + ("" if kind in ("SlotAsrEngine", "ClassifierEngine") else f"-{kind}")
+             + ("-tf32" if args.tf32 else "")] = report
     args.out.write_text(json.dumps(existing, indent=1) + "\n")
     print(f"{args.task} on {name}: p99 step <= {args.p99_ms} ms up to N={report['largest_streams_p99_within_target']}"
           f", real time up to N={report['largest_streams_real_time']} -> {args.out}")

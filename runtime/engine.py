@@ -6,6 +6,9 @@ reach; streams right-padded together, padding only reaching outputs that are not
 last run alone so its end is padded exactly as offline). A stream's final transcript equals the tail run once
 on the whole stream (tested). CTC greedy decoding carries across steps.
 
+``SlotAsrEngine`` (runtime/slot_engine.py) gives the same ASR results with all streams' state in shared
+tensors; ``make_engine`` picks it when the tail is all Conformer blocks.
+
 ``ClassifierEngine`` runs its blocks the same way on new frames only and pools the last ``window_s`` seconds
 of final outputs (windows of equal length batched together).
 
@@ -30,7 +33,7 @@ from acom.training.blocks import ConformerBlock, TDNNBlock
 from acom.training.decoding import CharVocab
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs 4x to build, and a step builds one per stream
 class Result:
     """One update of a stream's output."""
 
@@ -287,8 +290,19 @@ def _result(k: StreamKey, w: Work, frames: int, missing: int, **out) -> Result:
     return Result(k, w.ended, frames, missing, span, arrival, **out)
 
 
-def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0) -> AsrEngine | ClassifierEngine:
-    """The engine for the bundle's task."""
-    if bundle.task == "asr":
-        return AsrEngine(bundle, device)
-    return ClassifierEngine(bundle, device, window_s)
+ENGINES = ("auto", "slot", "stream")
+
+
+def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0, kind: str = "auto"):
+    """The engine for the bundle's task. ASR: ``slot`` (runtime/slot_engine.py: all streams' state in shared
+    tensors, a step's kernels independent of the number of streams) when every tail block is a Conformer
+    block, else ``stream`` (``AsrEngine``); ``kind`` forces one. Classification: ``ClassifierEngine``."""
+    if kind not in ENGINES:
+        raise AcomError(f"engine {kind!r}: allowed {', '.join(ENGINES)}")
+    if bundle.task != "asr":
+        return ClassifierEngine(bundle, device, window_s)
+    from acom.runtime.slot_engine import SlotAsrEngine
+    tail = bundle.split.model.blocks[bundle.split.split_layer + 1:]
+    if kind == "slot" or (kind == "auto" and all(isinstance(b, ConformerBlock) for b in tail)):
+        return SlotAsrEngine(bundle, device)
+    return AsrEngine(bundle, device)

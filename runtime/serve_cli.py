@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reorder-ms", type=float, default=200.0,
                    help="how long a missing packet is awaited before its frames count as lost (default 200)")
     p.add_argument("--idle-s", type=float, default=10.0, help="end a stream after this long without packets")
+    p.add_argument("--engine", default="auto", choices=["auto", "slot", "stream"],
+                   help="ASR tail: slot keeps every stream's state in shared tensors (a step's GPU work does not grow "
+                   "with the number of streams), stream keeps it per stream; auto: slot when the tail is all "
+                   "Conformer blocks (docs/serve.md)")
+    p.add_argument("--tf32", action="store_true", help="CUDA: TF32 matrix products (faster, 10-bit mantissa inputs)")
     p.add_argument("--window-s", type=float, default=4.0, help="classifier: seconds each label covers (default 4)")
     p.add_argument("--no-partial", action="store_true", help="write final results only")
     p.add_argument("--duration", type=float, help="stop after this many seconds (for scripts)")
@@ -92,11 +97,13 @@ def make_server(args: argparse.Namespace, out) -> Server:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1)))
     if device == "cuda" and not torch.cuda.is_available():
         raise AcomError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    if args.tf32 and device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     for name in ("max_batch", "max_delay_ms", "reorder_ms", "idle_s", "window_s"):
         if getattr(args, name) <= 0:
             raise AcomError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
     config = ServeConfig(max_batch=args.max_batch, max_delay=args.max_delay_ms / 1e3, device=device,
-                         window_s=args.window_s, partial=not args.no_partial,
+                         window_s=args.window_s, engine=args.engine, partial=not args.no_partial,
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
     server = Server(open_bundle(args.bundle), out, config, keys)

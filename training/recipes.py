@@ -31,6 +31,11 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            data="the synthetic LibriSpeech-layout set (acom data synth-speech)"),
     Recipe(name="edge-ac", task="ac", model={}, split_layer=3, codebook_sizes=(64, 64), lr=3e-3,
            data="the synthetic UrbanSound8K-layout set (acom data synth-urban)"),
+    # a Raspberry Pi class device runs more than a microcontroller: wider blocks after the same cut (4.1 M
+    # parameters in all), trained on a GPU from precomputed features (docs/training.md)
+    Recipe(name="rpi-asr", task="asr", split_layer=2, codebook_sizes=(256, 64, 64),
+           model=dict(stem_channels=128, edge_dim=144, edge_blocks=2, dim=192, blocks=6, ffn_mult=2, heads=4),
+           data="the synthetic LibriSpeech-layout set (acom data synth-speech)"),
     # Conformer, 12 blocks of d=512, RVQ after block 4, 25 frames/s, one codebook of 1024 (250 bit/s)
     Recipe(name="paper-librispeech", task="asr", split_layer=4, codebook_sizes=(1024,), lr=1e-3,
            model=dict(n_mels=80, stem_channels=256, edge_dim=512, edge_blocks=4, dim=512, blocks=8, heads=8,

@@ -45,6 +45,7 @@ class TrainConfig:
     freeze_edge: bool = False  # stage 2: keep the device part (blocks 0..L) fixed, train quantizer and server
     rvq_weight: float = 1.0  # weight of the quantizer losses (stage 2)
     device: str = "auto"  # 'auto' (cuda when present), 'cpu' or 'cuda'
+    eval_every: int = 1  # dev evaluation and checkpoint every this many epochs (and after the last)
 
 
 def seed_everything(seed: int) -> None:
@@ -203,6 +204,14 @@ def fit(split: SplitModel, train: FeatureSet, dev: FeatureSet, cfg: TrainConfig,
         t0 = time.time()
         losses = run_epoch(split, ddp_model, opt, sched, train, cfg, epoch, device, vocab, rank, world, progress)
         if rank != 0:
+            continue
+        last = epoch + 1 == cfg.epochs
+        if not last and (epoch + 1) % max(1, cfg.eval_every):
+            # on a GPU an epoch can take less time than the dev evaluation and the checkpoint's copy to CPU
+            row = {"stage": stage, "epoch": epoch + 1, "seconds": round(time.time() - t0, 1),
+                   "lr": sched.get_last_lr()[0], **losses}
+            with (out_dir / "log.jsonl").open("a") as f:
+                f.write(json.dumps(row) + "\n")
             continue
         metrics = evaluate(split, dev, max_items=400, device=device)
         row = {"stage": stage, "epoch": epoch + 1, "seconds": round(time.time() - t0, 1),

@@ -48,6 +48,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue each stage from OUT/<stage>.pt")
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate on dev and write the resumable checkpoint "
+                   "every N epochs (and after the last); >1 saves time on a GPU")
     p.add_argument("--max-epochs-now", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
@@ -80,10 +82,10 @@ def train_main(argv: list[str]) -> int:
         full = uncut(ns.task, recipe.model)
         set_normalization(full, train)
         fit(full, train, dev, TrainConfig(epochs=ns.epochs, lr=lr, batch_frames=ns.batch_frames, seed=ns.seed,
-                                          device=ns.device), ns.out, "full", meta, resume=ns.resume)
+                                          device=ns.device, eval_every=ns.eval_every), ns.out, "full", meta, resume=ns.resume)
     split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **recipe.rvq)
     cfg = TrainConfig(epochs=ns.split_epochs, lr=lr / 2, batch_frames=ns.batch_frames, seed=ns.seed,
-                      freeze_edge=ns.freeze_edge, device=ns.device)
+                      freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every)
     fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)

@@ -154,3 +154,32 @@ def test_lm_weights_are_chosen_for_each_model_scored(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(ra, "tune_lm_weights", lambda outputs, targets, lm_: picks[outputs[0]])
     assert ra.lm_weights(lm, dev, full, range(1, 3), split) == {None: (1.0, 0.0), 1: (0.3, 2.5), 2: (0.6, 1.0)}
     assert set(ra.lm_weights(None, dev, full, range(1, 3), split).values()) == {(0.5, 1.0)}  # no LM: no choice
+
+
+def test_eval_every_and_the_gpu_transfer_round_trip(tmp_path: Path) -> None:
+    """`--eval-every 2`: dev metrics on epochs 2 and 3 (the last) only. bench/gpu_train.py packs a run with
+    float16 weights and no optimizer state, and unpacks it to float32 checkpoints that load and agree."""
+    import importlib.util
+    feats = tmp_path / "features"
+    _toy_features(40, 0).save(feature_path(feats, "ac", "train", 40))
+    _toy_features(10, 1).save(feature_path(feats, "ac", "dev", 40))
+    run = tmp_path / "run"
+    assert acom(["train", "--task", "ac", "--features", str(feats), "--out", str(run), "--epochs", "3",
+                 "--split-epochs", "1", "--batch-frames", "2000", "--codebooks", "8", "--device", "cpu",
+                 "--eval-every", "2"]) == 0
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"], "dev_accuracy" in r) for r in log] == [
+        ("full", 1, False), ("full", 2, True), ("full", 3, True), ("split", 1, True)]
+    spec = importlib.util.spec_from_file_location("gpu_train", Path(__file__).parents[2] / "bench" / "gpu_train.py")
+    gpu_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_train)
+    gpu_train.pack(run, tmp_path / "missing.log", tmp_path / "run.tar.xz")
+    back = gpu_train.unpack(tmp_path / "run.tar.xz", tmp_path / "back")
+    for name in ("full.pt", "split.pt"):
+        a, pa = load_checkpoint(run / name, "ac")
+        b, pb = load_checkpoint(back / name, "ac")
+        assert "optimizer" not in pb and "float16" in pb["transfer"]
+        for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            assert y.dtype == x.dtype, k
+            torch.testing.assert_close(y, x.half().to(x.dtype), rtol=0, atol=0)
+    assert (back / "log.jsonl").read_text() == (run / "log.jsonl").read_text()
