@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p99-ms", type=float, default=50.0)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--engine", default="auto", choices=list(ENGINES),
-                    help="ASR engine: slot (shared state tensors) or stream (per-stream state); auto: slot")
+                    help="ASR engine: slot (shared state tensors) or stream (per-stream state); auto: slot on CUDA")
     ap.add_argument("--tf32", action="store_true", help="CUDA: TF32 matrix products (10-bit mantissa inputs)")
     ap.add_argument("--profile", type=int, default=0, help="print torch.profiler's top operators of one step at "
                     "this many streams (after warm-up) and exit")
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
               "p99_target_ms": args.p99_ms, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    existing[f"{args.task}-{device}" + ("" if kind in ("SlotAsrEngine", "ClassifierEngine") else f"-{kind}")
-             + ("-tf32" if args.tf32 else "")] = report
+    short = {"SlotAsrEngine": "-slot", "AsrEngine": "-stream"}.get(kind, "")
+    existing[f"{args.task}-{device}{short}" + ("-tf32" if args.tf32 else "")] = report
     args.out.write_text(json.dumps(existing, indent=1) + "\n")
     print(f"{args.task} on {name}: p99 step <= {args.p99_ms} ms up to N={report['largest_streams_p99_within_target']}"
           f", real time up to N={report['largest_streams_real_time']} -> {args.out}")

@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-s", type=float, default=10.0, help="end a stream after this long without packets")
     p.add_argument("--engine", default="auto", choices=["auto", "slot", "stream"],
                    help="ASR tail: slot keeps every stream's state in shared tensors (a step's GPU work does not grow "
-                   "with the number of streams), stream keeps it per stream; auto: slot when the tail is all "
-                   "Conformer blocks (docs/serve.md)")
+                   "with the number of streams), stream keeps it per stream; auto: slot on CUDA when the tail is "
+                   "all Conformer blocks, else stream (docs/serve.md)")
     p.add_argument("--tf32", action="store_true", help="CUDA: TF32 matrix products (faster, 10-bit mantissa inputs)")
     p.add_argument("--window-s", type=float, default=4.0, help="classifier: seconds each label covers (default 4)")
     p.add_argument("--no-partial", action="store_true", help="write final results only")
