@@ -283,11 +283,15 @@ def tdnn_as_matmul(block: TDNNBlock, x: torch.Tensor) -> torch.Tensor:
     return x + y if block.residual else y
 
 
-def _result(k: StreamKey, w: Work, frames: int, missing: int, **out) -> Result:
+def _span(w: Work) -> tuple[tuple[int, int], float]:
+    """Packets applied (first, last seq; (-1, -1) when none) and the earliest arrival of a step's chunks."""
     seqs = [c.seqs for c in w.chunks if c.codes is not None]
     arrival = min((c.arrival for c in w.chunks), default=float("nan"))
-    span = (min(a for a, _ in seqs), max(b for _, b in seqs)) if seqs else (-1, -1)
-    return Result(k, w.ended, frames, missing, span, arrival, **out)
+    return ((min(a for a, _ in seqs), max(b for _, b in seqs)) if seqs else (-1, -1)), arrival
+
+
+def _result(k: StreamKey, w: Work, frames: int, missing: int, **out) -> Result:
+    return Result(k, w.ended, frames, missing, *_span(w), **out)
 
 
 ENGINES = ("auto", "slot", "stream")

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from acom.errors import AcomError
 from acom.runtime.bundle import Bundle
 from acom.runtime.conformer_stream import ConformerStreamer, _ff, _lin, _ln
-from acom.runtime.engine import Result, Work, _Engine
+from acom.runtime.engine import Result, Work, _Engine, _span
 from acom.runtime.streams import StreamKey
 from acom.training.blocks import ConformerBlock
 from acom.training.decoding import CharVocab
@@ -56,21 +56,15 @@ class SlotConformer:
         self.grow(capacity)
 
     def grow(self, slots: int) -> None:
-        """Room for `slots` streams (state of the first self.slots kept)."""
-        def ring(old, n):
-            new = torch.zeros(slots, n, self.dim, device=self.device)
-            if old is not None:
-                new[: old.shape[0]] = old
-            return new
-        have = self.slots > 0
-        self.x2 = ring(self.x2 if have else None, self.q_ring)
-        self.q = ring(self.q if have else None, self.q_ring)
-        self.k = ring(self.k if have else None, self.kv_ring)
-        self.v = ring(self.v if have else None, self.kv_ring)
-        self.x3 = ring(self.x3 if have else None, self.x3_ring)
-        self.y = ring(self.y if have else None, self.y_ring)
+        """Room for `slots` streams (the state of those already there kept)."""
+        for name, length in (("x2", self.q_ring), ("q", self.q_ring), ("k", self.kv_ring), ("v", self.kv_ring),
+                             ("x3", self.x3_ring), ("y", self.y_ring)):
+            new = torch.zeros(slots, length, self.dim, device=self.device)
+            if self.slots:
+                new[: self.slots] = getattr(self, name)
+            setattr(self, name, new)
         counts = torch.zeros(3, slots, dtype=torch.long, device=self.device)
-        if have:
+        if self.slots:
             counts[:, : self.slots] = self.counts
         self.counts = counts  # per slot: frames received, frames attended, frames output
         self.slots = slots
@@ -150,13 +144,6 @@ class _Text:
             self.space = chars[-1] == " "
         else:
             self.space = True
-
-
-def _span(w: Work) -> tuple[tuple[int, int], float]:
-    """Packets applied (first, last seq; (-1, -1) when none) and the earliest arrival of a step's chunks."""
-    seqs = [c.seqs for c in w.chunks if c.codes is not None]
-    arrival = min((c.arrival for c in w.chunks), default=float("nan"))
-    return ((min(a for a, _ in seqs), max(b for _, b in seqs)) if seqs else (-1, -1)), arrival
 
 
 class SlotAsrEngine(_Engine):
