@@ -68,7 +68,7 @@ bench: setup
 	$(PY) bench/synth_speed.py --minutes 10
 	$(PY) bench/export_boards.py --all-stages
 	$(PY) bench/fuzz_wire.py
-	$(PY) bench/serve_load.py --task asr --streams 25,50,75
+	$(PY) bench/serve_load.py --task asr --streams 25,50,75,100,125
 	$(PY) bench/serve_load.py --task ac --streams 100,200,300,400
 	$(PY) bench/tail_throughput.py --task asr --streams 1,10,50,100,200,500
 	$(PY) bench/tail_throughput.py --task ac --streams 1,10,50,100,200,500,1000

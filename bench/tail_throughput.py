@@ -24,7 +24,7 @@ import torch
 
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
-from acom.runtime.engine import ENGINES, Work, make_engine
+from acom.runtime.engine import ENGINES, Work, make_engine, quiet_gc
 from acom.runtime.streams import Chunk
 from acom.training.rate_accuracy import PRETRAINED
 
@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="auto", choices=list(ENGINES),
                     help="ASR engine: slot (shared state tensors) or stream (per-stream state); auto: slot on CUDA")
     ap.add_argument("--tf32", action="store_true", help="CUDA: TF32 matrix products (10-bit mantissa inputs)")
+    ap.add_argument("--gc", choices=["quiet", "default"], default="quiet",
+                    help="quiet: engine.quiet_gc() as `acom serve` does; default: Python's collector untouched")
+    ap.add_argument("--python-only", action="store_true", help="slot engine: skip the tensor work (each stream "
+                    "gets 4 characters per step) to time the per-stream Python work alone")
     ap.add_argument("--profile", type=int, default=0, help="print torch.profiler's top operators of one step at "
                     "this many streams (after warm-up) and exit")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: one less than the cores)")
@@ -97,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     engine = make_engine(bundle, device, kind=args.engine)
+    if args.python_only:
+        if not hasattr(engine, "_decode"):
+            raise SystemExit("--python-only needs the slot engine (--engine slot)")
+        engine._decode = lambda rows, slots, codes, n_new, ended, texts: [texts.__setitem__(i, texts[i] + "AB C")
+                                                                            for i in rows]
+    if args.gc == "quiet":
+        quiet_gc()  # as `acom serve` does once its model is loaded
     fpp = max(1, round(args.packet_s * bundle.frame_rate))
     # the tail's cost does not depend on the code values, only on how many frames arrive: random codes of
     # utterance lengths (2-15 s), streams ending and starting as they would
@@ -125,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}
     short = {"SlotAsrEngine": "-slot", "AsrEngine": "-stream"}.get(kind, "")
-    existing[f"{args.task}-{device}{short}" + ("-tf32" if args.tf32 else "")] = report
+    report.update(gc=args.gc, python_only=args.python_only)
+    existing[f"{args.task}-{device}{short}" + ("-tf32" if args.tf32 else "") + ("-python-only" if args.python_only
+             else "") + ("-gc-default" if args.gc == "default" else "")] = report
     args.out.write_text(json.dumps(existing, indent=1) + "\n")
     print(f"{args.task} on {name}: p99 step <= {args.p99_ms} ms up to N={report['largest_streams_p99_within_target']}"
           f", real time up to N={report['largest_streams_real_time']} -> {args.out}")

@@ -20,6 +20,7 @@ Threading: the server calls ``step`` from one worker thread; nothing else touche
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 import torch
@@ -295,6 +296,17 @@ def _result(k: StreamKey, w: Work, frames: int, missing: int, **out) -> Result:
 
 
 ENGINES = ("auto", "slot", "stream")
+
+
+def quiet_gc() -> None:
+    """Call once the model is loaded: collect, freeze what exists (model, imports) so later collections skip it,
+    and collect the young generation less often. A step makes a few objects per stream; at 5,000 streams the
+    Python part of a slot-engine step had p99 116-121 ms with the default collector (full collections walking
+    every live object), 37-64 ms with the freeze alone and 32-33 ms with both (median ~30 ms either way; here,
+    CPU, the GPU work left out)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20000, 50, 100)
 
 
 def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0, kind: str = "auto"):

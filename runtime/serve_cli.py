@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -13,6 +12,7 @@ import sys
 from pathlib import Path
 
 from acom.errors import AcomError
+from acom.runtime.engine import quiet_gc
 from acom.runtime.streams import ReassemblyConfig
 from acom.runtime.server import ServeConfig, Server
 
@@ -107,7 +107,7 @@ def make_server(args: argparse.Namespace, out) -> Server:
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
     server = Server(open_bundle(args.bundle), out, config, keys)
-    gc.freeze()  # the model and imports are long-lived: later collections need not walk them (fewer long pauses)
+    quiet_gc()  # the model and imports are long-lived: later collections need not walk them (fewer long pauses)
     return server
 
 
