@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({row['ms_per_stream_second']} ms per stream-second)", flush=True)
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     kind = type(engine).__name__
-    report = {"task": args.task, "device": name, "engine": kind, "tf32": bool(args.tf32), "packet_s": args.packet_s, "steps": args.steps,
+    report = {"task": args.task, "device": name, "engine": kind, "tf32": args.tf32, "gc": args.gc,
+              "python_only": args.python_only, "packet_s": args.packet_s, "steps": args.steps,
               "largest_streams_p99_within_target": max([r["streams"] for r in rows
                                                         if r["step_ms_p99"] <= args.p99_ms], default=0),
               "largest_streams_real_time": max([r["streams"] for r in rows
@@ -135,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
               "p99_target_ms": args.p99_ms, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    short = {"SlotAsrEngine": "-slot", "AsrEngine": "-stream"}.get(kind, "")
-    report.update(gc=args.gc, python_only=args.python_only)
-    existing[f"{args.task}-{device}{short}" + ("-tf32" if args.tf32 else "") + ("-python-only" if args.python_only
-             else "") + ("-gc-default" if args.gc == "default" else "")] = report
+    parts = [args.task, device, {"SlotAsrEngine": "slot", "AsrEngine": "stream"}.get(kind, ""),
+             "tf32" if args.tf32 else "", "python-only" if args.python_only else "",
+             "gc-default" if args.gc == "default" else ""]
+    existing["-".join(p for p in parts if p)] = report
     args.out.write_text(json.dumps(existing, indent=1) + "\n")
     print(f"{args.task} on {name}: p99 step <= {args.p99_ms} ms up to N={report['largest_streams_p99_within_target']}"
           f", real time up to N={report['largest_streams_real_time']} -> {args.out}")

@@ -34,8 +34,8 @@ from acom.training.blocks import ConformerBlock, TDNNBlock
 from acom.training.decoding import CharVocab
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass costs 4x to build, and a step builds one per stream
-class Result:
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__, and a step
+class Result:            # builds one per stream
     """One update of a stream's output."""
 
     key: StreamKey
@@ -301,9 +301,9 @@ ENGINES = ("auto", "slot", "stream")
 def quiet_gc() -> None:
     """Call once the model is loaded: collect, freeze what exists (model, imports) so later collections skip it,
     and collect the young generation less often. A step makes a few objects per stream; at 5,000 streams the
-    Python part of a slot-engine step had p99 116-121 ms with the default collector (full collections walking
-    every live object), 37-64 ms with the freeze alone and 32-33 ms with both (median ~30 ms either way; here,
-    CPU, the GPU work left out)."""
+    Python part of a slot-engine step had p99 119 ms with the default collector (full collections walking
+    every live object) and 29 ms with this, median 27 ms both (`bench/tail_throughput.py --python-only`,
+    reports/tail_throughput.json)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 50, 100)

@@ -135,9 +135,9 @@ class _Text:
 
     def add(self, chars: str) -> None:
         """Same as " ".join((raw + chars).split()) on the raw characters so far, without rescanning them."""
-        words = chars.split()
         if not chars:
             return
+        words = chars.split()
         if words:
             glue = " " if self.text and (self.space or chars[0] == " ") else ""
             self.text += glue + " ".join(words)
