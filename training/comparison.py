@@ -45,10 +45,10 @@ def _score_rows(task: str, model, cs: CodedSet, lm, ab: tuple[float, float], bas
     rows = []
     for snr, idx in cs.by_snr().items():
         rate = rate_fields(model, n_q, [codes[i] for i in idx], priors) if n_q else {}
-        for dec, beam in _decoders(task):
-            m = score(task, [outputs[i] for i in idx], [cs.features.targets[i] for i in idx], lm, beam, ncls,
+        for d in _decoders(task):
+            m = score(task, [outputs[i] for i in idx], [cs.features.targets[i] for i in idx], lm, d.beam, ncls,
                       alpha=ab[0], beta=ab[1])
-            rows.append({**base, **rate, "snr_db": snr, "decoder": dec, "items": len(idx), **_metric(m)})
+            rows.append({**base, **rate, "snr_db": snr, "decoder": d.name, "items": len(idx), **_metric(m)})
     return rows
 
 

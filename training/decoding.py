@@ -138,6 +138,8 @@ class WordNgramLM:
         self._ctx_stats = [{h: (sum(f.values()), len(f)) for h, f in c.items()} for c in self._counts]
         self.vocabulary = frozenset(self._counts[0].get((), {})) | {EOS, UNK}
         self.lexicon = frozenset(self.vocabulary - {EOS, UNK})
+        # every non-empty beginning of a lexicon word: what a lexicon-constrained beam may be spelling
+        self.word_prefixes = frozenset(w[:i] for w in self.lexicon for i in range(1, len(w) + 1))
         self._cache: dict[tuple[tuple[str, ...], str], float] = {}
 
     @classmethod
@@ -275,6 +277,7 @@ def ctc_beam_search(
     alpha: float = 0.5,
     beta: float = 1.0,
     prune: float = -10.0,
+    lexicon: bool = False,
 ) -> str:
     """CTC prefix beam search over ``log_probs`` [T, V] (natural log, e.g. ``log_softmax`` output).
 
@@ -284,10 +287,18 @@ def ctc_beam_search(
     with ``lm=None`` only the per-word bonus ``beta`` applies. At the end the LM also scores the end of
     sentence. Symbols below ``prune`` in a frame are skipped (the frame's best symbol never is).
     Leading and doubled spaces are folded into the prefix, so the result is tidy like :func:`ctc_greedy`.
+
+    ``lexicon=True`` spells only words of the LM's lexicon (the training words): a character is added only
+    while the word being spelled is the beginning of a lexicon word, a space only after a whole one, and the
+    result ends on a whole word (when some beam does). Words outside the lexicon can then never be
+    recognized, so it pays where the vocabulary is closed (dev here, 10% of its words unseen in training:
+    WER 50% -> 39% at beam 64, CER 22% -> 21%); it wants a wider beam than the open search (at 16: 43%, 25%).
     """
     arr = _as_numpy(log_probs, 2, vocab).astype(np.float64)
     if beam < 1:
         raise AcomError(f"beam must be >= 1, got {beam}")
+    if lexicon and lm is None:
+        raise AcomError("lexicon=True needs an LM: its training words are the lexicon")
     scorer = _LMScorer(lm, alpha, beta)
     beams: dict[str, tuple[float, float]] = {"": (0.0, _NEG_INF)}  # prefix -> (ln p_blank, ln p_char)
     for frame in arr:
@@ -296,7 +307,10 @@ def ctc_beam_search(
             keep = np.array([int(frame.argmax())])
         order = keep[np.argsort(-frame[keep], kind="stable")]
         cands = [(CharVocab.SYMBOLS[c - 1] if c else "", float(frame[c])) for c in order]
-        beams = _step(beams, cands, scorer, beam)
+        beams = _step(beams, cands, scorer, beam, lm if lexicon else None)
+    if lexicon:  # end on a whole word where some beam does
+        whole = {p: v for p, v in beams.items() if not p.strip() or p.split()[-1] in lm.lexicon}
+        beams = whole or beams
     finals: dict[str, tuple[float, float]] = {}  # tidy text -> (acoustic, lm); "X" and "X " merge here
     for prefix, (pb, pnb) in beams.items():
         text = prefix.strip()
@@ -307,14 +321,16 @@ def ctc_beam_search(
 
 
 def _step(
-    beams: dict[str, tuple[float, float]], cands: list[tuple[str, float]], scorer: _LMScorer, beam: int
+    beams: dict[str, tuple[float, float]], cands: list[tuple[str, float]], scorer: _LMScorer, beam: int,
+    lex: WordNgramLM | None = None,
 ) -> dict[str, tuple[float, float]]:
     """One frame: the ``beam`` best prefixes after extending every prefix by every candidate.
 
     ``cands`` is (symbol, log-prob) best first, blank as "". Prefixes already in the beam are scored
     exactly first (blank, repeat, folded space, and the step from their parent); a new prefix has one
     way in, so once it falls below the worst of the ``beam`` best kept scores the rest of that
-    prefix's (sorted) candidates can be skipped without changing the result.
+    prefix's (sorted) candidates can be skipped without changing the result. With ``lex``, a new prefix
+    must still be spelling (or, at a space, have ended) a word of ``lex.lexicon``.
     """
     nxt = {p: _stay(p, pb, pnb, cands) for p, (pb, pnb) in beams.items()}
     for p, entry in nxt.items():
@@ -328,12 +344,15 @@ def _step(
     cutoff = kept[beam - 1] if len(kept) >= beam else _NEG_INF
     for p, (pb, pnb) in beams.items():
         total, last, lm_p = _logaddexp(pb, pnb), p[-1:], cache[p]
+        word = p[p.rfind(" ") + 1:]  # the word being spelled ("" at the start and after a space)
         for ch, lp in cands:
             if not ch or (ch == " " and last in ("", " ")):
                 continue  # blank and folded spaces were handled in _stay
             new = p + ch
             if new in beams:
                 continue  # scored exactly above
+            if lex is not None and (word not in lex.lexicon if ch == " " else word + ch not in lex.word_prefixes):
+                continue  # spells no lexicon word
             if ch == " ":
                 if new not in cache:
                     cache[new] = scorer.extend_with_space(p)

@@ -59,12 +59,14 @@ def rate_fields(split: SplitModel, n_q: int, codes: list[np.ndarray], priors: Co
 
 
 def score(task: str, outputs: list[np.ndarray], targets: list, lm: WordNgramLM | None = None, beam: int = 0,
-          num_classes: int = 10, alpha: float = 0.5, beta: float = 1.0) -> dict:
-    """Task metrics of model outputs: greedy (beam=0) or beam search with an optional word LM (ASR)."""
+          num_classes: int = 10, alpha: float = 0.5, beta: float = 1.0, lexicon: bool = False) -> dict:
+    """Task metrics of model outputs: greedy (beam=0) or beam search with an optional word LM (ASR), spelling
+    only the LM's words with `lexicon`."""
     if task == "asr":
         vocab = CharVocab()
         if beam:
-            hyps = [ctc_beam_search(o, vocab, lm=lm, beam=beam, alpha=alpha, beta=beta) for o in outputs]
+            hyps = [ctc_beam_search(o, vocab, lm=lm, beam=beam, alpha=alpha, beta=beta, lexicon=lexicon)
+                    for o in outputs]
         else:
             hyps = [ctc_greedy(o, vocab) for o in outputs]
         m = wer_cer(list(targets), hyps)

@@ -9,6 +9,7 @@ numbers measured here and reported as met or missed, with the margin.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -26,17 +27,33 @@ PRETRAINED = Path(__file__).parent / "pretrained"
 LM_GRID = [(a, b) for a in (0.3, 0.6, 1.0) for b in (0.0, 1.0, 2.5)]
 
 
-def _decoders(task: str) -> list[tuple[str, int]]:
-    return [("greedy", 0), ("beam+lm", 16)] if task == "asr" else [("argmax", 0)]
+@dataclasses.dataclass(frozen=True)
+class Decoder:
+    """How model outputs become a prediction: greedy/argmax (beam 0) or CTC beam search with the word LM."""
+
+    name: str
+    beam: int = 0
+    lexicon: bool = False  # spell only the LM's training words (closed vocabulary)
 
 
-def tune_lm_weights(outputs: list, targets: list, lm: WordNgramLM) -> tuple[float, float]:
+BEAM_LM = Decoder("beam+lm", 16)
+BEAM_LM_LEX = Decoder("beam+lm+lex", 64, True)  # beam 64: the lexicon wants a wider beam (decoding.py)
+
+
+def _decoders(task: str, lexicon: bool = False) -> list[Decoder]:
+    if task != "asr":
+        return [Decoder("argmax")]
+    return [Decoder("greedy"), BEAM_LM] + ([BEAM_LM_LEX] if lexicon else [])
+
+
+def tune_lm_weights(outputs: list, targets: list, lm: WordNgramLM, dec: Decoder = BEAM_LM) -> tuple[float, float]:
     """LM weight and word bonus (alpha, beta) with the lowest WER on the given (dev) outputs."""
-    best = min(LM_GRID, key=lambda ab: score("asr", outputs, targets, lm, 16, alpha=ab[0], beta=ab[1])["wer"])
-    return best
+    return min(LM_GRID, key=lambda ab: score("asr", outputs, targets, lm, dec.beam, alpha=ab[0], beta=ab[1],
+                                             lexicon=dec.lexicon)["wer"])
 
 
-def run_points(run: Path, task: str, sets: dict, seed: int) -> tuple[list[dict], list[dict]]:
+def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = False
+               ) -> tuple[list[dict], list[dict]]:
     """(uncut rows, split rows) of one run folder holding full.pt and split.pt."""
     full, _ = load_checkpoint(run / "full.pt", task)
     split, payload = load_checkpoint(run / "split.pt", task)
@@ -45,35 +62,38 @@ def run_points(run: Path, task: str, sets: dict, seed: int) -> tuple[list[dict],
     ncls = getattr(split.model.config, "num_classes", 0)
     full_rows, points = [], []
     stages = range(1, split.rvq.config.n_q + 1)
-    ab = lm_weights(lm, sets.get("dev"), full, stages, split)
+    decoders = _decoders(task, lexicon)
+    ab = {d: lm_weights(lm, sets.get("dev"), full, stages, split, d) for d in decoders if d.beam}
 
-    def metric(outputs, fs, beam, w):
-        return {**_metric(score(task, outputs, fs.targets, lm, beam, ncls, alpha=w[0], beta=w[1])),
-                **({"lm_alpha": w[0], "lm_beta": w[1]} if beam and lm is not None else {})}
+    def metric(outputs, fs, d: Decoder, key):
+        w = ab[d][key] if d.beam else (0.5, 1.0)
+        return {**_metric(score(task, outputs, fs.targets, lm, d.beam, ncls, alpha=w[0], beta=w[1],
+                                lexicon=d.lexicon)),
+                **({"lm_alpha": w[0], "lm_beta": w[1]} if d.beam and lm is not None else {})}
 
     for name, fs in sets.items():
         outputs, _ = infer(full, fs)
-        for dec, beam in _decoders(task):
-            full_rows.append({"seed": seed, "test_set": name, "snr_db": None, "decoder": dec,
-                              **metric(outputs, fs, beam, ab[None])})
+        for d in decoders:
+            full_rows.append({"seed": seed, "test_set": name, "snr_db": None, "decoder": d.name,
+                              **metric(outputs, fs, d, None)})
         for n_q in stages:
             outputs, codes = infer(split, fs, n_q)
             rate = rate_fields(split, n_q, codes, priors)
-            for dec, beam in _decoders(task):
-                points.append({"system": "acom", "seed": seed, "test_set": name, "snr_db": None, "decoder": dec,
+            for d in decoders:
+                points.append({"system": "acom", "seed": seed, "test_set": name, "snr_db": None, "decoder": d.name,
                                "split_layer": split.split_layer, "frame_rate": split.frame_rate, **rate,
-                               **metric(outputs, fs, beam, ab[n_q])})
+                               **metric(outputs, fs, d, n_q)})
     return full_rows, points
 
 
-def lm_weights(lm: WordNgramLM | None, dev, full, stages, split) -> dict:
+def lm_weights(lm: WordNgramLM | None, dev, full, stages, split, dec: Decoder = BEAM_LM) -> dict:
     """LM weights chosen on dev for each model scored: the uncut model (key None) and the split model at each
     number of stages, as every codec pipeline's fine-tuned model gets its own (`acom bench codecs`)."""
     if lm is None or dev is None:
         return {k: (0.5, 1.0) for k in (None, *stages)}
-    out = {None: tune_lm_weights(infer(full, dev)[0], dev.targets, lm)}
+    out = {None: tune_lm_weights(infer(full, dev)[0], dev.targets, lm, dec)}
     for n_q in stages:
-        out[n_q] = tune_lm_weights(infer(split, dev, n_q)[0], dev.targets, lm)
+        out[n_q] = tune_lm_weights(infer(split, dev, n_q)[0], dev.targets, lm, dec)
     return out
 
 
@@ -107,11 +127,12 @@ def check_targets(task: str, full: list[dict], points: list[dict]) -> list[dict]
     out = []
     base = {(r["test_set"], r["decoder"]): r for r in full}
     if task == "asr":
-        for dec in ("greedy", "beam+lm"):
+        decs = list(dict.fromkeys(r["decoder"] for r in full))  # those measured, in order
+        for dec in decs:
             out.append(_target(f"full model dev WER <= 0.25 ({dec})", base[("dev", dec)]["wer"], 0.25, "<="))
             out.append(_target(f"full model test-clean CER <= 0.25 ({dec})", base[("test-clean", dec)]["cer"],
                                0.25, "<="))
-        for dec in ("greedy", "beam+lm"):
+        for dec in decs:
             for bps, ratio in ((150, 1.10), (100, 1.25)):
                 for ts in ("dev", "test-clean"):
                     cands = [p for p in points if p["test_set"] == ts and p["decoder"] == dec
@@ -201,6 +222,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--data", type=Path, help="data set folder holding the test subsets")
     p.add_argument("--features", type=Path, help="feature folder (default DATA/features)")
     p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("--no-lexicon", action="store_true", help="ASR: leave out the lexicon-constrained beam search "
+                   "(decoder beam+lm+lex: beam 64, only the training words; about 3x the decoding time of beam+lm)")
     ns = p.parse_args(argv)
     runs = ns.runs or [PRETRAINED / ns.task]
     fulls, points, seeds = [], [], []
@@ -209,7 +232,7 @@ def main(argv: list[str]) -> int:
         split, _ = load_checkpoint(run / "split.pt", ns.task)
         n_mels = split.model.frontend.cfg.n_mels
         sets = {s: cached_features(ns.task, s, n_mels, root=ns.data, cache=ns.features) for s in TEST_SETS[ns.task]}
-        f, pts = run_points(run, ns.task, sets, seed)
+        f, pts = run_points(run, ns.task, sets, seed, lexicon=not ns.no_lexicon)
         fulls += f
         points += pts
         seeds.append(seed)

@@ -115,6 +115,8 @@ def eval_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--subset", default=None, help="subset name (default: the task's test set)")
     p.add_argument("--beam", type=int, default=0, help="beam width for CTC beam search with the LM (0: greedy)")
+    p.add_argument("--lexicon", action="store_true", help="with --beam: spell only the words of the LM's training "
+                   "transcripts (closed vocabulary; wants a wider beam, e.g. 64)")
     p.add_argument("--codec", help="score the subset's audio after this codec and back (a baseline pipeline; "
                    "needs --data): codec2-450 .. codec2-3200, opus-6k .. opus-16k, mp3-8k, mp3-16k")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -124,6 +126,10 @@ def eval_parser() -> argparse.ArgumentParser:
 def eval_main(argv: list[str]) -> int:
     ns = eval_parser().parse_args(argv)
     split, payload = load_checkpoint(ns.checkpoint, ns.task)
+    if ns.lexicon and not ns.beam:
+        raise DataError("--lexicon constrains the beam search: give --beam N too (e.g. --beam 64)")
+    if ns.lexicon and "lm" not in payload:
+        raise DataError(f"{ns.checkpoint}: no word LM stored (field 'lm'), which --lexicon needs")
     subset = ns.subset or TEST_SUBSET[ns.task]
     n_mels = split.model.frontend.cfg.n_mels
     codec = None
@@ -137,26 +143,26 @@ def eval_main(argv: list[str]) -> int:
         codec = {"system": ns.codec, "measured_bps": round(cs.measured_bps, 1), "padded_clips": cs.padded}
     else:
         fs = cached_features(ns.task, subset, n_mels, root=ns.data, cache=ns.features)
-    rows = evaluate_checkpoint(split, payload, fs, ns.beam)
+    rows = evaluate_checkpoint(split, payload, fs, ns.beam, ns.lexicon)
     result = {"checkpoint": str(ns.checkpoint), "subset": subset, "items": len(fs), "results": rows,
               **({"codec": codec} if codec else {})}
     print(json.dumps(result, indent=1) if ns.json else _table(result))
     return 0
 
 
-def evaluate_checkpoint(split, payload: dict, fs, beam: int = 0) -> list[dict]:
+def evaluate_checkpoint(split, payload: dict, fs, beam: int = 0, lexicon: bool = False) -> list[dict]:
     """One row per n_q (1..n_q of the quantizer; the uncut model when there is none)."""
     lm = WordNgramLM.from_dict(json.loads(payload["lm"])) if beam and "lm" in payload else None
     priors = CodePriors.from_tensors(payload["priors"]) if "priors" in payload else None
     ncls = getattr(split.model.config, "num_classes", 0)
     if split.rvq is None:
         outputs, _ = infer(split, fs)
-        return [{"n_q": 0, **score(split.model.task, outputs, fs.targets, lm, beam, ncls)}]
+        return [{"n_q": 0, **score(split.model.task, outputs, fs.targets, lm, beam, ncls, lexicon=lexicon)}]
     rows = []
     for n_q in range(1, split.rvq.config.n_q + 1):
         outputs, codes = infer(split, fs, n_q)
         rows.append({**rate_fields(split, n_q, codes, priors),
-                     **score(split.model.task, outputs, fs.targets, lm, beam, ncls)})
+                     **score(split.model.task, outputs, fs.targets, lm, beam, ncls, lexicon=lexicon)})
     return rows
 
 

@@ -100,15 +100,17 @@ def test_beam_sums_alignments_where_best_path_does_not():
     assert ctc_beam_search(lp, VOCAB, beta=0.0) == "A"
 
 
-def _brute_force_best(lp: np.ndarray, symbols: str) -> str:
-    """Most probable tidy labelling, summing every alignment over ``symbols`` ('-' = blank)."""
+def _brute_force_best(lp: np.ndarray, symbols: str, words: set[str] | None = None) -> str:
+    """Most probable tidy labelling, summing every alignment over ``symbols`` ('-' = blank); with ``words``,
+    among the labellings made only of those words."""
     ids = [VOCAB.blank if ch == "-" else VOCAB.encode(ch)[0] for ch in symbols]
     totals: dict[str, float] = {}
     for path in itertools.product(ids, repeat=lp.shape[0]):
         prob = math.exp(sum(lp[t, c] for t, c in enumerate(path)))
         collapsed = [c for i, c in enumerate(path) if c != VOCAB.blank and (i == 0 or c != path[i - 1])]
         text = " ".join(VOCAB.decode(collapsed).split())
-        totals[text] = totals.get(text, 0.0) + prob
+        if words is None or set(text.split()) <= words:
+            totals[text] = totals.get(text, 0.0) + prob
     return max(totals, key=totals.get)
 
 
@@ -117,6 +119,26 @@ def test_beam_matches_brute_force_labelling(seed):
     rng = np.random.default_rng(seed)
     lp = np.stack([_frame(dict(zip("-AB ", rng.dirichlet([1.0] * 4)))) for _ in range(6)])
     assert ctc_beam_search(lp, VOCAB, beam=1000, beta=0.0) == _brute_force_best(lp, "-AB ")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_lexicon_beam_matches_brute_force_over_lexicon_words(seed):
+    """lexicon=True with a wide beam and no LM weight: the most probable labelling spelled in lexicon words."""
+    rng = np.random.default_rng(seed)
+    lp = np.stack([_frame(dict(zip("-AB ", rng.dirichlet([1.0] * 4)))) for _ in range(6)])
+    lm = WordNgramLM.train(["A AB", "BA B"])
+    got = ctc_beam_search(lp, VOCAB, lm=lm, beam=1000, alpha=0.0, beta=0.0, lexicon=True)
+    assert got == _brute_force_best(lp, "-AB ", {"A", "AB", "BA", "B"})
+    assert set(got.split()) <= lm.lexicon
+
+
+def test_lexicon_beam_spells_only_training_words():
+    lp = _cat_or_kat()
+    lm = WordNgramLM.train(SENTENCES)
+    assert ctc_beam_search(lp, VOCAB, lm=lm, alpha=0.0) == "THE KAT"  # open vocabulary: the acoustics win
+    assert ctc_beam_search(lp, VOCAB, lm=lm, alpha=0.0, lexicon=True) == "THE CAT"  # KAT is no training word
+    with pytest.raises(AcomError, match="lexicon=True needs an LM"):
+        ctc_beam_search(lp, VOCAB, lexicon=True)
 
 
 def _reference_beam(lp: np.ndarray, symbols: str, beam: int) -> str:
