@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import heapq
 import math
+import multiprocessing
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ __all__ = [
     "CharVocab",
     "WordNgramLM",
     "ctc_beam_search",
+    "ctc_beam_search_many",
     "ctc_greedy",
     "ctc_greedy_batch",
 ]
@@ -34,6 +38,7 @@ __all__ = [
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 _NEG_INF = float("-inf")
 _FORMAT = "acom-word-ngram/1"
+_PARALLEL_MIN_FRAMES = 5000  # below this (200 s of audio) starting worker processes costs more than it saves
 
 
 class CharVocab:
@@ -197,6 +202,9 @@ class WordNgramLM:
             prob = max(c - d, 0.0) / total + d * n_follow / total * prob
         return prob
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": {}}  # sent to decoding workers: the score cache stays behind
+
     def to_dict(self) -> dict:
         """JSON-serializable form; contexts are space-joined (words never contain spaces)."""
         return {
@@ -318,6 +326,42 @@ def ctc_beam_search(
         old = finals.get(text)
         finals[text] = (_logaddexp(old[0], acoustic) if old else acoustic, scorer.final(prefix))
     return max(finals, key=lambda t: finals[t][0] + finals[t][1])
+
+
+def ctc_beam_search_many(
+    log_probs: Sequence[torch.Tensor | np.ndarray], vocab: CharVocab, lm: WordNgramLM | None = None, *,
+    jobs: int | None = None, **kwargs
+) -> list[str]:
+    """:func:`ctc_beam_search` of each utterance ([T_i, V] each; ``kwargs`` as there), in order, the work shared
+    by ``jobs`` worker processes (default: ``ACOM_DECODE_JOBS``, else the CPUs this process may use). The
+    search is plain Python, one core per process; results equal the one-by-one search's."""
+    arrs = [_as_numpy(o, 2, vocab) for o in log_probs]
+    if jobs is None:
+        jobs = int(os.environ.get("ACOM_DECODE_JOBS", 0)) or len(os.sched_getaffinity(0))
+    jobs = min(jobs, len(arrs))
+    if jobs <= 1 or sum(a.shape[0] for a in arrs) < _PARALLEL_MIN_FRAMES:
+        return [ctc_beam_search(a, vocab, lm, **kwargs) for a in arrs]
+    groups: list[list[int]] = [[] for _ in range(jobs)]
+    load = [0] * jobs
+    for i in sorted(range(len(arrs)), key=lambda i: -arrs[i].shape[0]):  # longest first to the least loaded
+        g = load.index(min(load))
+        groups[g].append(i)
+        load[g] += arrs[i].shape[0]
+    # forkserver, not fork: the parent's torch/OpenMP threads must not be forked mid-flight
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        parts = pool.map(_search_group, [([arrs[i] for i in g], vocab, lm, kwargs) for g in groups])
+        out: list[str] = [""] * len(arrs)
+        for g, hyps in zip(groups, parts):
+            for i, h in zip(g, hyps):
+                out[i] = h
+    return out
+
+
+def _search_group(job: tuple[list[np.ndarray], CharVocab, WordNgramLM | None, dict]) -> list[str]:
+    arrs, vocab, lm, kwargs = job
+    return [ctc_beam_search(a, vocab, lm, **kwargs) for a in arrs]
 
 
 def _step(

@@ -11,7 +11,7 @@ import torch
 
 from acom.training.augment import pad_batch
 from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
-from acom.training.decoding import CharVocab, WordNgramLM, ctc_beam_search, ctc_greedy
+from acom.training.decoding import CharVocab, WordNgramLM, ctc_beam_search_many, ctc_greedy
 from acom.training.featcache import FeatureSet
 from acom.training.metrics import classification_metrics, wer_cer
 from acom.training.split import SplitModel
@@ -65,8 +65,7 @@ def score(task: str, outputs: list[np.ndarray], targets: list, lm: WordNgramLM |
     if task == "asr":
         vocab = CharVocab()
         if beam:
-            hyps = [ctc_beam_search(o, vocab, lm=lm, beam=beam, alpha=alpha, beta=beta, lexicon=lexicon)
-                    for o in outputs]
+            hyps = ctc_beam_search_many(outputs, vocab, lm, beam=beam, alpha=alpha, beta=beta, lexicon=lexicon)
         else:
             hyps = [ctc_greedy(o, vocab) for o in outputs]
         m = wer_cer(list(targets), hyps)

@@ -21,6 +21,7 @@ from acom.training.decoding import (
     CharVocab,
     WordNgramLM,
     ctc_beam_search,
+    ctc_beam_search_many,
     ctc_greedy,
     ctc_greedy_batch,
 )
@@ -139,6 +140,21 @@ def test_lexicon_beam_spells_only_training_words():
     assert ctc_beam_search(lp, VOCAB, lm=lm, alpha=0.0, lexicon=True) == "THE CAT"  # KAT is no training word
     with pytest.raises(AcomError, match="lexicon=True needs an LM"):
         ctc_beam_search(lp, VOCAB, lexicon=True)
+
+
+def test_many_in_worker_processes_equals_one_by_one(monkeypatch):
+    """Utterances shared by 2 worker processes (the LM, the lexicon and the order travel with them)."""
+    import acom.training.decoding as dec
+    monkeypatch.setattr(dec, "_PARALLEL_MIN_FRAMES", 0)
+    rng = np.random.default_rng(0)
+    utts = [np.stack([_frame(dict(zip("-ACT HE", rng.dirichlet([0.5] * 7)))) for _ in range(rng.integers(5, 30))])
+            for _ in range(7)]
+    lm = WordNgramLM.train(SENTENCES)
+    for kw in ({"beam": 8}, {"beam": 8, "lexicon": True, "alpha": 0.7}):
+        one_by_one = [ctc_beam_search(u, VOCAB, lm, **kw) for u in utts]
+        assert ctc_beam_search_many(utts, VOCAB, lm, jobs=2, **kw) == one_by_one
+        assert ctc_beam_search_many(utts, VOCAB, lm, jobs=1, **kw) == one_by_one
+    assert len(set(one_by_one)) > 1  # distinct utterances, so a mixed-up order would show
 
 
 def _reference_beam(lp: np.ndarray, symbols: str, beam: int) -> str:
