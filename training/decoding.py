@@ -347,9 +347,9 @@ def ctc_beam_search_many(
         g = load.index(min(load))
         groups[g].append(i)
         load[g] += arrs[i].shape[0]
-    # forkserver, not fork: the parent's torch/OpenMP threads must not be forked mid-flight
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
+    # fork: the workers run only Python and numpy on the arrays made above (no torch, so the parent's OpenMP
+    # threads are never needed there), and unlike spawn/forkserver it does not rerun the caller's __main__
+    ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
         parts = pool.map(_search_group, [([arrs[i] for i in g], vocab, lm, kwargs) for g in groups])
         out: list[str] = [""] * len(arrs)
