@@ -29,7 +29,7 @@ from acom.training.checkpoint import load_checkpoint
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, rate_fields, score
 from acom.training.macs import edge_macs_per_second
-from acom.training.rate_accuracy import _decoders, _metric, lm_weights, mean_over_seeds, tune_lm_weights
+from acom.training.rate_accuracy import BEAM_LM, _decoders, _metric, lm_weights, mean_over_seeds, tune_lm_weights
 from acom.training.train import TrainConfig, fit
 
 TAG = "codecs"  # rows this bench wrote carry "bench": TAG
@@ -79,7 +79,7 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
     sets = {name: coded_set(task, data, name, None, n_mels, progress=progress)
             for name in (CLEAN_SET[task], "test-noisy", "dev")}
     stages = range(1, split.rvq.config.n_q + 1)
-    weights = lm_weights(lm, sets["dev"].features, full, stages, split)  # chosen on dev, never on a test set
+    weights = lm_weights(lm, sets["dev"].features, full, stages, split)[BEAM_LM]  # chosen on dev, never on a test set
     ab = weights[None]
     base = {"seed": seed, "bench": TAG}
     noisy = sets["test-noisy"]

@@ -63,7 +63,7 @@ def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = Fals
     full_rows, points = [], []
     stages = range(1, split.rvq.config.n_q + 1)
     decoders = _decoders(task, lexicon)
-    ab = {d: lm_weights(lm, sets.get("dev"), full, stages, split, d) for d in decoders if d.beam}
+    ab = lm_weights(lm, sets.get("dev"), full, stages, split, tuple(d for d in decoders if d.beam))
 
     def metric(outputs, fs, d: Decoder, key):
         w = ab[d][key] if d.beam else (0.5, 1.0)
@@ -86,15 +86,13 @@ def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = Fals
     return full_rows, points
 
 
-def lm_weights(lm: WordNgramLM | None, dev, full, stages, split, dec: Decoder = BEAM_LM) -> dict:
-    """LM weights chosen on dev for each model scored: the uncut model (key None) and the split model at each
-    number of stages, as every codec pipeline's fine-tuned model gets its own (`acom bench codecs`)."""
+def lm_weights(lm: WordNgramLM | None, dev, full, stages, split, decs: tuple[Decoder, ...] = (BEAM_LM,)) -> dict:
+    """{decoder: LM weights} chosen on dev for each model scored: the uncut model (key None) and the split model
+    at each number of stages, as every codec pipeline's fine-tuned model gets its own (`acom bench codecs`)."""
     if lm is None or dev is None:
-        return {k: (0.5, 1.0) for k in (None, *stages)}
-    out = {None: tune_lm_weights(infer(full, dev)[0], dev.targets, lm, dec)}
-    for n_q in stages:
-        out[n_q] = tune_lm_weights(infer(split, dev, n_q)[0], dev.targets, lm, dec)
-    return out
+        return {d: {k: (0.5, 1.0) for k in (None, *stages)} for d in decs}
+    outputs = {None: infer(full, dev)[0], **{n_q: infer(split, dev, n_q)[0] for n_q in stages}}  # once for all
+    return {d: {k: tune_lm_weights(o, dev.targets, lm, d) for k, o in outputs.items()} for d in decs}
 
 
 def _metric(m: dict) -> dict:

@@ -152,8 +152,11 @@ def test_lm_weights_are_chosen_for_each_model_scored(monkeypatch: pytest.MonkeyP
     picks = {"full": (1.0, 0.0), 1: (0.3, 2.5), 2: (0.6, 1.0)}
     monkeypatch.setattr(ra, "infer", lambda model, fs, n_q=None: (["full" if model is full else n_q], None))
     monkeypatch.setattr(ra, "tune_lm_weights", lambda outputs, targets, lm_, dec: picks[outputs[0]])
-    assert ra.lm_weights(lm, dev, full, range(1, 3), split) == {None: (1.0, 0.0), 1: (0.3, 2.5), 2: (0.6, 1.0)}
-    assert set(ra.lm_weights(None, dev, full, range(1, 3), split).values()) == {(0.5, 1.0)}  # no LM: no choice
+    want = {None: (1.0, 0.0), 1: (0.3, 2.5), 2: (0.6, 1.0)}
+    assert ra.lm_weights(lm, dev, full, range(1, 3), split) == {ra.BEAM_LM: want}
+    assert ra.lm_weights(lm, dev, full, range(1, 3), split, (ra.BEAM_LM, ra.BEAM_LM_LEX)) == {
+        ra.BEAM_LM: want, ra.BEAM_LM_LEX: want}
+    assert set(ra.lm_weights(None, dev, full, range(1, 3), split)[ra.BEAM_LM].values()) == {(0.5, 1.0)}  # no LM
 
 
 def test_eval_every_and_the_gpu_transfer_round_trip(tmp_path: Path) -> None:
