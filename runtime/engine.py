@@ -309,19 +309,28 @@ def quiet_gc() -> None:
     gc.set_threshold(20000, 50, 100)
 
 
-def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0, kind: str = "auto"):
+def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0, kind: str = "auto",
+                dtype: str = "float32"):
     """The engine for the bundle's task. ASR, ``auto``: on CUDA ``slot`` (runtime/slot_engine.py: all streams'
     state in shared tensors, a step's kernels independent of the number of streams) when every tail block is
     a Conformer block; otherwise ``stream`` (``AsrEngine``), which costs less for the one or two streams a CPU
     server's step holds (measured here: 8.0 against 11.6 ms a step for two streams; p99 at 50 served streams 39-43
-    against 55-56 ms). ``kind`` forces one. Classification: ``ClassifierEngine``."""
+    against 55-56 ms). ``kind`` forces one. Classification: ``ClassifierEngine``. ``dtype`` "bfloat16": the
+    slot engine's blocks in bfloat16 (the others run float32 only)."""
     if kind not in ENGINES:
         raise AcomError(f"engine {kind!r}: allowed {', '.join(ENGINES)}")
-    if bundle.task != "asr":
-        return ClassifierEngine(bundle, device, window_s)
-    from acom.runtime.slot_engine import SlotAsrEngine
+    from acom.runtime.slot_engine import DTYPES, SlotAsrEngine
+    if dtype not in DTYPES:
+        raise AcomError(f"tail dtype {dtype!r}: allowed {', '.join(DTYPES)}")
     tail = bundle.split.model.blocks[bundle.split.split_layer + 1:]
     cuda = torch.device(device).type == "cuda"
-    if kind == "slot" or (kind == "auto" and cuda and all(isinstance(b, ConformerBlock) for b in tail)):
-        return SlotAsrEngine(bundle, device)
+    slot = bundle.task == "asr" and (kind == "slot" or (kind == "auto" and cuda and all(isinstance(b, ConformerBlock)
+                                                                                        for b in tail)))
+    if dtype != "float32" and not slot:
+        raise AcomError(f"tail dtype {dtype}: only the ASR slot engine runs it (this {bundle.task} bundle would run "
+                        f"on the {'classifier' if bundle.task != 'asr' else 'per-stream'} engine); use float32")
+    if bundle.task != "asr":
+        return ClassifierEngine(bundle, device, window_s)
+    if slot:
+        return SlotAsrEngine(bundle, device, dtype=dtype)
     return AsrEngine(bundle, device)

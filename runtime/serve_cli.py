@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with the number of streams), stream keeps it per stream; auto: slot on CUDA when the tail is "
                    "all Conformer blocks, else stream (docs/serve.md)")
     p.add_argument("--tf32", action="store_true", help="CUDA: TF32 matrix products (faster, 10-bit mantissa inputs)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="ASR slot engine: the tail blocks' number format; bfloat16 halves memory traffic and uses "
+                   "tensor cores on a GPU, and changes a few characters of a transcript (docs/serve.md)")
     p.add_argument("--window-s", type=float, default=4.0, help="classifier: seconds each label covers (default 4)")
     p.add_argument("--no-partial", action="store_true", help="write final results only")
     p.add_argument("--duration", type=float, help="stop after this many seconds (for scripts)")
@@ -103,7 +106,7 @@ def make_server(args: argparse.Namespace, out) -> Server:
         if getattr(args, name) <= 0:
             raise AcomError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
     config = ServeConfig(max_batch=args.max_batch, max_delay=args.max_delay_ms / 1e3, device=device,
-                         window_s=args.window_s, engine=args.engine, partial=not args.no_partial,
+                         window_s=args.window_s, engine=args.engine, dtype=args.dtype, partial=not args.no_partial,
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
     server = Server(open_bundle(args.bundle), out, config, keys)

@@ -17,11 +17,13 @@ Every stream's output equals the offline tail up to float rounding (tested again
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from acom.errors import AcomError
 from acom.runtime.bundle import Bundle
@@ -32,13 +34,23 @@ from acom.training.blocks import ConformerBlock
 from acom.training.decoding import CharVocab
 
 
+# bfloat16 halves the bytes every ring read and write moves and runs the matrix products on tensor cores; its
+# 8-bit mantissa changes a few characters of a transcript (tests/runtime/test_slot_engine.py bounds how many)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
 class SlotConformer:
     """One Conformer block over many streams; ``step`` takes and returns padded [B, T, C] with lengths [B]."""
 
-    def __init__(self, block: ConformerBlock, chunk: int, capacity: int, device: torch.device) -> None:
-        self.b, att = block, block.att
-        folded = ConformerStreamer(block)  # BatchNorm folded into the depthwise taps, as there
-        self.taps, self.tap_bias, self.inp = folded.taps, folded.tap_bias, folded.inp
+    def __init__(self, block: ConformerBlock, chunk: int, capacity: int, device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> None:
+        att = block.att
+        folded = ConformerStreamer(block)  # BatchNorm folded into the depthwise taps (in float32), as there
+        self.taps, self.tap_bias = folded.taps.to(dtype), folded.tap_bias.to(dtype)
+        # the block's weights in the engine's dtype (a copy: the bundle's model stays as it is)
+        self.b = b = block if block.att.qkv.weight.dtype == dtype else copy.deepcopy(block).to(dtype)
+        self.inp = (lambda x: x) if isinstance(b.inp, nn.Identity) else (lambda x: _lin(b.inp, x))
+        self.dtype = dtype
         self.heads, self.left, self.right = att.heads, att.left, att.right
         self.c_left, self.c_right, self.dim = folded.c_left, folded.c_right, block.out_dim
         self.lookahead = self.right + self.c_right
@@ -57,72 +69,93 @@ class SlotConformer:
 
     def grow(self, slots: int) -> None:
         """Room for `slots` streams (the state of those already there kept)."""
-        for name, length in (("x2", self.q_ring), ("q", self.q_ring), ("k", self.kv_ring), ("v", self.kv_ring),
-                             ("x3", self.x3_ring), ("y", self.y_ring)):
-            new = torch.zeros(slots, length, self.dim, device=self.device)
+        # x2 and q, k and v are written and read at the same places: one buffer each pair (fewer kernels)
+        for name, length, width in (("hq", self.q_ring, 2), ("kv", self.kv_ring, 2), ("x3", self.x3_ring, 1),
+                                    ("y", self.y_ring, 1)):
+            new = torch.zeros(slots, length, width * self.dim, device=self.device, dtype=self.dtype)
             if self.slots:
                 new[: self.slots] = getattr(self, name)
             setattr(self, name, new)
-        counts = torch.zeros(3, slots, dtype=torch.long, device=self.device)
-        if self.slots:
-            counts[:, : self.slots] = self.counts
-        self.counts = counts  # per slot: frames received, frames attended, frames output
+        counts = np.zeros((3, slots), dtype=np.int64)
+        counts[:, : self.slots] = self.counts if self.slots else 0
+        # per slot: frames received, attended, output; kept on the host, so that the sizes of a step's tensors
+        # are known without waiting for the GPU (the step's only wait is for its transcript characters)
+        self.counts = counts
         self.slots = slots
 
-    def reset(self, slots: torch.Tensor) -> None:
+    def reset(self, slots: np.ndarray) -> None:
         """New streams in these slots (ring contents need no clearing: reads mask by frame index)."""
         self.counts[:, slots] = 0
 
-    def step(self, slots: torch.Tensor, x: torch.Tensor, n_new: torch.Tensor, ended: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, T<=chunk, C_in], n_new [B] valid frames, ended [B] -> outputs [B, out_max, C], counts [B]."""
+    def step(self, slots: np.ndarray, row: torch.Tensor, x: torch.Tensor, n_new: np.ndarray, ended: np.ndarray
+             ) -> tuple[torch.Tensor, np.ndarray]:
+        """x [B, T<=chunk, C_in] for the streams in `slots` [B] (on the device: `row` [B, 1]), n_new [B] valid
+        frames, ended [B] -> outputs [B, T + right + c_right, C] and how many of them are valid [B]."""
         b = self.b
         B, T = x.shape[:2]
         n0, a0, c0 = self.counts[:, slots]
-        dev = x.device
+        n1 = n0 + n_new
+        a1 = np.where(ended, n1, np.maximum(a0, n1 - self.right))
+        c1 = np.where(ended, a1, np.maximum(c0, a1 - self.c_right))
+        self.counts[:, slots] = n1, a1, c1
+        n_out, dev = c1 - c0, x.device
+        n0, a0, c0, n1, a1 = torch.from_numpy(np.stack([n0, a0, c0, n1, a1])).to(dev, non_blocking=True)
+        # rows this pass needs: a stream attends at most its T new frames plus the `right` that waited, and
+        # outputs at most those plus the `c_right` that waited (the rings are sized for T = chunk)
+        att_w = min(self.att_max, T + self.right)
+        out_w = att_w + self.c_right
         h = self.inp(x)
         h = h + 0.5 * _ff(b.ff1, h)
-        q, k, v = _lin(b.att.qkv, _ln(b.att.norm, h)).chunk(3, dim=-1)
-        row = slots[:, None]
+        qkv = _lin(b.att.qkv, _ln(b.att.norm, h))
+        C = self.dim
         pos = n0[:, None] + torch.arange(T, device=dev)
-        self.x2[row, pos % self.q_ring] = h
-        self.q[row, pos % self.q_ring] = q
-        self.k[row, pos % self.kv_ring] = k
-        self.v[row, pos % self.kv_ring] = v
-        n1 = n0 + n_new
-        a1 = torch.where(ended, n1, torch.maximum(a0, n1 - self.right))
-        # attention: queries a0 .. a0+att_max-1 (valid below a1), keys a0-left .. a0+att_max+right-1
-        tq = a0[:, None] + torch.arange(self.att_max, device=dev)
-        tk = (a0 - self.left)[:, None] + torch.arange(self.att_max + self.left + self.right, device=dev)
+        _put(self.hq, row, pos, torch.cat([h, qkv[..., :C]], dim=-1))
+        _put(self.kv, row, pos, qkv[..., C:])
+        # attention: queries a0 .. a0+att_w-1 (valid below a1), keys a0-left .. a0+att_w+right-1
+        tq = a0[:, None] + torch.arange(att_w, device=dev)
+        tk = (a0 - self.left)[:, None] + torch.arange(att_w + self.left + self.right, device=dev)
         hd = self.dim // self.heads
         split = lambda t: t.reshape(B, t.shape[1], self.heads, hd).transpose(1, 2)  # noqa: E731
-        qs = split(self.q[row, tq % self.q_ring])
-        ks, vs = split(self.k[row, tk % self.kv_ring]), split(self.v[row, tk % self.kv_ring])
+        hq, kv = _get(self.hq, row, tq), _get(self.kv, row, tk)
+        qs, ks, vs = split(hq[..., C:]), split(kv[..., :C]), split(kv[..., C:])
         rel = tk[:, None, :] - tq[:, :, None]
         allowed = (rel >= -self.left) & (rel <= self.right) & ((tk >= 0) & (tk < n1[:, None]))[:, None, :]
         scores = (qs @ ks.transpose(-1, -2) / math.sqrt(hd)).masked_fill(~allowed[:, None], -1e4)
-        o = (torch.softmax(scores, dim=-1) @ vs).transpose(1, 2).reshape(B, self.att_max, self.dim)
-        x3 = self.x2[row, tq % self.q_ring] + _lin(b.att.out, o)
+        o = (torch.softmax(scores, dim=-1) @ vs).transpose(1, 2).reshape(B, att_w, self.dim)
+        x3 = hq[..., :C] + _lin(b.att.out, o)
         y = F.glu(_lin(b.conv.pw1, _ln(b.conv.norm, x3)), dim=-1)
-        self.x3[row, tq % self.x3_ring] = x3
-        self.y[row, tq % self.y_ring] = y
-        c1 = torch.where(ended, a1, torch.maximum(c0, a1 - self.c_right))
-        # convolution: outputs c0 .. c0+out_max-1 (valid below c1), GLU outputs c0-c_left .. (zeros outside
+        _put(self.x3, row, tq, x3)
+        _put(self.y, row, tq, y)
+        # convolution: outputs c0 .. c0+out_w-1 (valid below c1), GLU outputs c0-c_left .. (zeros outside
         # 0 .. a1-1, as the offline block pads)
         span = self.c_left + self.c_right
-        ty = (c0 - self.c_left)[:, None] + torch.arange(self.out_max + span, device=dev)
-        ys = self.y[row, ty % self.y_ring] * ((ty >= 0) & (ty < a1[:, None]))[..., None]
+        ty = (c0 - self.c_left)[:, None] + torch.arange(out_w + span, device=dev)
+        ys = _get(self.y, row, ty) * ((ty >= 0) & (ty < a1[:, None]))[..., None]
         if self.conv1d:  # cuDNN's depthwise convolution: one kernel instead of span+1 passes over memory
             z = F.conv1d(ys.transpose(1, 2), self.taps.T[:, None, :], self.tap_bias, groups=self.dim).transpose(1, 2)
         else:  # on CPU oneDNN's depthwise conv1d is slower than shifted copies at these sizes
-            z = self.tap_bias + ys[:, : self.out_max] * self.taps[0]
+            z = self.tap_bias + ys[:, :out_w] * self.taps[0]
             for t in range(1, span + 1):
-                z = z + ys[:, t: t + self.out_max] * self.taps[t]
-        to = c0[:, None] + torch.arange(self.out_max, device=dev)
-        out = self.x3[row, to % self.x3_ring] + _lin(b.conv.pw2, F.silu(z))
+                z = z + ys[:, t: t + out_w] * self.taps[t]
+        to = c0[:, None] + torch.arange(out_w, device=dev)
+        out = _get(self.x3, row, to) + _lin(b.conv.pw2, F.silu(z))
         out = _ln(b.norm, out + 0.5 * _ff(b.ff2, out))
-        self.counts[:, slots] = torch.stack([n1, a1, c1])
-        return out, c1 - c0
+        return out, n_out
+
+
+def _get(ring: torch.Tensor, row: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """ring [S, R, C], row [B, 1] slots, t [B, T] frame indices -> ring[row, t % R] [B, T, C].
+
+    index_select on rows of the flattened ring: on a GPU advanced indexing's generic kernel was the largest
+    share of a step's time (profile at 5,000 streams, bench/tail_throughput.py --profile)."""
+    flat = (row * ring.shape[1] + t % ring.shape[1]).reshape(-1)
+    return ring.view(-1, ring.shape[2]).index_select(0, flat).view(*t.shape, ring.shape[2])
+
+
+def _put(ring: torch.Tensor, row: torch.Tensor, t: torch.Tensor, val: torch.Tensor) -> None:
+    """ring[row, t % R] = val [B, T, C] (no two (row, t % R) of one call are the same: T <= R)."""
+    flat = (row * ring.shape[1] + t % ring.shape[1]).reshape(-1)
+    ring.view(-1, ring.shape[2]).index_copy_(0, flat, val.reshape(-1, ring.shape[2]))
 
 
 class _Text:
@@ -149,19 +182,23 @@ class _Text:
 class SlotAsrEngine(_Engine):
     """``step(work) -> results`` like ``AsrEngine``, with every stream's state in slots (see the module doc)."""
 
-    def __init__(self, bundle: Bundle, device: str = "cpu", chunk: int = 32, capacity: int = 64) -> None:
+    def __init__(self, bundle: Bundle, device: str = "cpu", chunk: int = 32, capacity: int = 64,
+                 dtype: str = "float32") -> None:
         super().__init__(bundle, device)
         if not all(isinstance(b, ConformerBlock) for b in self.tail):
             raise AcomError("the slot engine needs Conformer blocks after the cut; use AsrEngine")
+        if dtype not in DTYPES:
+            raise AcomError(f"tail dtype {dtype!r}: allowed {', '.join(DTYPES)}")
+        self.dtype = DTYPES[dtype]
         self.runners, c = [], chunk
         for b in self.tail:
-            self.runners.append(SlotConformer(b, c, capacity, self.device))
+            self.runners.append(SlotConformer(b, c, capacity, self.device, self.dtype))
             c = self.runners[-1].out_max
         self.chunk, self.capacity = chunk, capacity
         self.vocab = CharVocab()
         self.symbols = np.frombuffer("".join(self.vocab.SYMBOLS).encode("ascii"), dtype=np.uint8)
         # decoded-codeword tables with a zero row at the end: code -1 (lost frame, or a stage the packet lacks)
-        self.tables = [torch.cat([t, t.new_zeros(1, t.shape[1])]) for t in self._tables]
+        self.tables = [torch.cat([t, t.new_zeros(1, t.shape[1])]).to(self.dtype) for t in self._tables]
         self.slot_of: dict[StreamKey, int] = {}
         self.free: list[int] = list(range(capacity - 1, -1, -1))
         self.prev = torch.zeros(capacity, dtype=torch.long, device=self.device)  # last frame's best label
@@ -182,10 +219,10 @@ class SlotAsrEngine(_Engine):
             self.slot_of[k] = self.free.pop()
             self.streams[k] = _Text()
         if new:
-            fresh = torch.tensor([self.slot_of[k] for k in new], device=self.device)
+            fresh = np.array([self.slot_of[k] for k in new])
             for r in self.runners:
                 r.reset(fresh)
-            self.prev[fresh] = 0
+            self.prev[torch.from_numpy(fresh).to(self.device)] = 0
         return [self.slot_of[k] for k in keys]
 
     @torch.inference_mode()
@@ -197,7 +234,7 @@ class SlotAsrEngine(_Engine):
         lens, codes = self._codes(work)
         starts = np.concatenate([[0], np.cumsum(lens)])
         ended = np.array([work[k].ended for k in keys])
-        texts = [""] * len(keys)
+        pending = []
         for p in range(max(1, -(-int(lens.max()) // self.chunk))):  # passes of at most `chunk` frames
             rows = np.nonzero((lens > p * self.chunk) | (p == 0))[0]
             n_new = np.clip(lens[rows] - p * self.chunk, 0, self.chunk)
@@ -205,28 +242,34 @@ class SlotAsrEngine(_Engine):
             width = max(1, int(n_new.max()))  # rows past every stream's new frames would be work for nothing
             idx = starts[rows, None] + p * self.chunk + np.arange(width)
             valid = np.arange(width)[None] < n_new[:, None]
-            c = torch.as_tensor(codes[:, np.where(valid, idx, starts[-1])], device=self.device)
-            self._decode(rows, slots[rows], c, n_new, last, texts)
-        # per stream: plain Python kept short, it is most of a step's time at thousands of streams
-        results, streams = [], self.streams
-        for k, new in zip(keys, texts):
+            c = torch.from_numpy(codes[:, np.where(valid, idx, starts[-1])]).to(self.device, non_blocking=True)
+            pending.append(self._decode(rows, slots[rows], c, n_new, last))
+        # per stream, while the GPU works (nothing above waited for it): plain Python kept short, it is most
+        # of a step's time at thousands of streams
+        info, streams = [], self.streams
+        for k in keys:
             w, s = work[k], streams[k]
             if len(w.chunks) == 1:
                 c = w.chunks[0]
                 s.frames += c.n_frames
                 if c.codes is None:
                     s.missing += c.n_frames
-                seqs, arrival = ((-1, -1) if c.codes is None else c.seqs), c.arrival
+                info.append((s, w.ended, (-1, -1) if c.codes is None else c.seqs, c.arrival))
             else:
                 s.frames += sum(c.n_frames for c in w.chunks)
                 s.missing += sum(c.n_frames for c in w.chunks if c.codes is None)
-                seqs, arrival = _span(w)
-            if new:
-                s.add(new)
-            results.append(Result(k, w.ended, s.frames, s.missing, seqs, arrival, s.text))
-            if w.ended:
+                info.append((s, w.ended, *_span(w)))
+            if w.ended:  # its slot is free for the next step
                 del streams[k]
                 self.free.append(self.slot_of.pop(k))
+        texts = [""] * len(keys)
+        for rows, done in pending:
+            self._collect(rows, done, texts)
+        results = []
+        for k, new, (s, end, seqs, arrival) in zip(keys, texts, info):
+            if new:
+                s.add(new)
+            results.append(Result(k, end, s.frames, s.missing, seqs, arrival, s.text))
         return results
 
     def _codes(self, work: dict[StreamKey, Work]) -> tuple[np.ndarray, np.ndarray]:
@@ -252,28 +295,34 @@ class SlotAsrEngine(_Engine):
         return lens, codes
 
     def _decode(self, rows: np.ndarray, slots: np.ndarray, codes: torch.Tensor, n_new: np.ndarray,
-                ended: np.ndarray, texts: list[str]) -> None:
-        """One pass: codes [n_q, B, chunk] (-1: none) through the tail; new characters into texts."""
-        s = torch.as_tensor(slots, device=self.device)
+                ended: np.ndarray) -> tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor]]:
+        """One pass: codes [n_q, B, T] (-1: none) through the tail, queued on the device without waiting for
+        it -> (rows, (labels [B, M], emit [B, M])) for ``_collect``."""
+        s = torch.from_numpy(slots).to(self.device, non_blocking=True)
         x = 0
         for table, c in zip(self.tables, codes):
             x = x + table[torch.where(c < 0, table.shape[0] - 1, c)]
-        n = torch.as_tensor(n_new, device=self.device)
-        e = torch.as_tensor(ended, device=self.device)
+        n = n_new
         for r in self.runners:
-            x, n = r.step(s, x, n, e)
+            x, n = r.step(slots, s[:, None], x, n, ended)
             # each block returns room for its most outputs; the next needs only as many rows as any stream has
             x = x[:, : max(1, int(n.max()))]
-        head = self.model.head
-        labels = F.linear(x, head.weight[:, :, 0], head.bias).argmax(-1)  # [B, M]
+        head = self.model.head  # in float32 whatever the blocks' dtype: the argmax is the transcript
+        labels = F.linear(x.float(), head.weight[:, :, 0], head.bias).argmax(-1)  # [B, M]
+        n = torch.from_numpy(n).to(self.device, non_blocking=True)
         valid = torch.arange(labels.shape[1], device=self.device)[None] < n[:, None]
         before = torch.cat([self.prev[s][:, None], labels[:, :-1]], dim=1)
         emit = valid & (labels != self.vocab.blank) & (labels != before)
         lastpos = (n - 1).clamp(min=0)
         self.prev[s] = torch.where(n > 0, labels.gather(1, lastpos[:, None])[:, 0], self.prev[s])
+        return rows, (labels, emit)
+
+    def _collect(self, rows: np.ndarray, done: tuple[torch.Tensor, torch.Tensor], texts: list[str]) -> None:
+        """Wait for a pass queued by ``_decode``; its new characters into texts."""
+        labels, emit = done
         counts = emit.sum(1).cpu().numpy()
         chars = self.symbols[labels[emit].cpu().numpy() - 1].tobytes().decode("ascii")
-        off = 0
-        for i in np.nonzero(counts)[0]:
-            texts[rows[i]] += chars[off: off + counts[i]]
-            off += counts[i]
+        got = np.nonzero(counts)[0]  # plain ints below: numpy scalars made this loop 3x slower at 5,000 streams
+        ends = np.cumsum(counts[got]).tolist()
+        for r, a, e in zip(rows[got].tolist(), [0] + ends[:-1], ends):
+            texts[r] += chars[a:e]

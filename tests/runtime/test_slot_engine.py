@@ -88,6 +88,29 @@ def test_slots_are_reused_and_make_engine_picks_by_device(asr_case):
     assert engine.capacity == 64 and len(engine.free) == 64
 
 
+def test_bfloat16_changes_few_characters_and_leaves_the_model_float32(asr_case):
+    """bfloat16 blocks (the GPU option): transcripts within a few characters of float32's, checked on CPU."""
+    import jiwer
+    import torch
+
+    _, bundle, codes = asr_case
+    want = [offline_text(bundle, c) for c in codes]
+    for conv1d in (False, True):  # both convolution paths (the CUDA one is conv1d)
+        engine = SlotAsrEngine(bundle, dtype="bfloat16")
+        for r in engine.runners:
+            r.conv1d = conv1d
+            assert r.kv.dtype == r.b.att.qkv.weight.dtype == torch.bfloat16
+        last = stream_through(engine, codes, seed=4)
+        got = [last[i].text for i in range(len(codes))]
+        assert got != [""] * len(codes)
+        assert jiwer.cer(want, got) <= 0.03, (want, got)
+    assert bundle.split.model.blocks[-1].att.qkv.weight.dtype == torch.float32  # the blocks were copied
+    with pytest.raises(AcomError, match="allowed float32, bfloat16"):
+        SlotAsrEngine(bundle, dtype="float16")
+    with pytest.raises(AcomError, match="only the ASR slot engine"):  # the per-stream engine runs float32 only
+        make_engine(bundle, kind="stream", dtype="bfloat16")
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.text(alphabet="AB '", max_size=6), max_size=8))
 def test_text_collapses_spaces_like_join_split(pieces):
