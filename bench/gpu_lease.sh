@@ -2,10 +2,13 @@
 # What one leased GPU machine (the `device` tool; torch with CUDA, no Debian TTS tools) runs for this project.
 #   bench/gpu_lease.sh train SECONDS   ASR runs from the carried features (bench/gpu_train.py), packed into $OUT
 #   bench/gpu_lease.sh tail            bench/tail_throughput.py on CUDA (FP32, TF32) -> $OUT/tail_throughput.json
+#   bench/gpu_lease.sh tail-bf16       bfloat16 against float32 (TF32): transcripts (bench/tail_dtype.py), step
+#                                      times with every step kept, the Python part alone, a profile at 5,000
+#   bench/gpu_lease.sh tail-spread     the same with each device at its own phase (the server's batching)
 #   bench/gpu_lease.sh tail-profile    torch.profiler's view of one step at 5,000 streams
 #   bench/gpu_lease.sh tail-stream     the same for the per-stream ASR engine (AsrEngine)
 # Carry: .whl (wheels of the pure and binary packages the image lacks, plus cobs' pure-Python fallback) and, for
-# train, data/speech90/features/asr-{train,dev}-40.safetensors.
+# train, data/speech90/features/asr-{train,dev}-40.safetensors; for tail-bf16, asr-test-clean-40.safetensors.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 if [ -d .whl ]; then
@@ -26,10 +29,22 @@ case "$1" in
       --streams 1000,2000,5000,10000 --steps 40
     PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python3 bench/tail_throughput.py --task asr --device cuda \
       --out "$OUT/tail_expandable.json" --tf32 --streams 2000,5000 --steps 40 ;;
+  tail-spread)  # devices at their own phases (as bench/serve_load.py sends), bfloat16 and float32 (TF32)
+    T="python3 bench/tail_throughput.py --task asr --device cuda --out $OUT/tail_throughput.json --arrivals spread"
+    $T --dtype bfloat16 --streams 2000,5000,10000,20000
+    $T --tf32 --streams 5000,10000 ;;
+  tail-bf16)
+    python3 bench/tail_dtype.py --features data/speech90/features --out "$OUT/tail_dtype.json"
+    T="python3 bench/tail_throughput.py --task asr --device cuda --out $OUT/tail_throughput.json --steps 40 --raw"
+    $T --tf32 --streams 1000,2000,5000,10000
+    $T --dtype bfloat16 --streams 1000,2000,5000,7500,10000
+    $T --engine slot --python-only --streams 1000,5000,10000
+    python3 bench/tail_throughput.py --task asr --device cuda --dtype bfloat16 --profile 5000 > "$OUT/profile_bf16.txt"
+    tail -30 "$OUT/profile_bf16.txt" ;;
   tail-profile)  # where a step's time goes at 5,000 streams
     python3 bench/tail_throughput.py --task asr --device cuda --profile 5000 ;;
   tail-stream)  # the per-stream engine, for comparison
     python3 bench/tail_throughput.py --task asr --device cuda --out "$OUT/tail_throughput.json" --engine stream \
       --streams 100,500,1000 --steps 5 ;;
-  *) echo "usage: $0 train SECONDS | tail | tail-stream | tail-profile"; exit 2 ;;
+  *) echo "usage: $0 train SECONDS | tail | tail-bf16 | tail-spread | tail-stream | tail-profile"; exit 2 ;;
 esac

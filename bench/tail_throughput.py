@@ -1,10 +1,15 @@
 """Benchmark: the batched tail alone (no sockets), on CUDA when present, else CPU (issue 6).
 
-N streams each bring one packet (``--packet-s`` of audio; random codes: the cost does not depend on them) per step, all in one
-``engine.step``: the step time is then the latency every stream sees, and N streams run in real time while a
-step takes less than ``--packet-s``. Reports, per N, the median and p99 step time over ``--steps`` steps
-(after 3 warm-up steps), and the largest N whose p99 step is at most ``--p99-ms`` (the latency target) and at
-most the packet duration (throughput). Writes reports/tail_throughput.json (one entry per task and device).
+Two arrival models (``--arrivals``), random codes of utterance lengths (the cost does not depend on the values):
+- together (the worst case: every device synchronized): N streams each bring one packet (``--packet-s`` of
+  audio) per step, all in one ``engine.step``; the step time is then the latency every stream sees. Reports
+  the median and p99 step time over ``--steps`` steps (after 3 warm-up steps).
+- spread (what bench/serve_load.py sends: each device at its own phase over the packet period): the server's
+  batcher without sockets, on the real clock; each step takes every packet due by then, and a packet's
+  latency runs from its due time to the end of the step that answered it (queueing counted). Reports the
+  median, p99 and largest latency over ``--seconds`` (after ``--warmup-s``) and the streams per step.
+Either way: the largest N whose p99 is at most ``--p99-ms`` (the latency target) and at most the packet
+duration (real time). Writes reports/tail_throughput.json (one entry per task, device and options).
 
     python bench/tail_throughput.py --task asr --streams 50,100,200,500,1000,2000,5000
 """
@@ -12,6 +17,7 @@ most the packet duration (throughput). Writes reports/tail_throughput.json (one 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -58,6 +64,52 @@ def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, devic
     return times
 
 
+def spread(engine, codes: list[np.ndarray], n: int, fpp: int, packet_s: float, seconds: float, warmup: float,
+           device: str, seed: int = 0) -> tuple[list[float], list[tuple[int, float]]]:
+    """Latencies (s) of every packet due after ``warmup``, and (streams, seconds) per step, with n devices whose packets
+    are due at their own phase (uniform over one packet, as bench/serve_load.py sends them) plus k packets.
+
+    The loop is the server's batcher without sockets: whenever the engine is free it takes every packet due
+    by now (a device behind by several gets them in one step) and runs one step; a packet's latency runs from
+    its due time (its audio captured) to the end of the step that answered it, so waiting for a busy engine
+    counts. Real clock: if steps are too slow, packets queue and their latency grows."""
+    rng = np.random.default_rng(seed)
+    k = int(seconds / packet_s)
+    due = (rng.uniform(0, packet_s, n)[:, None] + packet_s * np.arange(1, k + 1)).ravel()
+    order = np.argsort(due, kind="stable")
+    due, dev = due[order].tolist(), (order // k).tolist()
+    pos, stream = [0] * n, list(range(n))
+    lat, sizes, i, t0 = [], [], 0, time.perf_counter()
+    while i < len(due):
+        now = time.perf_counter() - t0
+        if now > 2 * seconds:  # far behind: the rest counts as answered now (a lower bound on their latency)
+            lat += [now - t for t in due[i:] if t >= warmup]
+            break
+        if due[i] > now:
+            time.sleep(due[i] - now)
+            continue
+        j = int(np.searchsorted(due, now, side="right"))
+        work: dict = {}
+        for d in dev[i:j]:
+            c = codes[stream[d] % len(codes)]
+            piece = c[:, pos[d]: pos[d] + fpp]
+            end = pos[d] + fpp >= c.shape[1]
+            key = (0, stream[d])
+            chunk = Chunk(pos[d], piece.shape[1], piece, (pos[d], pos[d]), 0.0)
+            work[key] = Work((work[key].chunks if key in work else []) + [chunk], end)
+            pos[d] += fpp
+            if end:
+                pos[d], stream[d] = 0, stream[d] + n
+        start = time.perf_counter() - t0
+        engine.step(work)
+        sync(device)
+        done = time.perf_counter() - t0
+        lat += [done - t for t in due[i:j] if t >= warmup]
+        sizes.append((len(work), done - start))
+        i = j
+    return lat, sizes
+
+
 def profile(engine, codes: list[np.ndarray], n: int, fpp: int, device: str) -> int:
     """Warm up with n streams, then print the operators of three steps by self time (CPU and CUDA)."""
     measure(engine, codes, n, fpp, 2, device)
@@ -81,10 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="auto", choices=list(ENGINES),
                     help="ASR engine: slot (shared state tensors) or stream (per-stream state); auto: slot on CUDA")
     ap.add_argument("--tf32", action="store_true", help="CUDA: TF32 matrix products (10-bit mantissa inputs)")
-    ap.add_argument("--gc", choices=["quiet", "default"], default="quiet",
-                    help="quiet: engine.quiet_gc() as `acom serve` does; default: Python's collector untouched")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="slot engine: the tail blocks' number format")
+    ap.add_argument("--gc", choices=["quiet", "default", "off"], default="quiet",
+                    help="quiet: engine.quiet_gc() as `acom serve` does; default: Python's collector untouched; "
+                    "off: no collections at all (to tell collector pauses from other stalls)")
     ap.add_argument("--python-only", action="store_true", help="slot engine: skip the tensor work (each stream "
                     "gets 4 characters per step) to time the per-stream Python work alone")
+    ap.add_argument("--arrivals", choices=["together", "spread"], default="together",
+                    help="together: every stream's packet in each step (the step time is every stream's latency; "
+                    "the worst case of synchronized devices); spread: packets due at each device's own phase, "
+                    "batched as they come, as bench/serve_load.py sends them (latency from a packet's due time)")
+    ap.add_argument("--seconds", type=float, default=12.0, help="spread: seconds of packets per N")
+    ap.add_argument("--warmup-s", type=float, default=2.0, help="spread: leave out packets due before this")
+    ap.add_argument("--raw", action="store_true", help="keep every step's time in the report (to see spikes)")
     ap.add_argument("--profile", type=int, default=0, help="print torch.profiler's top operators of one step at "
                     "this many streams (after warm-up) and exit")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: one less than the cores)")
@@ -100,14 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         bundle = open_bundle(Path(tmp) / "b")
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    engine = make_engine(bundle, device, kind=args.engine)
+    engine = make_engine(bundle, device, kind=args.engine, dtype=args.dtype)
     if args.python_only:
         if not hasattr(engine, "_decode"):
             raise SystemExit("--python-only needs the slot engine (--engine slot)")
-        engine._decode = lambda rows, slots, codes, n_new, ended, texts: [texts.__setitem__(i, texts[i] + "AB C")
-                                                                            for i in rows]
+        engine._decode = lambda rows, slots, codes, n_new, ended: (rows, None)
+        engine._collect = lambda rows, done, texts: [texts.__setitem__(i, texts[i] + "AB C") for i in rows]
     if args.gc == "quiet":
         quiet_gc()  # as `acom serve` does once its model is loaded
+    elif args.gc == "off":
+        gc.disable()
     fpp = max(1, round(args.packet_s * bundle.frame_rate))
     # the tail's cost does not depend on the code values, only on how many frames arrive: random codes of
     # utterance lengths (2-15 s), streams ending and starting as they would
@@ -118,27 +182,46 @@ def main(argv: list[str] | None = None) -> int:
         return profile(engine, codes, args.profile, fpp, device)
     rows = []
     for n in [int(x) for x in args.streams.split(",")]:
+        if args.arrivals == "spread":
+            measure(engine, codes, n, fpp, 0, device)  # 3 warm-up steps at this many streams
+            lat, steps = spread(engine, codes, n, fpp, args.packet_s, args.seconds, args.warmup_s, device)
+            lat_ms, sizes, step_ms = np.array(lat) * 1e3, [s for s, _ in steps], np.array([t for _, t in steps]) * 1e3
+            row = {"streams": n, "packets": len(lat), "steps": len(sizes),
+                   "streams_per_step_median": int(np.median(sizes)), "latency_ms_median": round(float(np.median(lat_ms)), 2),
+                   "latency_ms_p99": round(float(np.percentile(lat_ms, 99)), 2),
+                   "latency_ms_max": round(float(lat_ms.max()), 2),
+                   "step_ms_median": round(float(np.median(step_ms)), 2),
+                   "step_ms_p99": round(float(np.percentile(step_ms, 99)), 2)}
+            if args.raw:  # every step: streams in it and its time
+                row["steps_raw"] = [[s, round(float(t), 2)] for s, t in zip(sizes, step_ms)]
+            rows.append(row)
+            print(f"N={n}: {len(sizes)} steps of median {row['streams_per_step_median']} streams; latency median "
+                  f"{row['latency_ms_median']} ms, p99 {row['latency_ms_p99']} ms, max {row['latency_ms_max']} ms", flush=True)
+            continue
         times = np.array(measure(engine, codes, n, fpp, args.steps, device)) * 1e3
         row = {"streams": n, "step_ms_median": round(float(np.median(times)), 2),
                "step_ms_p99": round(float(np.percentile(times, 99)), 2),
                "ms_per_stream_second": round(float(np.median(times)) / n / args.packet_s, 4)}
+        if args.raw:
+            row["step_ms"] = [round(float(t), 2) for t in times]
         rows.append(row)
         print(f"N={n}: step median {row['step_ms_median']} ms, p99 {row['step_ms_p99']} ms "
               f"({row['ms_per_stream_second']} ms per stream-second)", flush=True)
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     kind = type(engine).__name__
-    report = {"task": args.task, "device": name, "engine": kind, "tf32": args.tf32, "gc": args.gc,
+    p99 = lambda r: r.get("latency_ms_p99", r.get("step_ms_p99"))  # noqa: E731  (spread rows / together rows)
+    report = {"task": args.task, "arrivals": args.arrivals, "device": name, "engine": kind, "tf32": args.tf32, "dtype": args.dtype, "gc": args.gc,
               "python_only": args.python_only, "packet_s": args.packet_s, "steps": args.steps,
-              "largest_streams_p99_within_target": max([r["streams"] for r in rows
-                                                        if r["step_ms_p99"] <= args.p99_ms], default=0),
-              "largest_streams_real_time": max([r["streams"] for r in rows
-                                                if r["step_ms_p99"] <= args.packet_s * 1e3], default=0),
+              "largest_streams_p99_within_target": max([r["streams"] for r in rows if p99(r) <= args.p99_ms],
+                                                       default=0),
+              "largest_streams_real_time": max([r["streams"] for r in rows if p99(r) <= args.packet_s * 1e3],
+                                               default=0),
               "p99_target_ms": args.p99_ms, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    parts = [args.task, device, {"SlotAsrEngine": "slot", "AsrEngine": "stream"}.get(kind, ""),
-             "tf32" if args.tf32 else "", "python-only" if args.python_only else "",
-             "gc-default" if args.gc == "default" else ""]
+    parts = [args.task, device, "spread" if args.arrivals == "spread" else "", {"SlotAsrEngine": "slot", "AsrEngine": "stream"}.get(kind, ""),
+             "tf32" if args.tf32 else "", "bf16" if args.dtype == "bfloat16" else "", "python-only" if args.python_only else "",
+             "" if args.gc == "quiet" else f"gc-{args.gc}"]
     existing["-".join(p for p in parts if p)] = report
     args.out.write_text(json.dumps(existing, indent=1) + "\n")
     print(f"{args.task} on {name}: p99 step <= {args.p99_ms} ms up to N={report['largest_streams_p99_within_target']}"
