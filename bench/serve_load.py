@@ -37,6 +37,7 @@ from acom.runtime.wire import codebook_id
 from acom.training.checkpoint import load_checkpoint
 from acom.training.featcache import TEST_SUBSET, open_dataset
 from acom.training.rate_accuracy import PRETRAINED
+from reportfile import merge_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,10 +177,7 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": args.seconds, "repeats": args.repeats, "server_args": args.server_arg, "warmup_s": args.warmup, "p99_target_ms": args.p99_ms,
               "cpu_count": os.cpu_count(),
               "largest_real_time_streams": max(ok) if ok else 0, "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    existing[args.task] = report
-    args.out.write_text(json.dumps(existing, indent=1) + "\n")
+    merge_entry(args.out, args.task, report)
     print(f"{args.task}: largest N served in real time with p99 <= {args.p99_ms} ms: {report['largest_real_time_streams']}"
           f" -> {args.out}")
     return 0

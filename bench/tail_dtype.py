@@ -30,6 +30,7 @@ from acom.runtime.streams import Chunk
 from acom.training.checkpoint import load_checkpoint
 from acom.training.featcache import cached_features
 from acom.training.rate_accuracy import PRETRAINED
+from reportfile import merge_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                          for d, t in got.items()},
               "bfloat16_vs_float32_cer": round(jiwer.cer(got["float32"], got["bfloat16"]), 4),
               "utterances_changed": sum(a != b for a, b in zip(got["float32"], got["bfloat16"]))}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    existing["cuda" if device == "cuda" else "cpu"] = report
-    args.out.write_text(json.dumps(existing, indent=1) + "\n")
+    merge_entry(args.out, "cuda" if device == "cuda" else "cpu", report)
     print(json.dumps(report, indent=1))
     return 0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from acom.runtime.bundle import open_bundle
 from acom.runtime.engine import ENGINES, Work, make_engine, quiet_gc
 from acom.runtime.streams import Chunk
 from acom.training.rate_accuracy import PRETRAINED
+from reportfile import merge_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -217,13 +217,11 @@ def main(argv: list[str] | None = None) -> int:
               "largest_streams_real_time": max([r["streams"] for r in rows if p99(r) <= args.packet_s * 1e3],
                                                default=0),
               "p99_target_ms": args.p99_ms, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    parts = [args.task, device, "spread" if args.arrivals == "spread" else "", {"SlotAsrEngine": "slot", "AsrEngine": "stream"}.get(kind, ""),
-             "tf32" if args.tf32 else "", "bf16" if args.dtype == "bfloat16" else "", "python-only" if args.python_only else "",
+    parts = [args.task, device, "spread" if args.arrivals == "spread" else "",
+             {"SlotAsrEngine": "slot", "AsrEngine": "stream"}.get(kind, ""), "tf32" if args.tf32 else "",
+             "bf16" if args.dtype == "bfloat16" else "", "python-only" if args.python_only else "",
              "" if args.gc == "quiet" else f"gc-{args.gc}"]
-    existing["-".join(p for p in parts if p)] = report
-    args.out.write_text(json.dumps(existing, indent=1) + "\n")
+    merge_entry(args.out, "-".join(p for p in parts if p), report)
     print(f"{args.task} on {name}: p99 step <= {args.p99_ms} ms up to N={report['largest_streams_p99_within_target']}"
           f", real time up to N={report['largest_streams_real_time']} -> {args.out}")
     return 0
