@@ -44,6 +44,7 @@ class TrainConfig:
     spec_augment: bool = True  # frequency and time masks
     freeze_edge: bool = False  # stage 2: keep the device part (blocks 0..L) fixed, train quantizer and server
     rvq_weight: float = 1.0  # weight of the quantizer losses (stage 2)
+    distill: float = 0.0  # stage 2: weight of the KL divergence from the uncut model's posteriors (needs a teacher)
     device: str = "auto"  # 'auto' (cuda when present), 'cpu' or 'cuda'
     eval_every: int = 1  # dev evaluation and checkpoint every this many epochs (and after the last)
 
@@ -89,6 +90,17 @@ def task_loss(split: SplitModel, out, targets: list, vocab: CharVocab | None) ->
     return F.cross_entropy(out.logits, torch.tensor(targets, device=out.logits.device), label_smoothing=0.1)
 
 
+def distill_loss(student, teacher) -> torch.Tensor:
+    """Mean KL(teacher || student) of the output distributions: per valid frame (ASR, CTC posteriors
+    [B, T, V] with lengths) or per clip (classification, logits [B, C])."""
+    lt, ls = F.log_softmax(teacher.logits, -1), F.log_softmax(student.logits, -1)
+    kl = (lt.exp() * (lt - ls)).sum(-1)  # [B, T] or [B]
+    if kl.dim() == 1 or student.lengths is None:
+        return kl.mean()
+    valid = torch.arange(kl.shape[1], device=kl.device)[None] < student.lengths[:, None]
+    return (kl * valid).sum() / valid.sum().clamp(min=1)
+
+
 def augmented(split: SplitModel, x: torch.Tensor, lengths: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """Augment raw log-mels [B, n_mels, T] in the normalized domain (masks fill with the band mean)."""
     mean, std = split.model.feat_mean, split.model.feat_std
@@ -108,14 +120,15 @@ def set_normalization(split: SplitModel, train: FeatureSet) -> None:
 
 
 def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig, epoch: int, device,
-              vocab, rank: int = 0, world: int = 1, progress: bool = True) -> dict:
-    """One pass over the train set; returns mean losses."""
+              vocab, rank: int = 0, world: int = 1, progress: bool = True, teacher=None) -> dict:
+    """One pass over the train set; returns mean losses. ``teacher`` (frozen, eval mode): its posteriors on the
+    same augmented batch pull the model's towards them with weight ``cfg.distill``."""
     split.train()
     rng = random.Random(cfg.seed * 1000 + epoch)
     batches = length_batches([f.shape[1] for f in train.feats], cfg.batch_frames, rng)
     # every rank must take the same number of steps, or DistributedDataParallel waits forever
     batches = batches[: len(batches) // world * world][rank::world] if world > 1 else batches
-    sums, n = {"loss": 0.0, "task": 0.0, "rvq": 0.0}, 0
+    sums, n = {"loss": 0.0, "task": 0.0, "rvq": 0.0, **({"distill": 0.0} if teacher is not None else {})}, 0
     for idx in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=rank != 0 or not progress,
                     leave=False):
         x, lengths = A.pad_batch([train.feats[i] for i in idx])
@@ -124,6 +137,12 @@ def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig,
         task = task_loss(split, out, [train.targets[i] for i in idx], vocab)
         rvq = out.quant.loss if out.quant is not None else torch.zeros((), device=device)
         loss = task + cfg.rvq_weight * rvq
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher(x, lengths)
+            kd = distill_loss(out, target)
+            loss = loss + cfg.distill * kd
+            sums["distill"] += float(kd.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(split.parameters(), cfg.grad_clip)
@@ -172,14 +191,17 @@ def insert_quantizer(split_full: SplitModel, split_layer: int, codebook_sizes: t
 
 
 def fit(split: SplitModel, train: FeatureSet, dev: FeatureSet, cfg: TrainConfig, out_dir: Path, stage: str,
-        meta: dict, resume: bool = False, progress: bool = True) -> dict:
+        meta: dict, resume: bool = False, progress: bool = True, teacher: SplitModel | None = None) -> dict:
     """Train `split` for cfg.epochs, evaluating on `dev` after each epoch; returns the last dev metrics.
+    With ``cfg.distill`` > 0, ``teacher`` (the uncut model stage 2 started from) is distilled into `split`.
 
     Writes out_dir/{stage}.pt after every epoch (with optimizer state: `resume` continues from it) and
     appends to out_dir/log.jsonl.
     """
     if len(train) == 0:
         raise DataError("the train set is empty")
+    if cfg.distill < 0 or (cfg.distill > 0) != (teacher is not None):
+        raise AcomError(f"distill {cfg.distill}: a positive weight needs a teacher model (and 0 none)")
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = pick_device(cfg.device)
     if world > 1:
@@ -190,6 +212,8 @@ def fit(split: SplitModel, train: FeatureSet, dev: FeatureSet, cfg: TrainConfig,
         for block in split.model.blocks[: split.split_layer + 1]:
             block.requires_grad_(False)
     split.to(device)
+    if teacher is not None:
+        teacher = teacher.to(device).eval().requires_grad_(False)
     # quantizer dropout leaves the unused stages without gradients in some steps
     ddp_model = split if world == 1 else torch.nn.parallel.DistributedDataParallel(split, find_unused_parameters=True)
     steps = cfg.epochs * math.ceil(len(length_batches([f.shape[1] for f in train.feats], cfg.batch_frames,
@@ -202,7 +226,8 @@ def fit(split: SplitModel, train: FeatureSet, dev: FeatureSet, cfg: TrainConfig,
     metrics: dict = {}
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
-        losses = run_epoch(split, ddp_model, opt, sched, train, cfg, epoch, device, vocab, rank, world, progress)
+        losses = run_epoch(split, ddp_model, opt, sched, train, cfg, epoch, device, vocab, rank, world, progress,
+                           teacher)
         if rank != 0:
             continue
         last = epoch + 1 == cfg.epochs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -43,6 +44,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-layer", type=int, help="cut after this block (0 = stem); default: the recipe's")
     p.add_argument("--codebooks", help="codebook sizes per stage, e.g. 64,64,64 (default: the recipe's)")
     p.add_argument("--freeze-edge", action="store_true", help="stage 2 trains only the quantizer and server part")
+    p.add_argument("--distill", type=float, default=0.0, help="stage 2: add this weight times the KL divergence "
+                   "from the uncut model's output distribution (per frame for ASR) to the loss (default 0: off)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     p.add_argument("--batch-frames", type=int, default=20000, help="log-mel frames per batch")
     p.add_argument("--seed", type=int, default=0)
@@ -63,6 +66,8 @@ def train_main(argv: list[str]) -> int:
         sizes = tuple(int(k) for k in ns.codebooks.split(",")) if ns.codebooks else recipe.codebook_sizes
     except ValueError:
         raise AcomError(f"--codebooks {ns.codebooks!r}: give integers separated by commas, e.g. 64,64") from None
+    if ns.distill < 0:
+        raise AcomError(f"--distill {ns.distill}: must be 0 (off) or a positive weight")
     # check the cut and the quantizer before spending an hour on stage 1
     probe = uncut(ns.task, recipe.model).model
     make_rvq(probe, split_layer, sizes, **recipe.rvq)
@@ -83,10 +88,12 @@ def train_main(argv: list[str]) -> int:
         set_normalization(full, train)
         fit(full, train, dev, TrainConfig(epochs=ns.epochs, lr=lr, batch_frames=ns.batch_frames, seed=ns.seed,
                                           device=ns.device, eval_every=ns.eval_every), ns.out, "full", meta, resume=ns.resume)
+    # the uncut model as it is now, before stage 2 changes the blocks it shares with the split model
+    teacher = copy.deepcopy(full) if ns.distill > 0 else None
     split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **recipe.rvq)
     cfg = TrainConfig(epochs=ns.split_epochs, lr=lr / 2, batch_frames=ns.batch_frames, seed=ns.seed,
-                      freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every)
-    fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume)
+                      freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every, distill=ns.distill)
+    fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume, teacher=teacher)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)
     return 0

@@ -77,8 +77,10 @@ def test_acom_train_from_features_only(tmp_path: Path, capsys: pytest.CaptureFix
     again = tmp_path / "again"
     assert acom(["train", "--task", "ac", "--features", str(feats), "--out", str(again), "--init",
                  str(tmp_path / "run" / "full.pt"), "--epochs", "0", "--split-epochs", "1", "--batch-frames", "2000",
-                 "--codebooks", "16,4", "--device", "cpu"]) == 0
+                 "--codebooks", "16,4", "--device", "cpu", "--distill", "0.5"]) == 0
     assert (again / "full.pt").read_bytes() == (tmp_path / "run" / "full.pt").read_bytes()
+    log = [json.loads(line) for line in (again / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["stage"] == "split" and log[-1]["distill"] >= 0  # the uncut model was distilled
     assert load_checkpoint(again / "split.pt", "ac")[0].rvq.config.codebook_sizes == (16, 4)
 
 
@@ -112,6 +114,9 @@ def test_acom_train_refuses_a_bad_cut_before_training(tmp_path: Path, capsys: py
     assert acom(base + ["--codebooks", "64,1"]) == 2
     assert "2..65536" in capsys.readouterr().err
     assert acom(base + ["--codebooks", "sixty"]) == 2
+    capsys.readouterr()
+    assert acom(base + ["--distill", "-1"]) == 2
+    assert "--distill -1.0: must be 0 (off) or a positive weight" in capsys.readouterr().err
     assert not (tmp_path / "run" / "full.pt").exists()
 
 

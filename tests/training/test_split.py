@@ -13,7 +13,8 @@ from acom.training.checkpoint import load_checkpoint, save_checkpoint
 from acom.training.featcache import FeatureSet
 from acom.training.models import build_model
 from acom.training.split import SplitModel, make_rvq
-from acom.training.train import TrainConfig, fit, insert_quantizer, set_normalization
+from acom.training.split import SplitOutput
+from acom.training.train import TrainConfig, distill_loss, fit, insert_quantizer, set_normalization
 from tests.training.test_models import TINY_AC, TINY_ASR
 
 
@@ -93,3 +94,52 @@ def test_training_stages_learn_and_resume(tmp_path: Path) -> None:
         {}, resume=True, progress=False)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["epoch"]) for r in log][-1] == ("split", 3) and len(log) == 6
+
+
+def test_distill_loss_is_the_kl_over_valid_frames() -> None:
+    torch.manual_seed(0)
+    t = torch.randn(2, 5, 7).log_softmax(-1)
+    lengths = torch.tensor([5, 3])
+    same = SplitOutput(t.clone(), lengths, None, None)
+    assert float(distill_loss(same, SplitOutput(t, lengths, None, None))) == pytest.approx(0.0, abs=1e-6)
+    s = torch.randn(2, 5, 7).log_softmax(-1)
+    got = float(distill_loss(SplitOutput(s, lengths, None, None), SplitOutput(t, lengths, None, None)))
+    kl = [torch.nn.functional.kl_div(s[b, i], t[b, i], log_target=True, reduction="sum") for b, n in
+          ((0, 5), (1, 3)) for i in range(n)]
+    assert got == pytest.approx(float(torch.stack(kl).mean()), rel=1e-5) and got > 0
+    s[1, 3:] = 0.0  # padding frames do not count
+    assert float(distill_loss(SplitOutput(s, lengths, None, None), SplitOutput(t, lengths, None, None))) == \
+        pytest.approx(got, rel=1e-5)
+
+
+def test_stage_two_distills_the_uncut_model(tmp_path: Path) -> None:
+    """Same start, same seed: with the KL term the split model's outputs end closer to the uncut model's."""
+    import copy
+
+    from acom.training import augment as A
+
+    train, dev = _toy_features(48, 0), _toy_features(16, 1)
+    torch.manual_seed(0)
+    full = SplitModel(build_model("ac", TINY_AC), 2, None)
+    set_normalization(full, train)
+    fit(full, train, dev, TrainConfig(epochs=3, lr=5e-3, batch_frames=2000, device="cpu"), tmp_path, "full", {},
+        progress=False)
+    teacher = copy.deepcopy(full)
+    x, lengths = A.pad_batch(dev.feats)
+    gaps = {}
+    for weight in (0.0, 5.0):
+        split = insert_quantizer(copy.deepcopy(full), 2, (8,), train, seed=0)
+        cfg = TrainConfig(epochs=3, lr=2e-3, batch_frames=2000, device="cpu", distill=weight)
+        if weight:
+            with pytest.raises(AcomError, match="needs a teacher"):
+                fit(split, train, dev, cfg, tmp_path / "x", "split", {}, progress=False)
+        torch.manual_seed(1)
+        m = fit(split, train, dev, cfg, tmp_path / str(weight), "split", {}, progress=False,
+                teacher=teacher if weight else None)
+        assert m["accuracy"] >= 0.9
+        with torch.no_grad():
+            gaps[weight] = float(distill_loss(split.eval()(x, lengths), teacher(x, lengths)))
+        log = [json.loads(line) for line in (tmp_path / str(weight) / "log.jsonl").read_text().splitlines()]
+        assert ("distill" in log[-1]) == bool(weight)
+    assert gaps[5.0] < gaps[0.0], gaps
+    assert not any(p.requires_grad for p in teacher.parameters())  # frozen by fit
