@@ -30,7 +30,7 @@ case "$1" in
     PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python3 bench/tail_throughput.py --task asr --device cuda \
       --out "$OUT/tail_expandable.json" --tf32 --streams 2000,5000 --steps 40 ;;
   tail-spread)  # devices at their own phases (as bench/serve_load.py sends), bfloat16 and float32 (TF32)
-    T="python3 bench/tail_throughput.py --task asr --device cuda --out $OUT/tail_throughput.json --arrivals spread"
+    T="python3 bench/tail_throughput.py --task asr --device cuda --out $OUT/tail_throughput.json --arrivals spread --raw"
     $T --dtype bfloat16 --streams 2000,5000,10000,20000
     $T --tf32 --streams 5000,10000 ;;
   tail-bf16)

@@ -42,8 +42,20 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, device: str) -> list[float]:
-    """Step times (s) with n streams, each fed fpp frames of its own utterance per step (restarting at its end)."""
+def timed_step(engine, work: dict, device: str) -> tuple[float, float, int]:
+    """One ``engine.step``: wall seconds, this process's CPU seconds (far less than wall: the process waited,
+    descheduled or blocked), and how many memory segments the CUDA allocator had to add (cudaMalloc calls)."""
+    segments = (lambda: torch.cuda.memory_stats().get("segment.all.allocated", 0)) if device == "cuda" else (lambda: 0)
+    seg, t, c = segments(), time.perf_counter(), time.process_time()
+    engine.step(work)
+    sync(device)
+    return time.perf_counter() - t, time.process_time() - c, segments() - seg
+
+
+def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, device: str
+            ) -> list[tuple[float, float, int]]:
+    """``timed_step`` of each step with n streams, each fed fpp frames of its own utterance per step
+    (restarting at its end)."""
     pos, stream, times = [0] * n, list(range(n)), []
     for it in range(steps + 3):
         work = {}
@@ -56,17 +68,15 @@ def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, devic
             if end:
                 pos[i], stream[i] = 0, stream[i] + n
         sync(device)
-        t = time.perf_counter()
-        engine.step(work)
-        sync(device)
+        timed = timed_step(engine, work, device)
         if it >= 3:
-            times.append(time.perf_counter() - t)
+            times.append(timed)
     return times
 
 
 def spread(engine, codes: list[np.ndarray], n: int, fpp: int, packet_s: float, seconds: float, warmup: float,
-           device: str, seed: int = 0) -> tuple[list[float], list[tuple[int, float]]]:
-    """Latencies (s) of every packet due after ``warmup``, and (streams, seconds) per step, with n devices whose packets
+           device: str, seed: int = 0) -> tuple[list[float], list[tuple[int, float, float, int]]]:
+    """Latencies (s) of every packet due after ``warmup``, and (streams, ``timed_step``) per step, with n devices whose packets
     are due at their own phase (uniform over one packet, as bench/serve_load.py sends them) plus k packets.
 
     The loop is the server's batcher without sockets: whenever the engine is free it takes every packet due
@@ -100,12 +110,10 @@ def spread(engine, codes: list[np.ndarray], n: int, fpp: int, packet_s: float, s
             pos[d] += fpp
             if end:
                 pos[d], stream[d] = 0, stream[d] + n
-        start = time.perf_counter() - t0
-        engine.step(work)
-        sync(device)
+        wall, cpu, segs = timed_step(engine, work, device)
         done = time.perf_counter() - t0
         lat += [done - t for t in due[i:j] if t >= warmup]
-        sizes.append((len(work), done - start))
+        sizes.append((len(work), wall, cpu, segs))
         i = j
     return lat, sizes
 
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.arrivals == "spread":
             measure(engine, codes, n, fpp, 0, device)  # 3 warm-up steps at this many streams
             lat, steps = spread(engine, codes, n, fpp, args.packet_s, args.seconds, args.warmup_s, device)
-            lat_ms, sizes, step_ms = np.array(lat) * 1e3, [s for s, _ in steps], np.array([t for _, t in steps]) * 1e3
+            lat_ms, sizes, step_ms = np.array(lat) * 1e3, [s[0] for s in steps], np.array([s[1] for s in steps]) * 1e3
             row = {"streams": n, "packets": len(lat), "steps": len(sizes),
                    "streams_per_step_median": int(np.median(sizes)), "latency_ms_median": round(float(np.median(lat_ms)), 2),
                    "latency_ms_p99": round(float(np.percentile(lat_ms, 99)), 2),
@@ -193,17 +201,21 @@ def main(argv: list[str] | None = None) -> int:
                    "step_ms_median": round(float(np.median(step_ms)), 2),
                    "step_ms_p99": round(float(np.percentile(step_ms, 99)), 2)}
             if args.raw:  # every step: streams in it and its time
-                row["steps_raw"] = [[s, round(float(t), 2)] for s, t in zip(sizes, step_ms)]
+                row["steps_raw"] = [[n_s, round(w * 1e3, 2), round(c * 1e3, 2), g] for n_s, w, c, g in steps]
+                row["steps_raw_columns"] = ["streams", "wall_ms", "process_cpu_ms", "new_cuda_segments"]
             rows.append(row)
             print(f"N={n}: {len(sizes)} steps of median {row['streams_per_step_median']} streams; latency median "
                   f"{row['latency_ms_median']} ms, p99 {row['latency_ms_p99']} ms, max {row['latency_ms_max']} ms", flush=True)
             continue
-        times = np.array(measure(engine, codes, n, fpp, args.steps, device)) * 1e3
+        timed = measure(engine, codes, n, fpp, args.steps, device)
+        times = np.array([w for w, _, _ in timed]) * 1e3
         row = {"streams": n, "step_ms_median": round(float(np.median(times)), 2),
                "step_ms_p99": round(float(np.percentile(times, 99)), 2),
                "ms_per_stream_second": round(float(np.median(times)) / n / args.packet_s, 4)}
         if args.raw:
             row["step_ms"] = [round(float(t), 2) for t in times]
+            row["step_cpu_ms"] = [round(c * 1e3, 2) for _, c, _ in timed]
+            row["step_new_cuda_segments"] = [g for _, _, g in timed]
         rows.append(row)
         print(f"N={n}: step median {row['step_ms_median']} ms, p99 {row['step_ms_p99']} ms "
               f"({row['ms_per_stream_second']} ms per stream-second)", flush=True)
