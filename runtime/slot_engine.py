@@ -10,9 +10,13 @@ frames received, outside left/right context), and the depthwise convolution read
 the same way (zeros before the start and after the end, as the offline block pads). A stream brings at most
 ``chunk`` frames per pass; more are fed in several passes of the same step.
 
+Frame counts stay on the host, so a step never waits for the device until it reads its characters, and
+the per-stream bookkeeping runs while the device works. ``dtype="bfloat16"`` keeps blocks and rings in
+bfloat16 (the output layer in float32).
+
 Every stream's output equals the offline tail up to float rounding (tested against the model and against
-``AsrEngine``), with the same CTC greedy decoding carried across steps. Only Conformer blocks after the cut
-(the shipped ASR models); anything else uses ``AsrEngine``.
+``AsrEngine``; bfloat16 within a few characters), with the same CTC greedy decoding carried across steps.
+Only Conformer blocks after the cut (the shipped ASR models); anything else uses ``AsrEngine``.
 """
 
 from __future__ import annotations
