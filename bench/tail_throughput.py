@@ -42,6 +42,21 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def add_packet(work: dict, codes: list[np.ndarray], pos: list[int], stream: list[int], d: int, n: int,
+               fpp: int) -> None:
+    """Device d's next packet (fpp frames of its stream's utterance) into work, after any it already has
+    there; at the utterance's end the device's next stream starts (its id n higher)."""
+    c = codes[stream[d] % len(codes)]
+    piece = c[:, pos[d]: pos[d] + fpp]
+    end = pos[d] + fpp >= c.shape[1]
+    key = (0, stream[d])
+    chunk = Chunk(pos[d], piece.shape[1], piece, (pos[d], pos[d]), 0.0)
+    work[key] = Work((work[key].chunks if key in work else []) + [chunk], end)
+    pos[d] += fpp
+    if end:
+        pos[d], stream[d] = 0, stream[d] + n
+
+
 def timed_step(engine, work: dict, device: str) -> tuple[float, float, int]:
     """One ``engine.step``: wall seconds, this process's CPU seconds (far less than wall: the process waited,
     descheduled or blocked), and how many memory segments the CUDA allocator had to add (cudaMalloc calls)."""
@@ -60,13 +75,7 @@ def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, devic
     for it in range(steps + 3):
         work = {}
         for i in range(n):
-            c = codes[stream[i] % len(codes)]
-            piece = c[:, pos[i]: pos[i] + fpp]
-            end = pos[i] + fpp >= c.shape[1]
-            work[(0, stream[i])] = Work([Chunk(pos[i], piece.shape[1], piece, (it, it), 0.0)], end)
-            pos[i] += fpp
-            if end:
-                pos[i], stream[i] = 0, stream[i] + n
+            add_packet(work, codes, pos, stream, i, n, fpp)
         sync(device)
         timed = timed_step(engine, work, device)
         if it >= 3:
@@ -101,15 +110,7 @@ def spread(engine, codes: list[np.ndarray], n: int, fpp: int, packet_s: float, s
         j = int(np.searchsorted(due, now, side="right"))
         work: dict = {}
         for d in dev[i:j]:
-            c = codes[stream[d] % len(codes)]
-            piece = c[:, pos[d]: pos[d] + fpp]
-            end = pos[d] + fpp >= c.shape[1]
-            key = (0, stream[d])
-            chunk = Chunk(pos[d], piece.shape[1], piece, (pos[d], pos[d]), 0.0)
-            work[key] = Work((work[key].chunks if key in work else []) + [chunk], end)
-            pos[d] += fpp
-            if end:
-                pos[d], stream[d] = 0, stream[d] + n
+            add_packet(work, codes, pos, stream, d, n, fpp)
         wall, cpu, segs = timed_step(engine, work, device)
         done = time.perf_counter() - t0
         lat += [done - t for t in due[i:j] if t >= warmup]

@@ -81,7 +81,8 @@ class SlotConformer:
                 new[: self.slots] = getattr(self, name)
             setattr(self, name, new)
         counts = np.zeros((3, slots), dtype=np.int64)
-        counts[:, : self.slots] = self.counts if self.slots else 0
+        if self.slots:
+            counts[:, : self.slots] = self.counts
         # per slot: frames received, attended, output; kept on the host, so that the sizes of a step's tensors
         # are known without waiting for the GPU (the step's only wait is for its transcript characters)
         self.counts = counts
