@@ -36,15 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @torch.inference_mode()
-def test_codes(split, feats: list[torch.Tensor], n_q: int) -> list[np.ndarray]:
+def edge_codes(split, feats: list[torch.Tensor], n_q: int) -> list[np.ndarray]:
     """Codes [n_q, T_cut] per utterance from log-mels [n_mels, T] through the float edge half."""
-    edge, out = split.edge(n_q), []
-    for f in feats:
-        x = (f[None].float() - edge.feat_mean) / edge.feat_std
-        for block in edge.blocks:
-            x = block(x)
-        out.append(edge.rvq.encode(x, n_q)[0].numpy())
-    return out
+    return [split.rvq.encode(split.cut_features(f[None].float())[0], n_q)[0].numpy() for f in feats]
 
 
 def transcribe(engine: SlotAsrEngine, codes: list[np.ndarray], fpp: int) -> list[str]:
@@ -76,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     split, _ = load_checkpoint(PRETRAINED / "asr" / "split.pt")
     fs = cached_features("asr", "test-clean", split.model.frontend.cfg.n_mels, root=args.data, cache=args.features,
                          progress=False)
-    codes = test_codes(split.eval(), fs.feats, args.n_q)
+    codes = edge_codes(split.eval(), fs.feats, args.n_q)
     with tempfile.TemporaryDirectory() as tmp:
         write_server_bundle(PRETRAINED / "asr" / "split.pt", Path(tmp) / "b", n_q=args.n_q)
         bundle = open_bundle(Path(tmp) / "b")

@@ -314,8 +314,8 @@ def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0, kind
     """The engine for the bundle's task. ASR, ``auto``: on CUDA ``slot`` (runtime/slot_engine.py: all streams'
     state in shared tensors, a step's kernels independent of the number of streams) when every tail block is
     a Conformer block; otherwise ``stream`` (``AsrEngine``), which costs less for the one or two streams a CPU
-    server's step holds (measured here: 8.0 against 11.6 ms a step for two streams; p99 at 50 served streams 39-43
-    against 55-56 ms). ``kind`` forces one. Classification: ``ClassifierEngine``. ``dtype`` "bfloat16": the
+    server's step holds (measured here: 8.0 against 11.6 ms a step for two streams, 10.4-10.6 since the slot
+    engine's rows per pass shrank; p99 at 50 served streams 39-43 against 55-56 ms; docs/serve.md). ``kind`` forces one. Classification: ``ClassifierEngine``. ``dtype`` "bfloat16": the
     slot engine's blocks in bfloat16 (the others run float32 only)."""
     if kind not in ENGINES:
         raise AcomError(f"engine {kind!r}: allowed {', '.join(ENGINES)}")
