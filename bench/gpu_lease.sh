@@ -5,6 +5,8 @@
 #   bench/gpu_lease.sh tail-bf16       bfloat16 against float32 (TF32): transcripts (bench/tail_dtype.py), step
 #                                      times with every step kept, the Python part alone, a profile at 5,000
 #   bench/gpu_lease.sh tail-spread     the same with each device at its own phase (the server's batching)
+#   bench/gpu_lease.sh tail-stalls     what makes 1-3% of steps slow: bfloat16 at 5,000 streams, spread and in step,
+#                                      free and pinned to one core with one thread (steal, switches per step)
 #   bench/gpu_lease.sh tail-profile    torch.profiler's view of one step at 5,000 streams
 #   bench/gpu_lease.sh tail-stream     the same for the per-stream ASR engine (AsrEngine)
 # Carry: .whl (wheels of the pure and binary packages the image lacks, plus cobs' pure-Python fallback) and, for
@@ -41,10 +43,17 @@ case "$1" in
     $T --engine slot --python-only --streams 1000,5000,10000
     python3 bench/tail_throughput.py --task asr --device cuda --dtype bfloat16 --profile 5000 > "$OUT/profile_bf16.txt"
     tail -30 "$OUT/profile_bf16.txt" ;;
+  tail-stalls)  # each slow step with the host's view of it (tail_throughput.py --raw: CPU share, steal, switches)
+    nproc; grep -m1 "model name" /proc/cpuinfo; head -1 /proc/stat
+    T="python3 bench/tail_throughput.py --task asr --device cuda --out $OUT/tail_stalls.json --dtype bfloat16 --raw"
+    for opts in "" "--pin 3 --threads 1" "--pin 3 --threads 1 --gc off"; do
+      $T --arrivals spread --streams 5000 --seconds 20 $opts
+      $T --streams 5000 --steps 200 $opts
+    done ;;
   tail-profile)  # where a step's time goes at 5,000 streams
     python3 bench/tail_throughput.py --task asr --device cuda --profile 5000 ;;
   tail-stream)  # the per-stream engine, for comparison
     python3 bench/tail_throughput.py --task asr --device cuda --out "$OUT/tail_throughput.json" --engine stream \
       --streams 100,500,1000 --steps 5 ;;
-  *) echo "usage: $0 train SECONDS | tail | tail-bf16 | tail-spread | tail-stream | tail-profile"; exit 2 ;;
+  *) echo "usage: $0 train SECONDS | tail | tail-bf16 | tail-spread | tail-stalls | tail-stream | tail-profile"; exit 2 ;;
 esac

@@ -20,9 +20,11 @@ import argparse
 import gc
 import os
 import sys
+import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -57,18 +59,65 @@ def add_packet(work: dict, codes: list[np.ndarray], pos: list[int], stream: list
         pos[d], stream[d] = 0, stream[d] + n
 
 
-def timed_step(engine, work: dict, device: str) -> tuple[float, float, int]:
-    """One ``engine.step``: wall seconds, this process's CPU seconds (far less than wall: the process waited,
-    descheduled or blocked), and how many memory segments the CUDA allocator had to add (cudaMalloc calls)."""
+class StepTime(NamedTuple):
+    """One ``engine.step`` as seen from the host: what tells a stall's cause apart. Wall far above process CPU
+    means the process waited: on the GPU, blocked, or descheduled; steal says the hypervisor ran someone else
+    on this machine's CPUs (every CPU's steal ticks, /proc/stat); switches say the kernel preempted a thread."""
+    wall_s: float
+    cpu_s: float  # this process's CPU time (all threads)
+    new_segments: int  # memory segments the CUDA allocator added (cudaMalloc calls)
+    steal_ms: float  # CPU time stolen by the hypervisor from all CPUs during the step (10 ms ticks)
+    switches: int  # involuntary context switches of this process during the step
+
+
+def _steal_ms() -> float:
+    """Steal time of all CPUs so far (ms), from /proc/stat's first line; 0 where there is no /proc."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) * 1e3 / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def timed_step(engine, work: dict, device: str) -> StepTime:
+    """Run one ``engine.step`` (waiting for the GPU) and time it."""
     segments = (lambda: torch.cuda.memory_stats().get("segment.all.allocated", 0)) if device == "cuda" else (lambda: 0)
-    seg, t, c = segments(), time.perf_counter(), time.process_time()
+    seg, steal, sw = segments(), _steal_ms(), resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+    t, c = time.perf_counter(), time.process_time()
     engine.step(work)
     sync(device)
-    return time.perf_counter() - t, time.process_time() - c, segments() - seg
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return StepTime(wall, cpu, segments() - seg, _steal_ms() - steal,
+                    resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - sw)
 
 
-def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, device: str
-            ) -> list[tuple[float, float, int]]:
+RAW_COLUMNS = ["streams", "wall_ms", "process_cpu_ms", "new_cuda_segments", "steal_ms", "involuntary_switches"]
+
+
+def raw_row(streams: int, st: StepTime) -> list:
+    """One step for ``--raw``, in RAW_COLUMNS' order."""
+    return [streams, round(st.wall_s * 1e3, 2), round(st.cpu_s * 1e3, 2), st.new_segments, round(st.steal_ms, 1),
+            st.switches]
+
+
+def stalls(steps: list[StepTime]) -> dict:
+    """Steps over 3x the median wall time ("stalls") against the rest: how many, and per group the median
+    share of wall time the process spent on the CPU, steal ms and involuntary switches."""
+    wall = np.array([st.wall_s for st in steps])
+    slow = wall > 3 * np.median(wall)
+    def group(mask: np.ndarray) -> dict:
+        picked = [st for st, m in zip(steps, mask) if m]
+        if not picked:
+            return {"steps": 0}
+        return {"steps": len(picked), "wall_ms_median": round(float(np.median([st.wall_s for st in picked])) * 1e3, 2),
+                "cpu_share_median": round(float(np.median([st.cpu_s / st.wall_s for st in picked])), 3),
+                "steal_ms_median": round(float(np.median([st.steal_ms for st in picked])), 1),
+                "switches_median": float(np.median([st.switches for st in picked])),
+                "new_segments_total": int(sum(st.new_segments for st in picked))}
+    return {"stalled": group(slow), "others": group(~slow)}
+
+
+def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, device: str) -> list[StepTime]:
     """``timed_step`` of each step with n streams, each fed fpp frames of its own utterance per step
     (restarting at its end)."""
     pos, stream, times = [0] * n, list(range(n)), []
@@ -84,7 +133,7 @@ def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, devic
 
 
 def spread(engine, codes: list[np.ndarray], n: int, fpp: int, packet_s: float, seconds: float, warmup: float,
-           device: str, seed: int = 0) -> tuple[list[float], list[tuple[int, float, float, int]]]:
+           device: str, seed: int = 0) -> tuple[list[float], list[tuple[int, StepTime]]]:
     """Latencies (s) of every packet due after ``warmup``, and (streams, ``timed_step``) per step, with n devices whose packets
     are due at their own phase (uniform over one packet, as bench/serve_load.py sends them) plus k packets.
 
@@ -111,10 +160,10 @@ def spread(engine, codes: list[np.ndarray], n: int, fpp: int, packet_s: float, s
         work: dict = {}
         for d in dev[i:j]:
             add_packet(work, codes, pos, stream, d, n, fpp)
-        wall, cpu, segs = timed_step(engine, work, device)
+        st = timed_step(engine, work, device)
         done = time.perf_counter() - t0
         lat += [done - t for t in due[i:j] if t >= warmup]
-        sizes.append((len(work), wall, cpu, segs))
+        sizes.append((len(work), st))
         i = j
     return lat, sizes
 
@@ -159,9 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", type=int, default=0, help="print torch.profiler's top operators of one step at "
                     "this many streams (after warm-up) and exit")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: one less than the cores)")
+    ap.add_argument("--pin", default="", help="run on these CPUs only, e.g. 2 or 2,3 (os.sched_setaffinity; to "
+                    "tell scheduling stalls from others)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "tail_throughput.json")
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.pin:
+        try:
+            os.sched_setaffinity(0, {int(c) for c in args.pin.split(",")})
+        except (ValueError, OSError) as e:
+            raise SystemExit(f"--pin {args.pin}: CPUs from 0 to {(os.cpu_count() or 1) - 1}, comma-separated ({e})")
     if args.threads:
         torch.set_num_threads(args.threads)
     elif device == "cpu":  # as `acom serve` does: on this 2-vCPU VM two threads made a step 20x slower
@@ -194,29 +250,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.arrivals == "spread":
             measure(engine, codes, n, fpp, 0, device)  # 3 warm-up steps at this many streams
             lat, steps = spread(engine, codes, n, fpp, args.packet_s, args.seconds, args.warmup_s, device)
-            lat_ms, sizes, step_ms = np.array(lat) * 1e3, [s[0] for s in steps], np.array([s[1] for s in steps]) * 1e3
+            lat_ms, sizes, step_ms = np.array(lat) * 1e3, [s[0] for s in steps], np.array([s[1].wall_s for s in steps]) * 1e3
             row = {"streams": n, "packets": len(lat), "steps": len(sizes),
                    "streams_per_step_median": int(np.median(sizes)), "latency_ms_median": round(float(np.median(lat_ms)), 2),
                    "latency_ms_p99": round(float(np.percentile(lat_ms, 99)), 2),
                    "latency_ms_max": round(float(lat_ms.max()), 2),
                    "step_ms_median": round(float(np.median(step_ms)), 2),
                    "step_ms_p99": round(float(np.percentile(step_ms, 99)), 2)}
-            if args.raw:  # every step: streams in it and its time
-                row["steps_raw"] = [[n_s, round(w * 1e3, 2), round(c * 1e3, 2), g] for n_s, w, c, g in steps]
-                row["steps_raw_columns"] = ["streams", "wall_ms", "process_cpu_ms", "new_cuda_segments"]
+            if args.raw:  # every step: streams in it, its time and what the host saw meanwhile
+                row["steps_raw"] = [raw_row(n_s, st) for n_s, st in steps]
+                row["steps_raw_columns"] = RAW_COLUMNS
+                row["stalls"] = stalls([st for _, st in steps])
+                print(f"N={n}: {row['stalls']}", flush=True)
             rows.append(row)
             print(f"N={n}: {len(sizes)} steps of median {row['streams_per_step_median']} streams; latency median "
                   f"{row['latency_ms_median']} ms, p99 {row['latency_ms_p99']} ms, max {row['latency_ms_max']} ms", flush=True)
             continue
         timed = measure(engine, codes, n, fpp, args.steps, device)
-        times = np.array([w for w, _, _ in timed]) * 1e3
+        times = np.array([st.wall_s for st in timed]) * 1e3
         row = {"streams": n, "step_ms_median": round(float(np.median(times)), 2),
                "step_ms_p99": round(float(np.percentile(times, 99)), 2),
                "ms_per_stream_second": round(float(np.median(times)) / n / args.packet_s, 4)}
         if args.raw:
-            row["step_ms"] = [round(float(t), 2) for t in times]
-            row["step_cpu_ms"] = [round(c * 1e3, 2) for _, c, _ in timed]
-            row["step_new_cuda_segments"] = [g for _, _, g in timed]
+            row["steps_raw"] = [raw_row(n, st) for st in timed]
+            row["steps_raw_columns"] = RAW_COLUMNS
+            row["stalls"] = stalls(timed)
+            print(f"N={n}: {row['stalls']}", flush=True)
         rows.append(row)
         print(f"N={n}: step median {row['step_ms_median']} ms, p99 {row['step_ms_p99']} ms "
               f"({row['ms_per_stream_second']} ms per stream-second)", flush=True)
@@ -224,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     kind = type(engine).__name__
     p99 = lambda r: r.get("latency_ms_p99", r.get("step_ms_p99"))  # noqa: E731  (spread rows / together rows)
     report = {"task": args.task, "arrivals": args.arrivals, "device": name, "engine": kind, "tf32": args.tf32, "dtype": args.dtype, "gc": args.gc,
+              "pin": args.pin or None, "threads": torch.get_num_threads(),
               "python_only": args.python_only, "packet_s": args.packet_s, "steps": args.steps,
               "largest_streams_p99_within_target": max([r["streams"] for r in rows if p99(r) <= args.p99_ms],
                                                        default=0),
@@ -233,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = [args.task, device, "spread" if args.arrivals == "spread" else "",
              {"SlotAsrEngine": "slot", "AsrEngine": "stream"}.get(kind, ""), "tf32" if args.tf32 else "",
              "bf16" if args.dtype == "bfloat16" else "", "python-only" if args.python_only else "",
-             "" if args.gc == "quiet" else f"gc-{args.gc}"]
+             "" if args.gc == "quiet" else f"gc-{args.gc}", f"pin{args.pin.replace(',', '_')}" if args.pin else ""]
     merge_entry(args.out, "-".join(p for p in parts if p), report)
     print(f"{args.task} on {name}: p99 step <= {args.p99_ms} ms up to N={report['largest_streams_p99_within_target']}"
           f", real time up to N={report['largest_streams_real_time']} -> {args.out}")
