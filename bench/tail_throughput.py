@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -91,13 +91,15 @@ def timed_step(engine, work: dict, device: str) -> StepTime:
                     resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - sw)
 
 
-RAW_COLUMNS = ["streams", "wall_ms", "process_cpu_ms", "new_cuda_segments", "steal_ms", "involuntary_switches"]
-
-
-def raw_row(streams: int, st: StepTime) -> list:
-    """One step for ``--raw``, in RAW_COLUMNS' order."""
-    return [streams, round(st.wall_s * 1e3, 2), round(st.cpu_s * 1e3, 2), st.new_segments, round(st.steal_ms, 1),
-            st.switches]
+def raw_fields(n: int, steps: list[tuple[int, StepTime]]) -> dict:
+    """``--raw``'s fields of a row (every step: streams in it, its time, what the host saw meanwhile; and the
+    stalls summed up), printing the summary."""
+    columns = ["streams", "wall_ms", "process_cpu_ms", "new_cuda_segments", "steal_ms", "involuntary_switches"]
+    rows = [[k, round(st.wall_s * 1e3, 2), round(st.cpu_s * 1e3, 2), st.new_segments, round(st.steal_ms, 1),
+             st.switches] for k, st in steps]
+    summary = stalls([st for _, st in steps])
+    print(f"N={n}: {summary}", flush=True)
+    return {"steps_raw": rows, "steps_raw_columns": columns, "stalls": summary}
 
 
 def stalls(steps: list[StepTime]) -> dict:
@@ -257,11 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                    "latency_ms_max": round(float(lat_ms.max()), 2),
                    "step_ms_median": round(float(np.median(step_ms)), 2),
                    "step_ms_p99": round(float(np.percentile(step_ms, 99)), 2)}
-            if args.raw:  # every step: streams in it, its time and what the host saw meanwhile
-                row["steps_raw"] = [raw_row(n_s, st) for n_s, st in steps]
-                row["steps_raw_columns"] = RAW_COLUMNS
-                row["stalls"] = stalls([st for _, st in steps])
-                print(f"N={n}: {row['stalls']}", flush=True)
+            if args.raw:
+                row.update(raw_fields(n, steps))
             rows.append(row)
             print(f"N={n}: {len(sizes)} steps of median {row['streams_per_step_median']} streams; latency median "
                   f"{row['latency_ms_median']} ms, p99 {row['latency_ms_p99']} ms, max {row['latency_ms_max']} ms", flush=True)
@@ -272,10 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                "step_ms_p99": round(float(np.percentile(times, 99)), 2),
                "ms_per_stream_second": round(float(np.median(times)) / n / args.packet_s, 4)}
         if args.raw:
-            row["steps_raw"] = [raw_row(n, st) for st in timed]
-            row["steps_raw_columns"] = RAW_COLUMNS
-            row["stalls"] = stalls(timed)
-            print(f"N={n}: {row['stalls']}", flush=True)
+            row.update(raw_fields(n, [(n, st) for st in timed]))
         rows.append(row)
         print(f"N={n}: step median {row['step_ms_median']} ms, p99 {row['step_ms_p99']} ms "
               f"({row['ms_per_stream_second']} ms per stream-second)", flush=True)
