@@ -183,7 +183,7 @@ def plot(report: dict, path: Path) -> None:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower right", fontsize=8, frameon=True)
-    fig.suptitle(f"{task}: ACoM against codec pipelines ({len(report['seeds'])} seed(s))")
+    fig.suptitle(f"{task}: ACoM against codec pipelines ({len(set(report['seeds']))} seed(s))")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

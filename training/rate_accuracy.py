@@ -1,5 +1,6 @@
 """`acom bench rate-accuracy --task asr|ac`: task metric against bit/s for the split model at each number of
-quantizer stages, beside the uncut model, over one or more training runs (seeds).
+quantizer stages, beside the uncut model, over one or more training runs (seeds). Runs that share an uncut
+model (cut systems trained from one `--init` checkpoint) score it once.
 
 Writes reports/<task>_rate_accuracy.json (keys task, test_set, full_model, points, targets) and a PNG plot
 (bit/s on a log axis against the metric, the uncut model as a line). The targets are checked against the
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import statistics
 from pathlib import Path
 
-from acom.training.checkpoint import load_checkpoint
+from acom.training.checkpoint import load_checkpoint, read_checkpoint
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, rate_fields, score
 from acom.training.featcache import TEST_SUBSET, cached_features
@@ -52,9 +54,10 @@ def tune_lm_weights(outputs: list, targets: list, lm: WordNgramLM, dec: Decoder 
                                              lexicon=dec.lexicon)["wer"])
 
 
-def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = False
+def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = False, uncut: bool = True
                ) -> tuple[list[dict], list[dict]]:
-    """(uncut rows, split rows) of one run folder holding full.pt and split.pt."""
+    """(uncut rows, split rows) of one run folder holding full.pt and split.pt; no uncut rows when `uncut` is
+    False (another run already scored the same uncut model)."""
     full, _ = load_checkpoint(run / "full.pt", task)
     split, payload = load_checkpoint(run / "split.pt", task)
     lm = WordNgramLM.from_dict(json.loads(payload["lm"])) if "lm" in payload else None
@@ -63,7 +66,7 @@ def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = Fals
     full_rows, points = [], []
     stages = range(1, split.rvq.config.n_q + 1)
     decoders = _decoders(task, lexicon)
-    ab = lm_weights(lm, sets.get("dev"), full, stages, split, tuple(d for d in decoders if d.beam))
+    ab = lm_weights(lm, sets.get("dev"), full if uncut else None, stages, split, tuple(d for d in decoders if d.beam))
 
     def metric(outputs, fs, d: Decoder, key):
         w = ab[d][key] if d.beam else (0.5, 1.0)
@@ -72,8 +75,8 @@ def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = Fals
                 **({"lm_alpha": w[0], "lm_beta": w[1]} if d.beam and lm is not None else {})}
 
     for name, fs in sets.items():
-        outputs, _ = infer(full, fs)
-        for d in decoders:
+        outputs, _ = infer(full, fs) if uncut else (None, None)
+        for d in decoders if uncut else ():
             full_rows.append({"seed": seed, "test_set": name, "snr_db": None, "decoder": d.name,
                               **metric(outputs, fs, d, None)})
         for n_q in stages:
@@ -88,11 +91,23 @@ def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = Fals
 
 def lm_weights(lm: WordNgramLM | None, dev, full, stages, split, decs: tuple[Decoder, ...] = (BEAM_LM,)) -> dict:
     """{decoder: LM weights} chosen on dev for each model scored: the uncut model (key None) and the split model
-    at each number of stages, as every codec pipeline's fine-tuned model gets its own (`acom bench codecs`)."""
+    at each number of stages, as every codec pipeline's fine-tuned model gets its own (`acom bench codecs`).
+    `full` None: the split model's only (the uncut one is scored elsewhere)."""
     if lm is None or dev is None:
         return {d: {k: (0.5, 1.0) for k in (None, *stages)} for d in decs}
-    outputs = {None: infer(full, dev)[0], **{n_q: infer(split, dev, n_q)[0] for n_q in stages}}  # once for all
+    outputs = {n_q: infer(split, dev, n_q)[0] for n_q in stages}  # once for all decoders
+    if full is not None:
+        outputs[None] = infer(full, dev)[0]
     return {d: {k: tune_lm_weights(o, dev.targets, lm, d) for k, o in outputs.items()} for d in decs}
+
+
+def uncut_key(run: Path) -> str:
+    """What makes a run's uncut rows: its full.pt and the word LM in its split.pt (the beam decoders' LM), as a
+    SHA-256. Stage-2 runs started with `--init` copy the same full.pt, so several cut systems over one uncut
+    model share a key and the report scores that model once."""
+    h = hashlib.sha256((run / "full.pt").read_bytes())
+    h.update(str(read_checkpoint(run / "split.pt").get("lm", "")).encode())
+    return h.hexdigest()
 
 
 def _metric(m: dict) -> dict:
@@ -178,7 +193,7 @@ def plot(report: dict, path: Path) -> None:
     ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel("bit/s (log scale)")
     ax.set_ylabel(metric.upper() if metric == "wer" else "accuracy")
-    ax.set_title(f"{report['task']}: rate against {metric} ({len(report['seeds'])} seed(s))")
+    ax.set_title(f"{report['task']}: rate against {metric} ({len(set(report['seeds']))} seed(s))")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a curve
     fig.tight_layout()
@@ -224,13 +239,15 @@ def main(argv: list[str]) -> int:
                    "(decoder beam+lm+lex: beam 64, only the training words; about 3x the decoding time of beam+lm)")
     ns = p.parse_args(argv)
     runs = ns.runs or [PRETRAINED / ns.task]
-    fulls, points, seeds = [], [], []
+    fulls, points, seeds, scored = [], [], [], set()
     for run in runs:
         seed = json.loads((run / "command.json").read_text()).get("seed", 0) if (run / "command.json").is_file() else 0
         split, _ = load_checkpoint(run / "split.pt", ns.task)
         n_mels = split.model.frontend.cfg.n_mels
         sets = {s: cached_features(ns.task, s, n_mels, root=ns.data, cache=ns.features) for s in TEST_SETS[ns.task]}
-        f, pts = run_points(run, ns.task, sets, seed, lexicon=not ns.no_lexicon)
+        key = uncut_key(run)
+        f, pts = run_points(run, ns.task, sets, seed, lexicon=not ns.no_lexicon, uncut=key not in scored)
+        scored.add(key)
         fulls += f
         points += pts
         seeds.append(seed)

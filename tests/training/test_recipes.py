@@ -147,6 +147,30 @@ def test_rate_accuracy_report_over_two_seeds(tmp_path: Path) -> None:
     assert (out / "ac_rate_accuracy.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_rate_accuracy_scores_a_shared_uncut_model_once(tmp_path: Path) -> None:
+    """Two cut systems trained from one uncut checkpoint (`--init`): the report's uncut rows count that model
+    once (one seed), while each system's points keep their own run."""
+    feats = tmp_path / "features"
+    for name, n, seed in (("train", 40, 0), ("dev", 10, 1), ("test", 10, 2)):
+        _toy_features(n, seed).save(feature_path(feats, "ac", name, 40))
+    common = ["--features", str(feats), "--batch-frames", "2000", "--device", "cpu", "--seed", "0"]
+    base = tmp_path / "base"
+    assert acom(["train", "--task", "ac", "--out", str(base), "--epochs", "2", "--split-epochs", "1",
+                 "--codebooks", "4,4", *common]) == 0
+    k8 = tmp_path / "k8"
+    assert acom(["train", "--task", "ac", "--out", str(k8), "--init", str(base / "full.pt"), "--epochs", "0",
+                 "--split-epochs", "1", "--codebooks", "8", *common]) == 0
+    assert (k8 / "full.pt").read_bytes() == (base / "full.pt").read_bytes()
+    out = tmp_path / "reports"
+    assert acom(["bench", "rate-accuracy", "--task", "ac", "--runs", str(base), str(k8), "--features", str(feats),
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "ac_rate_accuracy.json").read_text())
+    assert report["seeds"] == [0, 0]
+    assert [r["seeds"] for r in report["full_model"]] == [[0]]  # scored once, not [0, 0]
+    assert sorted((p["codebook_sizes"], p["seeds"]) for p in report["points"]) == [
+        ([4], [0]), ([4, 4], [0]), ([8], [0])]
+
+
 def test_lm_weights_are_chosen_for_each_model_scored(monkeypatch: pytest.MonkeyPatch) -> None:
     """The uncut model and the split model at each number of stages get their own LM weights on dev (as each
     fine-tuned codec model does), not the uncut model's for all."""
