@@ -8,10 +8,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?= data
 # Debian packages the toolkit runs: TTS engines and texts for the speech set, sox, real noise recordings,
-# the Cortex-M cross compiler that builds the exported C sources, socat (pty pairs for serial tests), and the
-# codec baselines' native parts: codec2 (c2enc/c2dec and libcodec2 for the 450 bit/s mode) and libopus0.
+# the Cortex-M cross compiler that builds the exported C sources, socat (pty pairs for serial tests), the
+# codec baselines' native parts: codec2 (c2enc/c2dec and libcodec2 for the 450 bit/s mode) and libopus0, and
+# the boards' toolchains and emulators that run the device's C wire code (aarch64 for the Raspberry Pis under
+# qemu-aarch64, Cortex-M firmware under qemu-system-arm).
 DEBS := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox libsox-fmt-all \
-        bible-kjv openttd-opensfx gcc-arm-none-eabi libnewlib-arm-none-eabi socat codec2 libopus0
+        bible-kjv openttd-opensfx gcc-arm-none-eabi libnewlib-arm-none-eabi socat codec2 libopus0 \
+        g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user qemu-system-arm
 
 .PHONY: setup debs venv demo test bench clean
 

@@ -1,1 +1,2 @@
-"""acom.firmware_host: edge app sources and the commands that build, flash and emulate them (not built yet)."""
+"""acom.firmware_host: the software device (`acom send`), the device's C sources (c/: the wire format so far) and
+the commands that build them for a board and run them under its emulator (wire_c)."""

@@ -28,13 +28,14 @@ def vector_audio(seconds: float = 1.0) -> np.ndarray:
 
 def make_vectors(codes: np.ndarray, codebook_sizes: list[int], codebook_hash: str) -> list[dict]:
     """The cases: codes [n_q, T] sent with 1 and all stages, untagged and tagged, as one stream of three
-    packets (full header, compact, full with end of stream), and their serial frames."""
+    packets (full header, compact, full with end of stream), and their serial frames. Each case names the
+    stream it was sent as (``sender.stream_packets``' arguments), so that another implementation can send it."""
     cases, third = [], -(-codes.shape[1] // 3)
     for n_q in sorted({1, codes.shape[0]}):
         for key in (None, KEY):
-            packets = stream_packets(codes[:n_q], codebook_sizes, codebook_id(codebook_hash), device_id=7,
-                                     stream_id=1, frames_per_packet=third, key=key, first_seq=n_q, full_every=2)
-            cases.append({"n_q": n_q, "hmac_key": key.decode() if key else None,
+            stream = {"device_id": 7, "stream_id": 1, "first_seq": n_q, "frames_per_packet": third, "full_every": 2}
+            packets = stream_packets(codes[:n_q], codebook_sizes, codebook_id(codebook_hash), key=key, **stream)
+            cases.append({"n_q": n_q, "hmac_key": key.decode() if key else None, **stream,
                           "payloads": [pack_codes(codes[:n_q, s: s + third], codebook_sizes).hex()
                                        for s in range(0, codes.shape[1], third)],
                           "packets": [d.hex() for d in packets], "serial": [frame_serial(d).hex() for d in packets]})

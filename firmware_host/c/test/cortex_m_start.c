@@ -1,0 +1,21 @@
+/* Reset for the vector check on a bare Cortex-M (QEMU mps2/mps3 images): the vector table, .bss cleared,
+ * then main. Code and data run from the RAM QEMU loads the ELF into (cortex_m.ld), so nothing is copied. */
+#include <stdint.h>
+
+#include "io.h"
+
+extern uint32_t __bss_start__, __bss_end__, __stack_top__;
+int main(void);
+
+static void reset(void) {
+    for (uint32_t *p = &__bss_start__; p < &__bss_end__; p++) *p = 0;
+    io_exit(main());
+}
+
+static void fault(void) {
+    io_write("fault\n");
+    io_exit(2);
+}
+
+__attribute__((section(".vectors"), used)) static const void *const VECTORS[16] = {
+    &__stack_top__, (void *)reset, (void *)fault, (void *)fault, (void *)fault, (void *)fault, (void *)fault};
