@@ -17,11 +17,12 @@ from acom.training.train_cli import eval_main, evaluate_checkpoint
 SPLIT = PRETRAINED / "asr" / "split.pt"
 
 
-def test_lexicon_search_spells_only_training_words(speech_set) -> None:
+def test_lexicon_search_spells_only_training_words(speech_set, tmp_path) -> None:
     """Unseen voices: the open search spells some words the LM never saw, the lexicon search none."""
     split, payload = load_checkpoint(SPLIT, "asr")
     lex = WordNgramLM.from_dict(json.loads(payload["lm"])).lexicon
-    fs = cached_features("asr", "test-clean", 40, root=speech_set, progress=False)
+    # the cache outside the shared set: other tests compare its files with a fresh synthesis
+    fs = cached_features("asr", "test-clean", 40, root=speech_set, cache=tmp_path, progress=False)
     for rows, closed in ((evaluate_checkpoint(split, payload, fs, beam=16, lexicon=True), True),
                          (evaluate_checkpoint(split, payload, fs, beam=16), False)):
         words = {w for r in rows for _, hyp in r["examples"] for w in hyp.split()}
