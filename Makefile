@@ -61,7 +61,13 @@ demo: setup
 	@echo "== device and server on this machine: the rpi4 bundle's edge.pte -> packets over UDP -> acom serve =="
 	$(PY) -m acom.firmware_host.loopback_demo --bundle export-rpi4-asr $$(ls $(DATA)/speech/test-clean/*/*/*.flac | head -3)
 	@echo
-	@echo "Not built yet: the device firmware and its QEMU runs. Codec baselines: docs/baselines.md (acom bench codecs)."
+	@echo "== the same with the device's C code sending: a static aarch64 binary under qemu-aarch64 -> UDP =="
+	$(PY) -m acom.firmware_host.loopback_demo --bundle export-rpi4-asr --c-device rpi4 $$(ls $(DATA)/speech/test-clean/*/*/*.flac | head -3)
+	@echo
+	@echo "== the device's C wire code on every board's emulator against the test vectors =="
+	$(PY) -m acom.firmware_host.wire_c
+	@echo
+	@echo "Not built yet: the model half of the firmware (audio -> codes in C). Codec baselines: docs/baselines.md (acom bench codecs)."
 
 test: setup
 	$(VENV)/bin/ruff check .

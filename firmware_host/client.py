@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "contexts)")
     p.add_argument("--key", help="HMAC key of this device, in hex (the server's --keys entry)")
     p.add_argument("--realtime", action="store_true", help="send each packet when its audio would be captured")
+    p.add_argument("--c-device", metavar="BOARD", help="send through the device's C code (firmware_host/c/) built "
+                   "for BOARD and run under its emulator: rpi4/rpi5 (or host) send --udp datagrams from "
+                   "qemu-aarch64; Cortex-M boards send COBS frames on their UART, connected to the --serial tty "
+                   "(e.g. one end of a socat pty pair); the codes are still computed here")
     return p
 
 
@@ -114,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     key = bytes.fromhex(args.key) if args.key else None
     sizes, book = manifest["model"]["rvq_config"]["codebook_sizes"], codebook_id(manifest["codebook_hash"])
     fpp = max(1, round(args.packet_s * manifest["frame_rate"]))
+    if args.c_device:
+        return _send_from_c(args, encode, manifest, n_q, fpp, key, parse_hostport)
     send = _transport(args, parse_hostport)
     for i, path in enumerate(args.audio):
         codes = encode(load_audio(path, manifest["sample_rate"]))[:n_q]
@@ -128,6 +134,29 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"file": str(path), "stream": args.first_stream + i, "frames": codes.shape[1],
                           "n_q": codes.shape[0], "packets": len(packets), "bytes": sum(map(len, packets)),
                           "bps_on_wire": round(8 * sum(map(len, packets)) / max(seconds, 1e-9), 1)}), flush=True)
+    return 0
+
+
+def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q: int, fpp: int, key: bytes | None,
+                 parse_hostport) -> int:
+    """--c-device: every file's codes sent by the C device under the board's emulator, one run for all."""
+    from acom.boards import known_boards
+    from acom.firmware_host.device_c import send
+    from acom.training.audio import load_audio
+    if args.c_device not in ("host", *known_boards()):
+        raise AcomError(f"--c-device {args.c_device}: one of host, {', '.join(known_boards())}")
+    if args.realtime:
+        raise AcomError("--c-device sends as fast as the emulator runs: leave out --realtime")
+    codes = [encode(load_audio(path, manifest["sample_rate"]))[:n_q] for path in args.audio]
+    streams = [(args.device_id, args.first_stream + i, c) for i, c in enumerate(codes)]
+    sent = send(args.c_device, streams, manifest["model"]["rvq_config"]["codebook_sizes"], manifest["codebook_hash"],
+                frames_per_packet=fpp, full_every=args.full_every, key=key,
+                udp=parse_hostport(args.udp) if args.udp else None, uart=args.serial)
+    for path, c, s in zip(args.audio, codes, sent):
+        seconds = c.shape[1] / manifest["frame_rate"]
+        print(json.dumps({"file": str(path), "stream": s["stream"], "frames": c.shape[1], "n_q": c.shape[0],
+                          "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
+                          "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}), flush=True)
     return 0
 
 

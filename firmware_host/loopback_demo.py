@@ -2,8 +2,9 @@
 
     python -m acom.firmware_host.loopback_demo --bundle export-rpi4-asr FILE...
 
-Starts the server (a free port), sends each file as one stream with the bundle's edge artifact, waits for the
-final results, stops the server (SIGTERM) and prints one line per stream, then the server's counters.
+Starts the server (a free port), sends each file as one stream with the bundle's edge artifact (packets made
+in Python, or with --c-device by the device's C code under qemu-aarch64), waits for the final results, stops
+the server (SIGTERM) and prints one line per stream, then the server's counters.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, required=True)
     ap.add_argument("audio", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("serve-demo.jsonl"), help="the server's JSON lines")
+    ap.add_argument("--c-device", metavar="BOARD", help="send with the device's C code for this Linux board "
+                    "(rpi4, rpi5: under qemu-aarch64; `acom send --c-device`)")
     args = ap.parse_args(argv)
     args.out.unlink(missing_ok=True)
     acom = [sys.executable, "-m", "acom.cli"]
@@ -34,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         if not line.startswith("{"):
             raise AcomError(f"acom serve did not start: {line.strip()} {server.stderr.read()[-500:]}")
         port = json.loads(line)["udp"][1]
-        sent = subprocess.run([*acom, "send", "--bundle", str(args.bundle), "--udp", f"127.0.0.1:{port}",
+        c_device = ["--c-device", args.c_device] if args.c_device else []
+        sent = subprocess.run([*acom, "send", "--bundle", str(args.bundle), "--udp", f"127.0.0.1:{port}", *c_device,
                                *map(str, args.audio)], capture_output=True, text=True)
         if sent.returncode:
             raise AcomError(f"acom send failed: {sent.stderr.strip()[-500:]}")

@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import hmac
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,15 +24,13 @@ from pathlib import Path
 import numpy as np
 from google_crc32c import value as crc32c
 
-from acom.boards import known_boards, load_board
+from acom.boards import known_boards
 from acom.errors import AcomError
+from acom.firmware_host.cbuild import TEST_DIR, build, run_command
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import codebook_id, frame_serial
 
-C_DIR = Path(__file__).resolve().parent / "c"
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "wire_v2.json"
-FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-SOURCES = ["acom_wire.c", "acom_sha256.c", "test/wire_vectors.c"]
 ERRORS = "01020102"  # -ACOM_E_FIELD, -ACOM_E_SIZE, -ACOM_E_FIELD, -ACOM_E_SIZE (wire_vectors.c's refusals)
 
 
@@ -143,40 +140,11 @@ def expected_lines(cases: list[StreamCase], extras: list[tuple[bytes, bytes]]) -
     return out + [f"errors 0 0 {ERRORS}", "done"]
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise AcomError(f"{name} not found: `make setup` installs it (Debian packages in the Makefile's DEBS)")
-    return path
-
-
 def build_and_run(board: str, work: Path, timeout: float = 60.0) -> str:
-    """Build wire_vectors for `board` ("host" or a board profile's name) in `work`; its output."""
-    srcs = [str(C_DIR / s) for s in SOURCES]
-    inc = ["-I", str(work)]
-    if board == "host":
-        exe = work / "wire_vectors"
-        subprocess.run([_tool("gcc"), *FLAGS, *inc, *srcs, str(C_DIR / "test" / "io_stdio.c"), "-o", str(exe)],
-                       check=True, capture_output=True, text=True)
-        cmd = [str(exe)]
-    else:
-        b = load_board(board)
-        emu = b.emulator
-        cc = _tool(emu.toolchain.replace("g++", "gcc"))  # the sources are C; the C driver of the same toolchain
-        if b.kind == "linux":
-            exe = work / "wire_vectors.aarch64"
-            subprocess.run([cc, *FLAGS, f"-mcpu={emu.cpu}", "-static", *inc, *srcs, str(C_DIR / "test" / "io_stdio.c"),
-                            "-o", str(exe)], check=True, capture_output=True, text=True)
-            cmd = [_tool(emu.program), "-cpu", emu.cpu, str(exe)]
-        else:
-            exe = work / "wire_vectors.elf"
-            subprocess.run([cc, *FLAGS, f"-mcpu={emu.cpu}", "-mthumb", "-ffreestanding", "-nostartfiles",
-                            "--specs=nano.specs", "-T", str(C_DIR / "test" / "cortex_m.ld"), *inc, *srcs,
-                            str(C_DIR / "test" / "io_semihost.c"), str(C_DIR / "test" / "cortex_m_start.c"),
-                            "-o", str(exe)], check=True, capture_output=True, text=True)
-            cmd = [_tool(emu.program), "-machine", emu.machine, "-cpu", emu.cpu, "-nographic", "-monitor", "none",
-                   "-serial", "none", "-chardev", "stdio,id=semi", "-semihosting-config",
-                   "enable=on,target=native,chardev=semi", "-kernel", str(exe)]  # semihosting output to stdout
+    """Build wire_vectors for `board` ("host" or a board profile's name) in `work` (holding vectors_in.h);
+    its output."""
+    exe = build(board, [TEST_DIR / "wire_vectors.c"], work / "wire_vectors", work)
+    cmd = run_command(board, exe)
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if run.returncode != 0:
         raise AcomError(f"{' '.join(cmd[:3])}: exit {run.returncode}: {(run.stdout + run.stderr)[-500:]}")
@@ -196,10 +164,7 @@ def check(board: str, vectors_path: Path = VECTORS) -> dict:
     extras = extra_inputs()
     with tempfile.TemporaryDirectory(prefix="acom-wire-c-") as tmp:
         write_inputs(cases, extras, Path(tmp) / "vectors_in.h")
-        try:
-            got = build_and_run(board, Path(tmp)).splitlines()
-        except subprocess.CalledProcessError as e:
-            raise AcomError(f"building for {board} failed: {e.stderr[-800:]}") from e
+        got = build_and_run(board, Path(tmp)).splitlines()
     want = expected_lines(cases, extras)
     diffs = [f"line {i + 1}: want {w!r}, got {g!r}" for i, (w, g) in enumerate(zip(want, got)) if w != g]
     if len(got) != len(want):

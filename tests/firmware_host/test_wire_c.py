@@ -11,7 +11,7 @@ import pytest
 
 from acom.boards import known_boards
 from acom.errors import AcomError
-from acom.firmware_host import wire_c
+from acom.firmware_host import cbuild, wire_c
 
 
 @pytest.mark.parametrize("board", ["host", *known_boards()])
@@ -48,6 +48,6 @@ def test_bad_vectors_file_and_missing_tool_are_clear_errors(tmp_path: Path, monk
     with pytest.raises(AcomError, match="v.json: no field 'device_id'"):
         wire_c.check("host", bad)
     assert wire_c.main(["--board", "host", "--vectors", str(tmp_path / "none.json")]) == 2
-    monkeypatch.setattr(wire_c.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cbuild.shutil, "which", lambda name: None)
     with pytest.raises(AcomError, match="qemu-aarch64 not found|aarch64-linux-gnu-gcc not found"):
         wire_c.check("rpi4")

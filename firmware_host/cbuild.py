@@ -1,0 +1,79 @@
+"""Build the device's C sources (firmware_host/c/) for a board and give the command that runs the result under
+the board's emulator (boards/NAME.toml ``[emulator]``), or on this machine for ``host``.
+
+- ``host``: this machine's gcc.
+- Linux boards (Raspberry Pis): a static aarch64 binary from the profile's toolchain, run by ``qemu-aarch64``.
+- Microcontrollers: bare-metal firmware (c/test/cortex_m_start.c's vector table, c/test/cortex_m.ld) run by
+  ``qemu-system-arm`` on the profile's MPS2/MPS3 image; it reports through Arm semihosting (to stdout here)
+  and its UART is the image's first CMSDK UART.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from acom.boards import load_board
+from acom.errors import AcomError
+
+C_DIR = Path(__file__).resolve().parent / "c"
+TEST_DIR = C_DIR / "test"
+FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+LIBRARY = [C_DIR / "acom_wire.c", C_DIR / "acom_sha256.c"]
+# UART0 of each QEMU image (a CMSDK APB UART): Arm AN385/AN386/AN500 and AN547 application notes' memory maps
+UART_BASE = {"mps2-an386": 0x40004000, "mps2-an500": 0x40004000, "mps3-an547": 0x49303000}
+
+
+def tool(name: str) -> str:
+    """The path of an executable, or an AcomError that says what installs it."""
+    path = shutil.which(name)
+    if path is None:
+        raise AcomError(f"{name} not found: `make setup` installs it (Debian packages in the Makefile's DEBS)")
+    return path
+
+
+def kind(board: str) -> str:
+    """"host", "linux" or "mcu"."""
+    return "host" if board == "host" else load_board(board).kind
+
+
+def build(board: str, sources: list[Path], out: Path, include: Path) -> Path:
+    """Compile the library, `sources` and the board's platform files into `out` (a binary or an ELF);
+    `include` holds the generated headers. AcomError with the compiler's message if it fails."""
+    srcs = [str(p) for p in [*LIBRARY, *sources]]
+    common = [*FLAGS, "-I", str(include)]
+    k = kind(board)
+    if k == "host":
+        cmd = [tool("gcc"), *common, *srcs, str(TEST_DIR / "io_stdio.c")]
+    else:
+        emu = load_board(board).emulator
+        cc = tool(emu.toolchain.replace("g++", "gcc"))  # the sources are C: the C driver of the same toolchain
+        if k == "linux":
+            cmd = [cc, *common, f"-mcpu={emu.cpu}", "-static", *srcs, str(TEST_DIR / "io_stdio.c")]
+        else:
+            if emu.machine not in UART_BASE:
+                raise AcomError(f"board {board}: no UART address known for QEMU machine {emu.machine!r} "
+                                f"(known: {', '.join(UART_BASE)})")
+            cmd = [cc, *common, f"-mcpu={emu.cpu}", "-mthumb", "-ffreestanding", "-nostartfiles", "--specs=nano.specs",
+                   f"-DUART_BASE={UART_BASE[emu.machine]:#x}u", "-T", str(TEST_DIR / "cortex_m.ld"), *srcs,
+                   str(TEST_DIR / "io_semihost.c"), str(TEST_DIR / "cortex_m_start.c")]
+    done = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AcomError(f"building {out.name} for {board} failed: {done.stderr[-800:]}")
+    return out
+
+
+def run_command(board: str, binary: Path, uart: str | None = None) -> list[str]:
+    """How to run `binary` for `board`: directly, under qemu-aarch64, or under qemu-system-arm with
+    semihosting to stdout and the UART on the host tty `uart` (None: no UART)."""
+    k = kind(board)
+    if k == "host":
+        return [str(binary)]
+    emu = load_board(board).emulator
+    if k == "linux":
+        return [tool(emu.program), "-cpu", emu.cpu, str(binary)]
+    serial = ["-chardev", f"tty,id=uart,path={uart}", "-serial", "chardev:uart"] if uart else ["-serial", "none"]
+    return [tool(emu.program), "-machine", emu.machine, "-cpu", emu.cpu, "-nographic", "-monitor", "none", *serial,
+            "-chardev", "stdio,id=semi", "-semihosting-config", "enable=on,target=native,chardev=semi",
+            "-kernel", str(binary)]
