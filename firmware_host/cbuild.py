@@ -25,6 +25,12 @@ LIBRARY = [C_DIR / "acom_wire.c", C_DIR / "acom_sha256.c"]
 UART_BASE = {"mps2-an386": 0x40004000, "mps2-an500": 0x40004000, "mps3-an547": 0x49303000}
 
 
+def c_array(values) -> str:
+    """A C initializer of unsigned integers (bytes or numbers): "{1u,2u}"; "{0}" when empty (C has no {})."""
+    values = [int(v) for v in values]
+    return "{" + ",".join(f"{v}u" for v in values) + "}" if values else "{0}"
+
+
 def tool(name: str) -> str:
     """The path of an executable, or an AcomError that says what installs it."""
     path = shutil.which(name)

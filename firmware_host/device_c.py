@@ -18,14 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from acom.errors import AcomError
-from acom.firmware_host.cbuild import TEST_DIR, build, kind, run_command
+from acom.firmware_host.cbuild import TEST_DIR, build, c_array, kind, run_command
 
 Stream = tuple[int, int, np.ndarray]  # device id, stream id, codes [n_q, T]
-
-
-def _array(values) -> str:
-    values = [int(v) for v in values]
-    return "{" + ",".join(f"{v}u" for v in values) + "}" if values else "{0}"
 
 
 def write_codes(path: Path, streams: list[Stream], sizes: list[int], codebook_hash: str, frames_per_packet: int,
@@ -37,12 +32,12 @@ def write_codes(path: Path, streams: list[Stream], sizes: list[int], codebook_ha
     lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stddef.h>", "#include <stdint.h>",
              f"#define C_NQ {n_q.pop()}", f"#define C_FRAMES_PER_PACKET {frames_per_packet}",
              f"#define C_FULL_EVERY {full_every}u", f"#define C_KEY_LEN {len(key or b'')}u",
-             f"static const uint8_t C_KEY[] = {_array(key or b'')};",
-             f"static const uint32_t C_SIZES[] = {_array(sizes)};",
-             f"static const uint8_t C_HASH[32] = {_array(bytes.fromhex(codebook_hash))};"]
+             f"static const uint8_t C_KEY[] = {c_array(key or b'')};",
+             f"static const uint32_t C_SIZES[] = {c_array(sizes)};",
+             f"static const uint8_t C_HASH[32] = {c_array(bytes.fromhex(codebook_hash))};"]
     rows = []
     for i, (device, stream, codes) in enumerate(streams):
-        lines.append(f"static const uint16_t C_CODES{i}[] = {_array(np.asarray(codes).ravel())};")
+        lines.append(f"static const uint16_t C_CODES{i}[] = {c_array(np.asarray(codes).ravel())};")
         rows.append(f"{{{device}u, {stream}u, C_CODES{i}, {codes.shape[1]}}}")
     lines += ["typedef struct { uint32_t device_id; uint16_t stream_id; const uint16_t *codes; int t; } c_stream;",
               f"#define C_NSTREAMS {len(rows)}", f"static const c_stream C_STREAMS[] = {{{', '.join(rows)}}};"]

@@ -26,7 +26,7 @@ from google_crc32c import value as crc32c
 
 from acom.boards import known_boards
 from acom.errors import AcomError
-from acom.firmware_host.cbuild import TEST_DIR, build, run_command
+from acom.firmware_host.cbuild import TEST_DIR, build, c_array, run_command
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import codebook_id, frame_serial
 
@@ -93,20 +93,15 @@ def random_cases(seed: int = 0) -> list[StreamCase]:
     return cases
 
 
-def _c_array(values) -> str:
-    values = list(values)
-    return "{" + ",".join(f"{int(v)}u" for v in values) + "}" if values else "{0}"
-
-
 def write_inputs(cases: list[StreamCase], extras: list[tuple[bytes, bytes]], path: Path) -> None:
     """vectors_in.h: the streams to send and the extra inputs, as C constants."""
     lines, rows = ["/* written by acom.firmware_host.wire_c: do not edit */", "#include <stddef.h>",
                    "#include <stdint.h>"], []
     for i, c in enumerate(cases):
-        lines += [f"static const uint32_t S{i}_SIZES[] = {_c_array(c.sizes)};",
-                  f"static const uint8_t S{i}_HASH[32] = {_c_array(bytes.fromhex(c.codebook_hash))};",
-                  f"static const uint16_t S{i}_CODES[] = {_c_array(c.codes.ravel())};",
-                  f"static const uint8_t S{i}_KEY[] = {_c_array(c.key or b'')};"]
+        lines += [f"static const uint32_t S{i}_SIZES[] = {c_array(c.sizes)};",
+                  f"static const uint8_t S{i}_HASH[32] = {c_array(bytes.fromhex(c.codebook_hash))};",
+                  f"static const uint16_t S{i}_CODES[] = {c_array(c.codes.ravel())};",
+                  f"static const uint8_t S{i}_KEY[] = {c_array(c.key or b'')};"]
         key = "NULL, 0" if c.key is None else f"S{i}_KEY, {len(c.key)}"
         rows.append(f"{{S{i}_SIZES, S{i}_HASH, S{i}_CODES, {c.codes.shape[1]}, {c.n_q}, {key}, {c.device_id}u, "
                     f"{c.stream_id}u, {c.first_seq}u, {c.frames_per_packet}, {c.full_every}u}}")
@@ -120,7 +115,7 @@ def write_inputs(cases: list[StreamCase], extras: list[tuple[bytes, bytes]], pat
               f"#define V_NCASES {len(rows)}", f"static const v_case V_CASES[] = {{{', '.join(rows)}}};",
               f"#define V_NEXTRA {len(extra_rows)}",
               f"static const struct {{ uint32_t off, len, key_off, key_len; }} V_EXTRA[] = {{{', '.join(extra_rows)}}};",
-              f"static const uint8_t V_BLOB[] = {_c_array(blob)};"]
+              f"static const uint8_t V_BLOB[] = {c_array(blob)};"]
     path.write_text("\n".join(lines) + "\n")
 
 
