@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import struct
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from acom.boards import known_boards
 from acom.errors import AcomError
 from acom.firmware_host.cbuild import TEST_DIR, build, c_array, run_command
 from acom.runtime.sender import stream_packets
-from acom.runtime.wire import codebook_id, frame_serial
+from acom.runtime.wire import Packet, WireError, codebook_id, frame_serial
 
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "wire_v2.json"
 ERRORS = "01020102"  # -ACOM_E_FIELD, -ACOM_E_SIZE, -ACOM_E_FIELD, -ACOM_E_SIZE (wire_vectors.c's refusals)
@@ -144,6 +145,46 @@ def build_and_run(board: str, work: Path, timeout: float = 60.0) -> str:
     if run.returncode != 0:
         raise AcomError(f"{' '.join(cmd[:3])}: exit {run.returncode}: {(run.stdout + run.stderr)[-500:]}")
     return run.stdout
+
+
+ERROR_CODES = {"field": -1, "size": -2}  # acom_wire.h's ACOM_E_FIELD, ACOM_E_SIZE
+
+
+def packet_record(p: Packet, key: bytes | None, compact: bool) -> bytes:
+    """An encode_stdin.c 'P' record: encode `p` (payload up to 65535 bytes, key up to 65535)."""
+    return (b"P" + struct.pack("<IHIIQBHBBBH", p.device_id, p.stream_id, p.seq, p.first_frame, p.codebook_id, p.n_q,
+                               p.n_frames, p.entropy_coded, p.end_of_stream, compact, len(p.payload)) + p.payload
+            + struct.pack("<BH", key is not None, len(key or b"")) + (key or b""))
+
+
+def pack_record(codes: np.ndarray, sizes: list[int]) -> bytes:
+    """An encode_stdin.c 'C' record: bit-pack codes [n_q, T] (n_q = len(sizes))."""
+    return (b"C" + struct.pack(f"<BH{len(sizes)}I", codes.shape[0], codes.shape[1], *sizes)
+            + np.asarray(codes, dtype="<u2").tobytes())
+
+
+def frame_record(data: bytes) -> bytes:
+    """An encode_stdin.c 'F' record: a serial frame of `data`."""
+    return b"F" + struct.pack("<H", len(data)) + data
+
+
+def expected_encoding(kind: str, fn, *args) -> str:
+    """The line encode_stdin.c must print for a record: Python's bytes, or the error its WireError names."""
+    try:
+        data = fn(*args)
+    except WireError as e:
+        return f"{kind} {ERROR_CODES[e.reason]} "
+    return f"{kind} {len(data)} {data.hex()}"
+
+
+def run_encoder(board: str, records: bytes, timeout: float = 120.0) -> list[str]:
+    """encode_stdin.c built for `board` ("host" or a Linux board, under qemu-aarch64) run on `records`."""
+    with tempfile.TemporaryDirectory(prefix="acom-wire-c-") as tmp:
+        exe = build(board, [TEST_DIR / "encode_stdin.c"], Path(tmp) / "encode_stdin", Path(tmp))
+        run = subprocess.run(run_command(board, exe), input=records, capture_output=True, timeout=timeout)
+    if run.returncode != 0:
+        raise AcomError(f"encode_stdin on {board}: exit {run.returncode}: {run.stderr[-300:]!r}")
+    return run.stdout.decode().splitlines()
 
 
 def check(board: str, vectors_path: Path = VECTORS) -> dict:

@@ -38,7 +38,7 @@ int acom_pack_codes(const uint16_t *codes, int n_q, int n_frames, int stride, co
                        array: stack is scarce on a microcontroller, and a packet has a few dozen codes */
     if (n_q < 1 || n_q > ACOM_MAX_STAGES || n_frames < 0 || n_frames > ACOM_MAX_FRAMES) return ACOM_E_FIELD;
     for (int s = 0; s < n_q; s++) {
-        if (codebook_sizes[s] < 2 || codebook_sizes[s] > 65536) return ACOM_E_FIELD;
+        if (codebook_sizes[s] < 1 || codebook_sizes[s] > 65536) return ACOM_E_FIELD;  /* K = 1: 0 bits */
         total += bits_for(codebook_sizes[s]);
     }
     if ((size_t)(total * n_frames + 7) / 8 > cap) return ACOM_E_SIZE;

@@ -1,0 +1,72 @@
+/* Encodes what stdin asks for, for property tests against the Python implementation (Linux only: the
+ * microcontroller builds take their inputs compiled in). Records, little-endian, one after another:
+ *   'P' device u32, stream u16, seq u32, first_frame u32, codebook u64, n_q u8, n_frames u16, entropy u8,
+ *       end u8, compact u8, payload_len u16, payload, has_key u8, key_len u16, key  -> acom_encode_packet
+ *   'C' n_q u8, n_frames u16, sizes u32 x n_q, codes u16 x n_q x n_frames        -> acom_pack_codes
+ *   'F' len u16, bytes                                                            -> acom_frame_serial
+ * Prints "KIND RESULT HEX" per record: RESULT is the function's return (a length, or a negative error). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../acom_wire.h"
+
+static uint64_t get(int bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) {
+        int c = getchar();
+        if (c == EOF) exit(3);
+        v |= (uint64_t)c << (8 * i);
+    }
+    return v;
+}
+
+static void get_bytes(uint8_t *p, size_t n) {
+    if (fread(p, 1, n, stdin) != n) exit(3);
+}
+
+static void put(char kind, int ret, const uint8_t *p) {
+    printf("%c %d ", kind, ret);
+    for (int i = 0; i < ret; i++) printf("%02x", p[i]);
+    putchar('\n');
+}
+
+static uint8_t in[65536], key[65536], out[2 * 65536];
+static uint16_t codes[255 * 4096];
+static uint32_t sizes[255];
+
+int main(void) {
+    int kind;
+    while ((kind = getchar()) != EOF) {
+        if (kind == 'P') {
+            acom_packet p;
+            p.device_id = (uint32_t)get(4);
+            p.stream_id = (uint16_t)get(2);
+            p.seq = (uint32_t)get(4);
+            p.first_frame = (uint32_t)get(4);
+            p.codebook_id = get(8);
+            p.n_q = (uint8_t)get(1);
+            p.n_frames = (uint16_t)get(2);
+            p.entropy_coded = (uint8_t)get(1);
+            p.end_of_stream = (uint8_t)get(1);
+            int compact = (int)get(1);
+            size_t len = (size_t)get(2);
+            get_bytes(in, len);
+            int has_key = (int)get(1);
+            size_t key_len = (size_t)get(2);
+            get_bytes(key, key_len);
+            put('P', acom_encode_packet(&p, in, len, has_key ? key : NULL, key_len, compact, out, sizeof out), out);
+        } else if (kind == 'C') {
+            int n_q = (int)get(1), n_frames = (int)get(2);
+            for (int s = 0; s < n_q; s++) sizes[s] = (uint32_t)get(4);
+            for (int i = 0; i < n_q * n_frames; i++) codes[i] = (uint16_t)get(2);
+            put('C', acom_pack_codes(codes, n_q, n_frames, n_frames, sizes, out, sizeof out), out);
+        } else if (kind == 'F') {
+            size_t len = (size_t)get(2);
+            get_bytes(in, len);
+            put('F', acom_frame_serial(in, len, out, sizeof out), out);
+        } else {
+            return 2;
+        }
+    }
+    return 0;
+}
