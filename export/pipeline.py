@@ -138,6 +138,25 @@ def _check_budget(board: Board, macs: dict, frontend_in_graph: bool) -> float:
     return need
 
 
+def _c_graph_files(model: bytes) -> dict:
+    """The int8 graph as C calls of the firmware kernels (export/c_graph.py) and the kernels themselves, for an
+    MCU bundle's c/ folder: {"files": {name: bytes}, "note": manifest entry}. A graph with an operator the
+    kernels lack gets no C graph (TFLite Micro still runs it); the note says which."""
+    from importlib import resources
+
+    from acom.export.c_graph import graph_c
+    try:
+        header, source = graph_c(model)
+    except ExportError as e:
+        return {"files": {}, "note": {"written": False, "reason": str(e)}}
+    kernels = resources.files("acom.firmware_host") / "c"
+    files = {"c/acom_graph.h": header.encode(), "c/acom_graph.c": source.encode(),
+             **{f"c/{n}": (kernels / n).read_bytes() for n in ("acom_kernels.h", "acom_kernels.c")}}
+    return {"files": files, "note": {"written": True, "files": sorted(files), "run": "int acom_graph_run(const "
+                                     "int8_t *input, int32_t *codes) in c/acom_graph.h; check it with python -m "
+                                     "acom.firmware_host.edge_c --bundle DIR"}}
+
+
 def _check_fit(board: Board, ram_bytes: int, flash_bytes: int) -> None:
     over = []
     if ram_bytes > board.model_ram_budget_kib * 1024:
@@ -338,6 +357,8 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
         with tempfile.TemporaryDirectory() as tmp:
             for path in micro.write_c_sources(tflm.data, Path(tmp), meta=meta):
                 files[f"c/{path.name}"] = path.read_bytes()
+        c_graph = _c_graph_files(tflm.data)
+        files.update(c_graph["files"])
     fe = graph.frontend.cfg
     manifest = {
         "schema_version": SCHEMA_VERSION, "kind": "acom-bundle", "task": task, "board": board.name,
@@ -353,6 +374,7 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
                   "window_samples": spec.window_samples, "codes_dtype": "int32"},
         "artifacts": [{"file": a.name, "runtime": a.runtime,
                        "verified": a.checked, **a.facts} for a in artifacts],
+        **({"c_graph": c_graph["note"]} if board.kind == "mcu" else {}),
         "verification": {"passed": passed, "failures": failures, "data": str(data),
                          "test_subset": TEST_SUBSET[task], "items": len(windows.targets),
                          "windows": len(windows.inputs), "float_metric": float_metric,

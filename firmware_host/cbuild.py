@@ -48,7 +48,7 @@ def build(board: str, sources: list[Path], out: Path, include: Path) -> Path:
     """Compile the library, `sources` and the board's platform files into `out` (a binary or an ELF);
     `include` holds the generated headers. AcomError with the compiler's message if it fails."""
     srcs = [str(p) for p in [*LIBRARY, *sources]]
-    common = [*FLAGS, "-I", str(include)]
+    common = [*FLAGS, "-I", str(include), "-I", str(C_DIR)]
     k = kind(board)
     if k == "host":
         cmd = [tool("gcc"), *common, *srcs, str(TEST_DIR / "io_stdio.c")]
@@ -64,7 +64,7 @@ def build(board: str, sources: list[Path], out: Path, include: Path) -> Path:
             cmd = [cc, *common, f"-mcpu={emu.cpu}", "-mthumb", "-ffreestanding", "-nostartfiles", "--specs=nano.specs",
                    f"-DUART_BASE={UART_BASE[emu.machine]:#x}u", "-T", str(TEST_DIR / "cortex_m.ld"), *srcs,
                    str(TEST_DIR / "io_semihost.c"), str(TEST_DIR / "cortex_m_start.c")]
-    done = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True)
+    done = subprocess.run([*cmd, "-lm", "-o", str(out)], capture_output=True, text=True)
     if done.returncode != 0:
         raise AcomError(f"building {out.name} for {board} failed: {done.stderr[-800:]}")
     return out

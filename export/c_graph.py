@@ -1,0 +1,315 @@
+"""An int8 ``.tflite`` edge graph as C: one call of firmware_host/c/acom_kernels.c per operator.
+
+The firmware then runs the graph without an interpreter: every shape, broadcast stride, transpose order,
+padding and fixed-point multiplier is worked out here, in TFLite's own formulas (``QuantizeMultiplier`` on
+double-precision scales, int8 ADD's 2^20 input grid, activation ranges on the output grid), so the C only
+loops. ``graph_c(model)`` returns the C source of ``int acom_graph_run(const int8_t *input, int32_t *codes)``;
+operators outside the set the exporter's microcontroller graphs use raise ExportError naming them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from acom.errors import ExportError
+
+_CTYPE = {"INT8": "int8_t", "INT32": "int32_t", "FLOAT32": "float"}
+_NP = {"INT8": np.int8, "INT32": np.int32, "FLOAT32": np.float32}
+_FLOAT_BINARY = {"ADD": "ACOM_F_ADD", "SUB": "ACOM_F_SUB", "MUL": "ACOM_F_MUL", "DIV": "ACOM_F_DIV",
+                 "MAXIMUM": "ACOM_F_MAX", "MINIMUM": "ACOM_F_MIN"}
+_FLT_MAX = "3.402823466e+38f"
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+    return schema
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier: ``real = m * 2^shift / 2^31`` with m a Q31 integer (0, 0 for tiny values)."""
+    if real <= 0.0:  # scales are positive: a zero multiplier is TFLite's (0, 0)
+        return 0, 0
+    frac, shift = np.frexp(np.float64(real))
+    q = int(np.floor(frac * 2.0**31 + 0.5))  # std::round (half away from zero; frac is positive)
+    if q == 1 << 31:
+        q, shift = q // 2, shift + 1
+    if shift < -31:
+        return 0, 0
+    return q, int(shift)
+
+
+class _Graph:
+    """The parsed model and the C text being written."""
+
+    def __init__(self, model: bytes) -> None:
+        s = _schema()
+        self.m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(model, 0))
+        if len(self.m.subgraphs) != 1:
+            raise ExportError(f"the graph has {len(self.m.subgraphs)} subgraphs: the C graph runs one")
+        self.g = self.m.subgraphs[0]
+        self.types = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
+        self.ops = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+        self.decls: list[str] = []
+        self.body: list[str] = []
+
+    def type(self, i: int) -> str:
+        t = self.types[self.g.tensors[i].type]
+        if t not in _CTYPE:
+            raise ExportError(f"tensor {self.name(i)!r} of type {t}: the C graph handles {', '.join(_CTYPE)}")
+        return t
+
+    def name(self, i: int) -> str:
+        n = self.g.tensors[i].name
+        return n.decode() if isinstance(n, bytes) else str(n)
+
+    def shape(self, i: int) -> list[int]:
+        return [int(d) for d in (self.g.tensors[i].shape if self.g.tensors[i].shape is not None else [])]
+
+    def shape4(self, i: int) -> list[int]:
+        s = self.shape(i)
+        if len(s) > 4:
+            raise ExportError(f"tensor {self.name(i)!r} has {len(s)} dimensions: at most 4")
+        return [1] * (4 - len(s)) + s
+
+    def const(self, i: int) -> np.ndarray | None:
+        data = self.m.buffers[self.g.tensors[i].buffer].data
+        if data is None or len(data) == 0:
+            return None
+        return np.frombuffer(bytes(bytearray(data)), dtype=_NP[self.type(i)]).reshape(self.shape(i))
+
+    def quant(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self.g.tensors[i].quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            raise ExportError(f"int8 tensor {self.name(i)!r} has no quantization parameters")
+        # scales are float32 in the file; TFLite widens them to double before dividing
+        return np.asarray(q.scale, dtype=np.float32).astype(np.float64), np.asarray(q.zeroPoint, dtype=np.int64)
+
+    def scale_zp(self, i: int) -> tuple[float, int]:
+        s, z = self.quant(i)
+        return float(s[0]), int(z[0])
+
+    def ref(self, i: int) -> str:
+        return f"t{i}"
+
+    def declare(self, used: set[int]) -> None:
+        """Declare the tensors the calls use (shape, permutation and axis constants were used up here)."""
+        for i in sorted(used):
+            t = self.type(i)
+            c = self.const(i)
+            n = max(1, int(np.prod(self.shape(i))))
+            if c is not None:
+                values = ",".join(_c_number(v, t) for v in c.ravel()) or "0"
+                self.decls.append(f"static const {_CTYPE[t]} t{i}[{max(1, c.size)}] = {{{values}}};")
+            else:
+                self.decls.append(f"static {_CTYPE[t]} t{i}[{n}];")
+
+    def call(self, text: str) -> None:
+        self.body.append(f"    {text}")
+
+
+def _c_number(v, t: str) -> str:
+    if t == "FLOAT32":
+        return float(np.float32(v)).hex() + "f"  # hexadecimal: the float's exact bits
+    return str(int(v))
+
+
+def _c_ints(values) -> str:
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
+
+
+def _strides(shape: list[int]) -> list[int]:
+    out, acc = [0] * len(shape), 1
+    for k in range(len(shape) - 1, -1, -1):
+        out[k], acc = acc, acc * shape[k]
+    return out
+
+
+def _broadcast_strides(shape: list[int], out: list[int]) -> list[int]:
+    return [s if d == o else 0 for s, d, o in zip(_strides(shape), shape, out)]
+
+
+def _act_range_i8(act: int, scale: float, zp: int) -> tuple[int, int]:
+    """TFLite's CalculateActivationRangeQuantized for int8 (NONE 0, RELU 1, RELU6 3)."""
+    if act == 0:
+        return -128, 127
+    if act == 1:
+        return max(-128, zp), 127
+    if act == 3:
+        return max(-128, zp), min(127, zp + int(np.floor(6.0 / scale + 0.5)))
+    raise ExportError(f"fused activation {act}: the C graph handles none, ReLU and ReLU6")
+
+
+def _act_range_f32(act: int) -> tuple[str, str]:
+    ranges = {0: (f"-{_FLT_MAX}", _FLT_MAX), 1: ("0.0f", _FLT_MAX), 3: ("0.0f", "6.0f")}
+    if act not in ranges:
+        raise ExportError(f"fused activation {act}: the C graph handles none, ReLU and ReLU6")
+    return ranges[act]
+
+
+def _options(op) -> dict:
+    return dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
+
+
+def _lower(g: _Graph, name: str, op) -> None:
+    ins, outs = [int(i) for i in op.inputs], [int(i) for i in op.outputs]
+    o, a = outs[0], ins[0]
+    opt = _options(op)
+    n_out = int(np.prod(g.shape(o)))
+    t_in, t_out = g.type(a), g.type(o)
+    if name in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
+        g.call(f"memcpy(t{o}, t{a}, sizeof t{o});")
+    elif name == "TRANSPOSE":
+        perm = [int(p) for p in g.const(ins[1])]
+        lead = 4 - len(perm)
+        perm4 = list(range(lead)) + [p + lead for p in perm]
+        st = _strides(g.shape4(a))
+        g.call(f"acom_strided_copy(t{a}, sizeof t{a}[0], (const int32_t[4]){_c_ints(g.shape4(o))}, "
+               f"(const int32_t[4]){_c_ints(st[p] for p in perm4)}, t{o});")
+    elif name == "PAD":
+        if t_in != "INT8":
+            raise ExportError("PAD of a float tensor: the C graph pads int8 only")
+        pads = g.const(ins[1]).reshape(-1, 2)
+        before = [0] * (4 - len(pads)) + [int(p) for p in pads[:, 0]]
+        g.call(f"acom_pad_i8(t{a}, (const int32_t[4]){_c_ints(g.shape4(a))}, (const int32_t[4]){_c_ints(before)}, "
+               f"(const int32_t[4]){_c_ints(g.shape4(o))}, {g.scale_zp(o)[1]}, t{o});")
+    elif name == "CONV_2D":
+        _conv(g, op, opt, ins, o)
+    elif name in ("MUL", "ADD") and t_out == "INT8":
+        b = ins[1]
+        (sa, za), (sb, zb), (so, zo) = g.scale_zp(a), g.scale_zp(b), g.scale_zp(o)
+        lo, hi = _act_range_i8(opt.get("fusedActivationFunction", 0), so, zo)
+        shape = g.shape4(o)
+        sa4, sb4 = _broadcast_strides(g.shape4(a), shape), _broadcast_strides(g.shape4(b), shape)
+        head = f"(const int32_t[4]){_c_ints(shape)}"
+        if name == "MUL":
+            m, sh = quantize_multiplier(sa * sb / so)
+            g.call(f"acom_mul_i8({head}, t{a}, (const int32_t[4]){_c_ints(sa4)}, {-za}, t{b}, "
+                   f"(const int32_t[4]){_c_ints(sb4)}, {-zb}, {m}, {sh}, {zo}, {lo}, {hi}, t{o});")
+        else:
+            twice = 2.0 * max(sa, sb)
+            (ma, sha), (mb, shb) = quantize_multiplier(sa / twice), quantize_multiplier(sb / twice)
+            m, sh = quantize_multiplier(twice / ((1 << 20) * so))
+            g.call(f"acom_add_i8({head}, t{a}, (const int32_t[4]){_c_ints(sa4)}, {-za}, {ma}, {sha}, t{b}, "
+                   f"(const int32_t[4]){_c_ints(sb4)}, {-zb}, {mb}, {shb}, {m}, {sh}, {zo}, {lo}, {hi}, t{o});")
+    elif name in _FLOAT_BINARY and t_out == "FLOAT32":
+        if opt.get("fusedActivationFunction", 0):
+            raise ExportError(f"float {name} with a fused activation: not in the C graph")
+        b, shape = ins[1], g.shape4(o)
+        g.call(f"acom_binary_f32({_FLOAT_BINARY[name]}, (const int32_t[4]){_c_ints(shape)}, t{a}, (const int32_t[4])"
+               f"{_c_ints(_broadcast_strides(g.shape4(a), shape))}, t{b}, (const int32_t[4])"
+               f"{_c_ints(_broadcast_strides(g.shape4(b), shape))}, t{o});")
+    elif name in ("ABS", "SQRT") and t_out == "FLOAT32":
+        g.call(f"acom_unary_f32(ACOM_F_{name}, {n_out}, t{a}, t{o});")
+    elif name == "QUANTIZE" and t_in == "INT8" and t_out == "INT8":
+        (si, zi), (so, zo) = g.scale_zp(a), g.scale_zp(o)
+        m, sh = quantize_multiplier(si / so)
+        g.call(f"acom_requantize_i8({n_out}, t{a}, {zi}, {m}, {sh}, {zo}, t{o});")
+    elif name == "DEQUANTIZE" and t_in == "INT8":
+        s, z = g.scale_zp(a)
+        g.call(f"acom_dequantize_i8({n_out}, t{a}, {z}, {float(np.float32(s)).hex()}f, t{o});")
+    elif name == "AVERAGE_POOL_2D" and t_in == "INT8":
+        if opt.get("padding") != 1:
+            raise ExportError("AVERAGE_POOL_2D with SAME padding: the C graph pools VALID windows only")
+        _, ih, iw, c = g.shape4(a)
+        _, oh, ow, _ = g.shape4(o)
+        s, z = g.scale_zp(o)
+        lo, hi = _act_range_i8(opt.get("fusedActivationFunction", 0), s, z)
+        g.call(f"acom_avg_pool_i8({ih}, {iw}, {c}, {opt['filterHeight']}, {opt['filterWidth']}, {opt['strideH']}, "
+               f"{opt['strideW']}, {oh}, {ow}, {lo}, {hi}, t{a}, t{o});")
+    elif name in ("SUM", "ARG_MAX") and t_in == "FLOAT32":
+        axes = [int(x) for x in np.atleast_1d(g.const(ins[1]))]
+        shape = g.shape(a)
+        if len(axes) != 1:
+            raise ExportError(f"{name} over {len(axes)} axes: the C graph reduces one")
+        k = axes[0] % len(shape)
+        outer, inner = int(np.prod(shape[:k])), int(np.prod(shape[k + 1:]))
+        if name == "ARG_MAX" and g.type(o) != "INT32":
+            raise ExportError("ARG_MAX to int64: the C graph writes int32 indices")
+        fn = "acom_sum_f32" if name == "SUM" else "acom_arg_max_f32"
+        g.call(f"{fn}({outer}, {shape[k]}, {inner}, t{a}, t{o});")
+    elif name == "BATCH_MATMUL" and t_in == "FLOAT32":
+        sa, sb = g.shape(a), g.shape(ins[1])
+        if len(sa) != 2 or len(sb) != 2 or opt.get("adjX") or opt.get("adjY"):
+            raise ExportError(f"BATCH_MATMUL of {sa} and {sb}: the C graph multiplies 2-D matrices, untransposed")
+        g.call(f"acom_matmul_f32({sa[0]}, {sa[1]}, {sb[1]}, t{a}, t{ins[1]}, t{o});")
+    else:
+        raise ExportError(f"operator {name} ({t_in} -> {t_out}) has no C kernel (firmware_host/c/acom_kernels.c)")
+
+
+def _conv(g: _Graph, op, opt: dict, ins: list[int], o: int) -> None:
+    a, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 and ins[2] >= 0 else None
+    if opt.get("padding") != 1:
+        raise ExportError("CONV_2D with SAME padding: the C graph convolves VALID windows only")
+    _, ih, iw, ic = g.shape4(a)
+    oc, kh, kw, _ = g.shape(w)
+    _, oh, ow, _ = g.shape4(o)
+    dims = (f"&(const acom_conv_shape){{{ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {kh}, {kw}, {opt['strideH']}, "
+            f"{opt['strideW']}, {opt['dilationHFactor']}, {opt['dilationWFactor']}}}")
+    act = opt.get("fusedActivationFunction", 0)
+    b = f"t{bias}" if bias is not None else "NULL"
+    if g.type(a) == "FLOAT32":
+        lo, hi = _act_range_f32(act)
+        g.call(f"acom_conv_f32({dims}, t{a}, t{w}, {b}, {lo}, {hi}, t{o});")
+        return
+    (si, zi), (so, zo) = g.scale_zp(a), g.scale_zp(o)
+    fs, fz = g.quant(w)
+    if np.any(fz != 0):
+        raise ExportError("CONV_2D with non-zero filter zero points: TFLite int8 filters are symmetric")
+    fs = np.broadcast_to(fs, (oc,))
+    mults = [quantize_multiplier(si * f / so) for f in fs]
+    lo, hi = _act_range_i8(act, so, zo)
+    idx = len(g.decls)
+    g.decls.append(f"static const int32_t m{idx}[{oc}] = {_c_ints(m for m, _ in mults)};")
+    g.decls.append(f"static const int32_t s{idx}[{oc}] = {_c_ints(s for _, s in mults)};")
+    g.call(f"acom_conv_i8({dims}, t{a}, {-zi}, t{w}, {b}, m{idx}, s{idx}, {zo}, {lo}, {hi}, t{o});")
+
+
+def last_int8_tensor(model: bytes) -> int:
+    """The index of the last int8 tensor an operator writes: the end of the integer part, where a wrong
+    rounding anywhere before would show (codes, an argmax, hide most of them)."""
+    g = _Graph(model)
+    last = [int(o) for op in g.g.operators for o in op.outputs if g.type(int(o)) == "INT8"]
+    if not last:
+        raise ExportError("the graph writes no int8 tensor")
+    return last[-1]
+
+
+def graph_c(model: bytes, header: str = "acom_graph.h", probe: int | None = None) -> tuple[str, str]:
+    """(header, source) of ``acom_graph_run(const int8_t *input, int32_t *codes)`` for an int8-input graph
+    with one int32 output (the codes); ExportError names what the C kernels lack. ``probe``: a tensor index
+    whose values each run also copies to ``acom_graph_probe`` (for tests)."""
+    g = _Graph(model)
+    if len(g.g.inputs) != 1 or len(g.g.outputs) != 1:
+        raise ExportError(f"graph with {len(g.g.inputs)} inputs and {len(g.g.outputs)} outputs: expected 1 and 1")
+    x, y = int(g.g.inputs[0]), int(g.g.outputs[0])
+    if g.type(x) != "INT8" or g.type(y) != "INT32":
+        raise ExportError(f"graph input {g.type(x)} and output {g.type(y)}: the C graph takes int8 features "
+                          "and gives int32 codes")
+    for op in g.g.operators:
+        code = g.m.operatorCodes[op.opcodeIndex]
+        _lower(g, g.ops[max(code.builtinCode, code.deprecatedBuiltinCode)], op)
+        if probe is not None and probe in [int(o) for o in op.outputs]:
+            g.call(f"memcpy(acom_graph_probe, t{probe}, sizeof t{probe});")
+    multipliers, g.decls = g.decls, []
+    g.declare({x, y} | {int(i) for i in re.findall(r"\bt(\d+)\b", "\n".join(g.body))})
+    g.decls += multipliers
+    n_in, n_out = int(np.prod(g.shape(x))), int(np.prod(g.shape(y)))
+    guard = header.upper().replace(".", "_").replace("-", "_")
+    h = (f"/* generated by acom.export.c_graph: do not edit */\n#ifndef {guard}\n#define {guard}\n#include <stdint.h>\n"
+         f"#define ACOM_GRAPH_INPUT_SIZE {n_in}  /* int8 features {g.shape(x)} */\n"
+         f"#define ACOM_GRAPH_CODES_SIZE {n_out}  /* int32 codes {g.shape(y)} */\n"
+         f"#define ACOM_GRAPH_INPUT_ZERO_POINT {g.scale_zp(x)[1]}\n"
+         + (f"#define ACOM_GRAPH_PROBE_SIZE {int(np.prod(g.shape(probe)))}\n"
+            f"extern {_CTYPE[g.type(probe)]} acom_graph_probe[ACOM_GRAPH_PROBE_SIZE];\n" if probe is not None else "")
+         + "int acom_graph_run(const int8_t *input, int32_t *codes);\n#endif\n")
+    c = "\n".join(["/* generated by acom.export.c_graph: do not edit */", f'#include "{header}"',
+                   '#include "acom_kernels.h"', "#include <string.h>", "", *g.decls,
+                   *([f"{_CTYPE[g.type(probe)]} acom_graph_probe[ACOM_GRAPH_PROBE_SIZE];"] if probe is not None else []),
+                   "",
+                   "int acom_graph_run(const int8_t *input, int32_t *codes) {",
+                   f"    memcpy(t{x}, input, sizeof t{x});", *g.body,
+                   f"    memcpy(codes, t{y}, sizeof t{y});", "    return 0;", "}", ""])
+    return h, c

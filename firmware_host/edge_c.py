@@ -1,0 +1,150 @@
+"""The edge graph in C on a microcontroller: an MCU bundle's ``c/acom_graph.c`` (export/c_graph.py) with the
+firmware kernels (c/acom_kernels.c), built for a board and run under its emulator on real feature windows.
+
+    python -m acom.firmware_host.edge_c --bundle export-cortex-m55-u55-ac --data data/urban [--board cortex-m4]
+
+Features come from the Python front end (the firmware's log-mel is not in C yet), quantized to the graph's
+int8 input. Compared, per window: the codes with TFLite Micro's (what the board's interpreter would give), and
+the last int8 tensor (the end of the integer part, where any rounding that differs would show) with TFLite's
+reference kernels. Exit 0: all equal; 1: something differs; 2: bad input or a tool missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from acom.errors import AcomError
+from acom.firmware_host.cbuild import C_DIR, TEST_DIR, build, kind, run_command
+
+
+def run_graph(board: str, model: bytes, inputs: list[np.ndarray], probe: int | None = None,
+              timeout: float = 300.0, kernels: Path = C_DIR / "acom_kernels.c") -> tuple[list[np.ndarray], list[bytes]]:
+    """The C graph of `model` on `board` for int8 inputs (each the graph's input shape): (codes int32 per
+    input, the `probe` tensor's bytes per input, empty without a probe). `kernels`: the kernel source to
+    build (another one only to show that a check notices a change)."""
+    from acom.export.c_graph import graph_c
+    header, source = graph_c(model, probe=probe)
+    size = int(inputs[0].size) if inputs else 0
+    with tempfile.TemporaryDirectory(prefix="acom-edge-c-") as tmp:
+        work = Path(tmp)
+        (work / "acom_graph.h").write_text(header)
+        (work / "acom_graph.c").write_text(source)
+        rows = ",".join("{" + ",".join(str(int(v)) for v in np.asarray(x).ravel()) + "}" for x in inputs)
+        (work / "graph_in.h").write_text(f"#include <stdint.h>\n#define G_N {len(inputs)}\n"
+                                         f"static const int8_t G_INPUT[G_N][{max(size, 1)}] = {{{rows}}};\n")
+        exe = build(board, [TEST_DIR / "graph_codes.c", work / "acom_graph.c", kernels],
+                    work / "graph_codes", work)
+        cmd = run_command(board, exe)
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise AcomError(f"{' '.join(cmd[:3])}: no result after {timeout:.0f} s") from e
+    if run.returncode != 0:
+        raise AcomError(f"{' '.join(cmd[:3])}: exit {run.returncode}: {(run.stdout + run.stderr)[-500:]}")
+    lines = run.stdout.splitlines()
+    codes = [np.array(x.split()[2:], dtype=np.int32) for x in lines if x.startswith("codes ")]
+    probes = [bytes.fromhex(x.split()[2]) for x in lines if x.startswith("probe ")]
+    if len(codes) != len(inputs):
+        raise AcomError(f"{' '.join(cmd[:3])}: {len(codes)} results for {len(inputs)} inputs: {run.stdout[-300:]}")
+    return codes, probes
+
+
+def reference_probe(model: bytes, inputs: list[np.ndarray], probe: int) -> list[bytes]:
+    """The `probe` tensor's bytes per int8 input from LiteRT's reference kernels (TFLite Micro's arithmetic)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interp = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                         experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = []
+    for x in inputs:
+        interp.set_tensor(inp["index"], np.asarray(x).reshape(inp["shape"]))
+        interp.invoke()
+        out.append(interp.get_tensor(probe).tobytes())
+    return out
+
+
+def feature_windows(bundle: Path, data: Path, items: int, checkpoint: Path | None = None) -> list[np.ndarray]:
+    """Float features [1, n_mels, F] of the first test items' windows, as the firmware's front end computes them
+    (the bundle's checkpoint's front end and normalization)."""
+    from acom.export.graph import EdgeGraph
+    from acom.export.verify import make_windows
+    from acom.runtime.bundle import read_manifest
+    from acom.training.checkpoint import load_checkpoint
+    from acom.training.featcache import TEST_SUBSET, open_dataset
+    m = read_manifest(bundle)
+    if m["frontend"].get("runs_in") != "firmware":
+        raise AcomError(f"{bundle}: board {m['board']} runs the front end in the graph; the C graph is for "
+                        "microcontroller bundles (front end in the firmware)")
+    ckpt = checkpoint or Path(m["checkpoint"]["path"])
+    split, _ = load_checkpoint(ckpt, m["task"])
+    if split.rvq is None or split.rvq.codebook_hash() != m["codebook_hash"]:
+        raise AcomError(f"{ckpt}: not the bundle's model (codebook hash differs); give --checkpoint")
+    graph = EdgeGraph(split, m["n_q"], frontend=False).eval()
+    ds = open_dataset(m["task"], data, TEST_SUBSET[m["task"]])
+    picked = [(ds[i][0], ds[i][1]) for i in range(min(items, len(ds)))]
+    spc = round(m["sample_rate"] / m["frame_rate"])
+    return make_windows(graph, picked, m["graph"]["window_samples"], spc).inputs
+
+
+def check_bundle(bundle: Path, data: Path, board: str | None = None, items: int = 12,
+                 checkpoint: Path | None = None) -> dict:
+    """Codes and last int8 tensor of the C graph on `board` (default the bundle's) against TFLite Micro and
+    TFLite's reference kernels, on the windows of `items` test items."""
+    from acom.export.c_graph import last_int8_tensor
+    from acom.export.litert import to_model_input
+    from acom.export.micro import run_tflm
+    from acom.runtime.bundle import read_manifest
+    m = read_manifest(bundle)
+    board = board or m["board"]
+    if kind(board) == "linux":
+        raise AcomError(f"--board {board}: a Linux board runs the bundle's .pte/.tflite; the C graph is for "
+                        "microcontrollers (or host)")
+    model = (bundle / "edge_int8.tflite").read_bytes()
+    floats = feature_windows(bundle, data, items, checkpoint)
+    inputs = [to_model_input(model, x) for x in floats]
+    probe = last_int8_tensor(model)
+    codes, probes = run_graph(board, model, inputs, probe)
+    want, _ = run_tflm(model, floats)
+    want_probe = reference_probe(model, inputs, probe)
+    same = sum(int((np.asarray(w).ravel() == c).sum()) for w, c in zip(want, codes))
+    total = sum(int(np.asarray(w).size) for w in want)
+    return {"bundle": str(bundle), "board": board, "windows": len(inputs), "codes": total,
+            "codes_equal_tflm": same, "agreement": round(same / max(total, 1), 6), "probe_tensor": probe,
+            "probe_windows_equal_reference": sum(a == b for a, b in zip(probes, want_probe))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m acom.firmware_host.edge_c", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", type=Path, required=True, help="an MCU bundle written by acom-export")
+    p.add_argument("--data", type=Path, required=True, help="data set with the task's test subset")
+    p.add_argument("--board", help="where to run (default: the bundle's board; host: this machine's gcc)")
+    p.add_argument("--items", type=int, default=12, help="test items to cut into windows (default 12)")
+    p.add_argument("--checkpoint", type=Path, help="the bundle's checkpoint, if not where its manifest says")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    ns = p.parse_args(argv)
+    try:
+        r = check_bundle(ns.bundle, ns.data, ns.board, ns.items, ns.checkpoint)
+    except AcomError as e:
+        print(f"edge_c: error: {e}", file=sys.stderr)
+        return 2
+    ok = r["codes_equal_tflm"] == r["codes"] and r["probe_windows_equal_reference"] == r["windows"]
+    if ns.json:
+        print(json.dumps(r))
+    else:
+        print(f"{r['board']}: {r['windows']} windows; codes equal to TFLite Micro's {r['codes_equal_tflm']}/"
+              f"{r['codes']}; last int8 tensor (#{r['probe_tensor']}) equal to the reference kernels' in "
+              f"{r['probe_windows_equal_reference']}/{r['windows']} windows")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

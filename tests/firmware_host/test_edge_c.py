@@ -1,0 +1,79 @@
+"""The edge graph as C kernels (export/c_graph.py + firmware_host/c/acom_kernels.c) on the microcontrollers'
+emulators: the codes TFLite Micro gives and, bit for bit, the last int8 tensor of TFLite's reference kernels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acom.errors import ExportError
+from acom.export.c_graph import graph_c, last_int8_tensor
+from acom.export.pipeline import ExportOptions, export
+from acom.firmware_host import edge_c
+
+
+@pytest.fixture(scope="module")
+def m55_ac(urban_set: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("m55") / "ac"
+    export(ExportOptions(board="cortex-m55-u55", task="ac", out=out, data=urban_set, calibration_windows=8,
+                         verify_items=12, log=lambda s: None))
+    return out
+
+
+@pytest.mark.parametrize("board", ["host", "cortex-m55-u55", "cortex-m4", "cortex-m7"])
+def test_c_graph_gives_tflm_codes_and_reference_int8_values(m55_ac: Path, urban_set: Path, board: str) -> None:
+    r = edge_c.check_bundle(m55_ac, urban_set, board, items=6)
+    assert r["windows"] >= 6 and r["codes"] == r["windows"] * 5
+    assert r["codes_equal_tflm"] == r["codes"]
+    assert r["probe_windows_equal_reference"] == r["windows"]
+
+
+def test_the_bundle_carries_the_c_graph(m55_ac: Path) -> None:
+    m = json.loads((m55_ac / "manifest.json").read_text())
+    assert m["c_graph"]["written"] is True
+    for name in ("acom_graph.c", "acom_graph.h", "acom_kernels.c", "acom_kernels.h"):
+        assert f"c/{name}" in m["c_graph"]["files"] and (m55_ac / "c" / name).is_file()
+    header, source = graph_c((m55_ac / "edge_int8.tflite").read_bytes())
+    assert (m55_ac / "c" / "acom_graph.c").read_text() == source  # what the bundle holds is what runs here
+
+
+def test_a_probe_catches_what_the_codes_hide(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:
+    """A wrong ADD input grid (2^19 instead of TFLite's 2^20) changes the int8 values of every window."""
+    model = (m55_ac / "edge_int8.tflite").read_bytes()
+    from acom.export.litert import to_model_input
+    inputs = [to_model_input(model, x) for x in edge_c.feature_windows(m55_ac, urban_set, 2)]
+    probe = last_int8_tensor(model)
+    want = edge_c.reference_probe(model, inputs, probe)
+    assert edge_c.run_graph("host", model, inputs, probe)[1] == want
+    kernels = (edge_c.C_DIR / "acom_kernels.c").read_text()
+    broken = tmp_path / "acom_kernels.c"
+    broken.write_text(kernels.replace("const int left_shift = 20;", "const int left_shift = 19;"))
+    assert broken.read_text() != kernels
+    got = edge_c.run_graph("host", model, inputs, probe, kernels=broken)[1]
+    assert all(a != b for a, b in zip(got, want))
+
+
+def test_an_operator_without_a_kernel_is_named(m55_ac: Path) -> None:
+    from ai_edge_litert import schema_py_generated as s
+    import flatbuffers
+    m = s.ModelT.InitFromObj(s.Model.GetRootAsModel((m55_ac / "edge_int8.tflite").read_bytes(), 0))
+    abs_code = next(c for c in m.operatorCodes if max(c.builtinCode, c.deprecatedBuiltinCode) == s.BuiltinOperator.ABS)
+    abs_code.builtinCode = abs_code.deprecatedBuiltinCode = s.BuiltinOperator.TANH
+    b = flatbuffers.Builder(0)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    with pytest.raises(ExportError, match="operator TANH .* has no C kernel"):
+        graph_c(bytes(b.Output()))
+
+
+def test_cli_json_and_exit_codes(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "acom.firmware_host.edge_c", "--bundle", str(m55_ac), "--data", str(urban_set)]
+    r = subprocess.run([*cmd, "--items", "2", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["board"] == "cortex-m55-u55" and out["agreement"] == 1.0
+    r = subprocess.run([*cmd, "--board", "rpi4"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "a Linux board runs the bundle's .pte/.tflite" in r.stderr
