@@ -138,23 +138,28 @@ def _check_budget(board: Board, macs: dict, frontend_in_graph: bool) -> float:
     return need
 
 
-def _c_graph_files(model: bytes) -> dict:
-    """The int8 graph as C calls of the firmware kernels (export/c_graph.py) and the kernels themselves, for an
-    MCU bundle's c/ folder: {"files": {name: bytes}, "note": manifest entry}. A graph with an operator the
-    kernels lack gets no C graph (TFLite Micro still runs it); the note says which."""
+def _c_graph_files(model: bytes, frontend: dict) -> dict:
+    """The int8 graph as C calls of the firmware kernels (export/c_graph.py), the kernels themselves and the
+    firmware front end with its tables, for an MCU bundle's c/ folder: {"files": {name: bytes}, "note":
+    manifest entry}. A graph with an operator the kernels lack gets no C graph (TFLite Micro still runs it);
+    the note says which."""
     from importlib import resources
 
-    from acom.export.c_graph import graph_c
+    from acom.export.c_graph import frontend_c, graph_c
     try:
         header, source = graph_c(model)
+        tables = frontend_c(frontend, model)
     except ExportError as e:
         return {"files": {}, "note": {"written": False, "reason": str(e)}}
     kernels = resources.files("acom.firmware_host") / "c"
     files = {"c/acom_graph.h": header.encode(), "c/acom_graph.c": source.encode(),
-             **{f"c/{n}": (kernels / n).read_bytes() for n in ("acom_kernels.h", "acom_kernels.c")}}
-    return {"files": files, "note": {"written": True, "files": sorted(files), "run": "int acom_graph_run(const "
-                                     "int8_t *input, int32_t *codes) in c/acom_graph.h; check it with python -m "
-                                     "acom.firmware_host.edge_c --bundle DIR"}}
+             "c/acom_frontend_tables.c": tables.encode(),
+             **{f"c/{n}": (kernels / n).read_bytes()
+                for n in ("acom_kernels.h", "acom_kernels.c", "acom_frontend.h", "acom_frontend.c")}}
+    return {"files": files, "note": {"written": True, "files": sorted(files), "run": "acom_features_i8(&acom_"
+                                     "frontend_config, audio, n, features, scratch) (c/acom_frontend.h), then "
+                                     "acom_graph_run(features, codes) (c/acom_graph.h); check them with python -m "
+                                     "acom.firmware_host.edge_c --bundle DIR --data DATA [--frontend c]"}}
 
 
 def _check_fit(board: Board, ram_bytes: int, flash_bytes: int) -> None:
@@ -357,7 +362,9 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
         with tempfile.TemporaryDirectory() as tmp:
             for path in micro.write_c_sources(tflm.data, Path(tmp), meta=meta):
                 files[f"c/{path.name}"] = path.read_bytes()
-        c_graph = _c_graph_files(tflm.data)
+        c_graph = _c_graph_files(tflm.data, {"runs_in": board.frontend, **graph.frontend.cfg.to_dict(),
+                                             "feature_mean": graph.feat_mean.flatten().tolist(),
+                                             "feature_std": graph.feat_std.flatten().tolist()})
         files.update(c_graph["files"])
     fe = graph.frontend.cfg
     manifest = {

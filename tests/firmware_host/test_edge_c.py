@@ -32,20 +32,36 @@ def test_c_graph_gives_tflm_codes_and_reference_int8_values(m55_ac: Path, urban_
     assert r["probe_windows_equal_reference"] == r["windows"]
 
 
+@pytest.mark.parametrize("board", ["host", "cortex-m55-u55"])
+def test_firmware_front_end_from_16_bit_audio(m55_ac: Path, urban_set: Path, board: str) -> None:
+    """Audio -> log-mel (FFT) -> int8 -> graph, all in C: its int8 features are Python's but for float
+    rounding at a step's edge (at most one step, in under 0.1% of values), its codes TFLite Micro's on
+    Python's features (at least 99%, the bar every exported artifact meets)."""
+    r = edge_c.check_bundle(m55_ac, urban_set, board, items=4, frontend="c")
+    assert r["features"] == r["windows"] * 40 * 98
+    assert r["features_max_abs_diff"] <= 1 and r["features_equal_python"] >= 0.999 * r["features"]
+    assert r["agreement"] >= 0.99
+
+
 def test_the_bundle_carries_the_c_graph(m55_ac: Path) -> None:
     m = json.loads((m55_ac / "manifest.json").read_text())
     assert m["c_graph"]["written"] is True
-    for name in ("acom_graph.c", "acom_graph.h", "acom_kernels.c", "acom_kernels.h"):
+    for name in ("acom_graph.c", "acom_graph.h", "acom_kernels.c", "acom_kernels.h", "acom_frontend.c",
+                 "acom_frontend.h", "acom_frontend_tables.c"):
         assert f"c/{name}" in m["c_graph"]["files"] and (m55_ac / "c" / name).is_file()
     header, source = graph_c((m55_ac / "edge_int8.tflite").read_bytes())
     assert (m55_ac / "c" / "acom_graph.c").read_text() == source  # what the bundle holds is what runs here
+    # one arena for every tensor the graph writes, tensors with disjoint lives sharing it (the equal outputs
+    # above say no tensor was overwritten while still needed): smaller than TFLite Micro's arena
+    arena = int(next(x for x in header.splitlines() if "ACOM_GRAPH_ARENA_BYTES" in x).split()[2])
+    assert 0 < arena < m["artifacts"][0]["arena_bytes"]
 
 
 def test_a_probe_catches_what_the_codes_hide(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:
     """A wrong ADD input grid (2^19 instead of TFLite's 2^20) changes the int8 values of every window."""
     model = (m55_ac / "edge_int8.tflite").read_bytes()
     from acom.export.litert import to_model_input
-    inputs = [to_model_input(model, x) for x in edge_c.feature_windows(m55_ac, urban_set, 2)]
+    inputs = [to_model_input(model, x) for x in edge_c.feature_windows(m55_ac, urban_set, 2)[0]]
     probe = last_int8_tensor(model)
     want = edge_c.reference_probe(model, inputs, probe)
     assert edge_c.run_graph("host", model, inputs, probe)[1] == want

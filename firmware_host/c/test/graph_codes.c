@@ -1,11 +1,15 @@
-/* Runs the generated edge graph (acom_graph.c from export/c_graph.py) on the int8 feature windows in
- * graph_in.h and prints "codes I C0 C1 ..." per window, and "probe I HEX" (the probed int8 tensor) when the
- * graph was generated with one, for the host to compare with TFLite's reference kernels. */
+/* Runs the generated edge graph (acom_graph.c from export/c_graph.py) on the windows in graph_in.h: int8
+ * feature windows (G_INPUT), or 16-bit audio windows (G_AUDIO) through the firmware front end first
+ * (acom_frontend.c; it also prints "features I HEX"). Prints "codes I C0 C1 ..." per window, and "probe I HEX"
+ * (the probed int8 tensor) when the graph was generated with one, for the host to compare. */
 #include <stdint.h>
 
 #include "acom_graph.h"
 #include "graph_in.h"
 #include "io.h"
+#ifdef G_AUDIO_SAMPLES
+#include "acom_frontend.h"
+#endif
 
 static char *put_int(char *q, int32_t v) {
     char d[12];
@@ -17,11 +21,38 @@ static char *put_int(char *q, int32_t v) {
     return q;
 }
 
+static void put_hex(const char *label, int i, const int8_t *p, int n) {
+    static char hex[16 + 2 * (ACOM_GRAPH_INPUT_SIZE > 4096 ? ACOM_GRAPH_INPUT_SIZE : 4096)];
+    char *q = hex;
+    for (const char *s = label; *s;) *q++ = *s++;
+    q = put_int(q, i);
+    *q++ = ' ';
+    for (int k = 0; k < n; k++) {
+        uint8_t b = (uint8_t)p[k];
+        *q++ = "0123456789abcdef"[b >> 4];
+        *q++ = "0123456789abcdef"[b & 15];
+    }
+    *q++ = '\n';
+    *q = 0;
+    io_write(hex);
+}
+
 int main(void) {
     static int32_t codes[ACOM_GRAPH_CODES_SIZE];
     static char line[16 + 12 * ACOM_GRAPH_CODES_SIZE];
     for (int i = 0; i < G_N; i++) {
-        if (acom_graph_run(G_INPUT[i], codes) != 0) return 1;
+#ifdef G_AUDIO_SAMPLES
+        static float audio[G_AUDIO_SAMPLES], scratch[4096];
+        static int8_t input[ACOM_GRAPH_INPUT_SIZE];
+        for (int k = 0; k < G_AUDIO_SAMPLES; k++) audio[k] = (float)G_AUDIO[i][k] / 32768.f;
+        if (acom_features_i8(&acom_frontend_config, audio, G_AUDIO_SAMPLES, input, scratch) *
+                acom_frontend_config.n_mels != ACOM_GRAPH_INPUT_SIZE)
+            return 1;
+        put_hex("features ", i, input, ACOM_GRAPH_INPUT_SIZE);
+#else
+        const int8_t *input = G_INPUT[i];
+#endif
+        if (acom_graph_run(input, codes) != 0) return 1;
         char *q = line;
         for (const char *s = "codes "; *s;) *q++ = *s++;
         q = put_int(q, i);
@@ -33,19 +64,7 @@ int main(void) {
         *q = 0;
         io_write(line);
 #ifdef ACOM_GRAPH_PROBE_SIZE
-        static char hex[16 + 2 * ACOM_GRAPH_PROBE_SIZE];
-        q = hex;
-        for (const char *s = "probe "; *s;) *q++ = *s++;
-        q = put_int(q, i);
-        *q++ = ' ';
-        for (int k = 0; k < ACOM_GRAPH_PROBE_SIZE; k++) {
-            uint8_t b = (uint8_t)acom_graph_probe[k];
-            *q++ = "0123456789abcdef"[b >> 4];
-            *q++ = "0123456789abcdef"[b & 15];
-        }
-        *q++ = '\n';
-        *q = 0;
-        io_write(hex);
+        put_hex("probe ", i, (const int8_t *)acom_graph_probe, ACOM_GRAPH_PROBE_SIZE);
 #endif
     }
     io_write("done\n");
