@@ -20,7 +20,7 @@ from acom.errors import AcomError
 C_DIR = Path(__file__).resolve().parent / "c"
 TEST_DIR = C_DIR / "test"
 FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-LIBRARY = [C_DIR / "acom_wire.c", C_DIR / "acom_sha256.c"]
+LIBRARY = [C_DIR / "acom_wire.c", C_DIR / "acom_sha256.c", TEST_DIR / "io_numbers.c"]
 # UART0 of each QEMU image (a CMSDK APB UART): Arm AN385/AN386/AN500 and AN547 application notes' memory maps
 UART_BASE = {"mps2-an386": 0x40004000, "mps2-an500": 0x40004000, "mps3-an547": 0x49303000}
 
@@ -44,11 +44,12 @@ def kind(board: str) -> str:
     return "host" if board == "host" else load_board(board).kind
 
 
-def build(board: str, sources: list[Path], out: Path, include: Path) -> Path:
+def build(board: str, sources: list[Path], out: Path, include: Path, extra_include: Path | None = None) -> Path:
     """Compile the library, `sources` and the board's platform files into `out` (a binary or an ELF);
-    `include` holds the generated headers. AcomError with the compiler's message if it fails."""
+    `include` holds the generated headers, `extra_include` (searched before the library's) a bundle's c/.
+    AcomError with the compiler's message if it fails."""
     srcs = [str(p) for p in [*LIBRARY, *sources]]
-    common = [*FLAGS, "-I", str(include), "-I", str(C_DIR)]
+    common = [*FLAGS, "-I", str(include), *(["-I", str(extra_include)] if extra_include else []), "-I", str(C_DIR)]
     k = kind(board)
     if k == "host":
         cmd = [tool("gcc"), *common, *srcs, str(TEST_DIR / "io_stdio.c")]

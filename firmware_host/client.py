@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c-device", metavar="BOARD", help="send through the device's C code (firmware_host/c/) built "
                    "for BOARD and run under its emulator: rpi4/rpi5 (or host) send --udp datagrams from "
                    "qemu-aarch64; Cortex-M boards send COBS frames on their UART, connected to the --serial tty "
-                   "(e.g. one end of a socat pty pair); the codes are still computed here")
+                   "(e.g. one end of a socat pty pair). With a bundle that carries its graph in C (an MCU "
+                   "export of the sound classifier) the firmware computes the codes from the audio itself; "
+                   "otherwise (or with --checkpoint) the codes are computed here and the C sends them")
     return p
 
 
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     from acom.runtime.serve_cli import parse_hostport
     from acom.training.audio import load_audio
     manifest = read_manifest(args.bundle)
+    if args.c_device and manifest.get("c_graph", {}).get("written") and not args.checkpoint:
+        return _device_from_c(args, manifest, parse_hostport)
     n_q = args.n_q or manifest["n_q"]
     if args.checkpoint:
         encode = checkpoint_encoder(args.checkpoint, manifest, n_q)
@@ -137,16 +141,41 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q: int, fpp: int, key: bytes | None,
-                 parse_hostport) -> int:
-    """--c-device: every file's codes sent by the C device under the board's emulator, one run for all."""
-    from acom.boards import known_boards
-    from acom.firmware_host.device_c import send
+def _device_from_c(args: argparse.Namespace, manifest: dict, parse_hostport) -> int:
+    """--c-device with a bundle that carries its graph in C (MCU bundles): the whole device in C, audio to
+    packets, under the board's emulator."""
+    from acom.firmware_host.device_c import send_audio
     from acom.training.audio import load_audio
+    _check_c_device(args)
+    if args.n_q and args.n_q != manifest["n_q"]:
+        raise AcomError(f"--n-q {args.n_q}: the bundle's C graph computes {manifest['n_q']} stages")
+    clips = [(args.first_stream + i, np.clip(np.round(load_audio(p, manifest["sample_rate"]) * 32768.0), -32768, 32767)
+              .astype(np.int16)) for i, p in enumerate(args.audio)]
+    sent = send_audio(args.c_device, args.bundle, clips, device_id=args.device_id, full_every=args.full_every,
+                      key=bytes.fromhex(args.key) if args.key else None,
+                      udp=parse_hostport(args.udp) if args.udp else None, uart=args.serial)
+    for path, s in zip(args.audio, sent):
+        seconds = s["frames"] / manifest["frame_rate"]
+        print(json.dumps({"file": str(path), "stream": s["stream"], "frames": s["frames"], "n_q": manifest["n_q"],
+                          "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
+                          "codes_from": "c", "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}), flush=True)
+    return 0
+
+
+def _check_c_device(args: argparse.Namespace) -> None:
+    from acom.boards import known_boards
     if args.c_device not in ("host", *known_boards()):
         raise AcomError(f"--c-device {args.c_device}: one of host, {', '.join(known_boards())}")
     if args.realtime:
         raise AcomError("--c-device sends as fast as the emulator runs: leave out --realtime")
+
+
+def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q: int, fpp: int, key: bytes | None,
+                 parse_hostport) -> int:
+    """--c-device: every file's codes sent by the C device under the board's emulator, one run for all."""
+    from acom.firmware_host.device_c import send
+    from acom.training.audio import load_audio
+    _check_c_device(args)
     codes = [encode(load_audio(path, manifest["sample_rate"]))[:n_q] for path in args.audio]
     streams = [(args.device_id, args.first_stream + i, c) for i, c in enumerate(codes)]
     sent = send(args.c_device, streams, manifest["model"]["rvq_config"]["codebook_sizes"], manifest["codebook_hash"],
@@ -156,7 +185,8 @@ def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q:
         seconds = c.shape[1] / manifest["frame_rate"]
         print(json.dumps({"file": str(path), "stream": s["stream"], "frames": c.shape[1], "n_q": c.shape[0],
                           "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
-                          "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}), flush=True)
+                          "codes_from": "host", "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}),
+              flush=True)
     return 0
 
 

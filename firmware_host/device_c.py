@@ -44,12 +44,20 @@ def write_codes(path: Path, streams: list[Stream], sizes: list[int], codebook_ha
     path.write_text("\n".join(lines) + "\n")
 
 
-def send(board: str, streams: list[Stream], sizes: list[int], codebook_hash: str, *, frames_per_packet: int,
-         full_every: int = 8, key: bytes | None = None, udp: tuple[str, int] | None = None, uart: str | None = None,
-         timeout: float = 120.0) -> list[dict]:
-    """Build send_codes for `board` and run it: to `udp` (host, port) from a Linux board or the host, or on
-    the UART connected to the tty `uart` from a microcontroller. What the C reported: per stream
-    {"stream", "packets", "bytes"}."""
+def _run(cmd: list[str], env: dict | None, timeout: float) -> str:
+    """Run the device program under its emulator; its output, or an AcomError with its last words."""
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:
+        raise AcomError(f"{' '.join(cmd[:3])}: still running after {timeout:.0f} s") from e
+    if run.returncode != 0:
+        raise AcomError(f"{' '.join(cmd[:3])}: exit {run.returncode}: {(run.stdout + run.stderr)[-500:]}")
+    return run.stdout
+
+
+def _check_transport(board: str, udp: tuple[str, int] | None, uart: str | None) -> str:
+    """The board's kind, after checking it is given the link it has: a tty for a microcontroller's UART, UDP
+    otherwise."""
     k = kind(board)
     if k == "mcu" and (uart is None or udp is not None):
         raise AcomError(f"board {board} sends on its UART: give a serial port (a tty path), not UDP")
@@ -59,30 +67,103 @@ def send(board: str, streams: list[Stream], sizes: list[int], codebook_hash: str
     if uart is not None and not Path(uart).exists():
         raise AcomError(f"serial port {uart}: no such tty (a microcontroller's UART needs a tty path: a real "
                         "port or a pty, e.g. from socat; pyserial URLs are not ttys)")
+    return k
+
+
+def _udp_env(udp: tuple[str, int] | None) -> dict | None:
+    """The environment that tells the C UDP transport where to send (it takes an IPv4 address: a name is
+    resolved here)."""
+    if udp is None:
+        return None
+    try:
+        ip = socket.getaddrinfo(udp[0], udp[1], socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+    except OSError as e:
+        raise AcomError(f"--udp {udp[0]}:{udp[1]}: no IPv4 address ({e})") from e
+    return {**os.environ, "ACOM_SEND_TO": f"{ip}:{udp[1]}"}
+
+
+def send(board: str, streams: list[Stream], sizes: list[int], codebook_hash: str, *, frames_per_packet: int,
+         full_every: int = 8, key: bytes | None = None, udp: tuple[str, int] | None = None, uart: str | None = None,
+         timeout: float = 120.0) -> list[dict]:
+    """Build send_codes for `board` and run it: to `udp` (host, port) from a Linux board or the host, or on
+    the UART connected to the tty `uart` from a microcontroller. What the C reported: per stream
+    {"stream", "packets", "bytes"}."""
+    k = _check_transport(board, udp, uart)
     transport = TEST_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")
-    env = None
-    if udp is not None:  # the C transport takes an IPv4 address: resolve a name here
-        try:
-            ip = socket.getaddrinfo(udp[0], udp[1], socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
-        except OSError as e:
-            raise AcomError(f"--udp {udp[0]}:{udp[1]}: no IPv4 address ({e})") from e
-        env = {**os.environ, "ACOM_SEND_TO": f"{ip}:{udp[1]}"}
+    env = _udp_env(udp)
     with tempfile.TemporaryDirectory(prefix="acom-device-c-") as tmp:
         work = Path(tmp)
         write_codes(work / "codes_in.h", streams, sizes, codebook_hash, frames_per_packet, full_every, key)
         exe = build(board, [TEST_DIR / "send_codes.c", transport], work / "send_codes", work)
         cmd = run_command(board, exe, uart=uart)
-        try:
-            run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired as e:
-            raise AcomError(f"{' '.join(cmd[:3])}: still sending after {timeout:.0f} s") from e
-    if run.returncode != 0:
-        raise AcomError(f"{' '.join(cmd[:3])}: exit {run.returncode}: {(run.stdout + run.stderr)[-500:]}")
+        stdout = _run(cmd, env, timeout)
     out = []
-    for line in run.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("stream "):
             i, packets, nbytes = map(int, line.split()[1:])
             out.append({"stream": streams[i][1], "packets": packets, "bytes": nbytes})
     if len(out) != len(streams):
-        raise AcomError(f"{' '.join(cmd[:3])}: reported {len(out)} of {len(streams)} streams: {run.stdout[-300:]}")
+        raise AcomError(f"{' '.join(cmd[:3])}: reported {len(out)} of {len(streams)} streams: {stdout[-300:]}")
     return out
+
+
+def write_app(path: Path, manifest: dict, clips: list[tuple[int, np.ndarray]], device_id: int, full_every: int,
+              key: bytes | None) -> None:
+    """app_in.h for device_app.c: the clips (stream id, 16-bit samples) and how the bundle's device sends."""
+    window = manifest["graph"]["window_samples"]
+    lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stdint.h>",
+             f"#define A_WINDOW {window}", f"#define A_SAMPLES_PER_CODE {round(manifest['sample_rate'] / manifest['frame_rate'])}",
+             f"#define A_NQ {manifest['n_q']}", f"#define A_DEVICE {device_id}u", f"#define A_FULL_EVERY {full_every}u",
+             f"#define A_KEY_LEN {len(key or b'')}u", f"static const uint8_t A_KEY[] = {c_array(key or b'')};",
+             f"static const uint32_t A_SIZES[] = {c_array(manifest['codebook_sizes'])};",
+             f"static const uint8_t A_HASH[32] = {c_array(bytes.fromhex(manifest['codebook_hash']))};"]
+    rows = []
+    for i, (stream, pcm) in enumerate(clips):
+        lines.append(f"static const int16_t A_PCM{i}[] = {{{','.join(str(int(v)) for v in pcm) or '0'}}};")
+        rows.append(f"{{{stream}u, A_PCM{i}, {len(pcm)}}}")
+    lines += ["typedef struct { uint16_t stream_id; const int16_t *pcm; int32_t samples; } a_clip;",
+              f"#define A_NCLIPS {len(rows)}", f"static const a_clip A_CLIPS[] = {{{', '.join(rows)}}};"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+AUDIO_PER_RUN = 8 * 16000  # samples of embedded 16-bit audio per firmware image (the emulators' 512 KiB)
+
+
+def send_audio(board: str, bundle: Path, clips: list[tuple[int, np.ndarray]], *, device_id: int = 1,
+               full_every: int = 8, key: bytes | None = None, udp: tuple[str, int] | None = None,
+               uart: str | None = None, timeout: float = 300.0) -> list[dict]:
+    """The whole device in C (c/test/device_app.c with the MCU bundle's c/ sources): each clip (stream id,
+    16-bit samples at the bundle's rate) through the front end, the graph and the wire code to `uart` (a
+    microcontroller) or `udp` (host). Per clip what the C reported: {"stream", "packets", "bytes", "frames"}."""
+    from acom.runtime.bundle import read_manifest
+    m = read_manifest(bundle)
+    if not m.get("c_graph", {}).get("written"):
+        why = m.get("c_graph", {}).get("reason", "not an MCU bundle")
+        raise AcomError(f"{bundle}: no C graph in this bundle ({why}); send codes computed on the host instead")
+    _check_transport(board, udp, uart)
+    env = _udp_env(udp)
+    out: list[dict] = []
+    batch: list[tuple[int, np.ndarray]] = []
+    for i, clip in enumerate(clips):
+        batch.append(clip)
+        if i + 1 == len(clips) or sum(len(c[1]) for c in batch) + len(clips[i + 1][1]) > AUDIO_PER_RUN:
+            out += _run_app(board, bundle, m, batch, device_id, full_every, key, uart, env, timeout)
+            batch = []
+    return out
+
+
+def _run_app(board, bundle, m, clips, device_id, full_every, key, uart, env, timeout) -> list[dict]:
+    k = kind(board)
+    with tempfile.TemporaryDirectory(prefix="acom-device-c-") as tmp:
+        work = Path(tmp)
+        write_app(work / "app_in.h", m, clips, device_id, full_every, key)
+        c = bundle / "c"
+        sources = [TEST_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
+                   c / "acom_frontend_tables.c", TEST_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")]
+        exe = build(board, sources, work / "device_app", work, extra_include=c)
+        cmd = run_command(board, exe, uart=uart)
+        stdout = _run(cmd, env, timeout)
+    rows = [x.split()[1:] for x in stdout.splitlines() if x.startswith("stream ")]
+    if len(rows) != len(clips):
+        raise AcomError(f"{' '.join(cmd[:3])}: reported {len(rows)} of {len(clips)} clips: {stdout[-300:]}")
+    return [{"stream": clips[int(i)][0], "packets": int(p), "bytes": int(b), "frames": int(f)} for i, p, b, f in rows]

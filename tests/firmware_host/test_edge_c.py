@@ -6,14 +6,25 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from acom.errors import ExportError
 from acom.export.c_graph import graph_c, last_int8_tensor
 from acom.export.pipeline import ExportOptions, export
+from acom.export.graph import EdgeGraph
+from acom.export.micro import run_tflm
+from acom.export.verify import item_codes, make_windows
 from acom.firmware_host import edge_c
+from acom.runtime.bundle import open_bundle
+from acom.training.audio import load_audio
+from acom.training.checkpoint import load_checkpoint
+from acom.training.featcache import TEST_SUBSET, open_dataset
+from acom.training.rate_accuracy import PRETRAINED
+from tests.firmware_host.test_client import ACOM, pty_pair, serve, wait_finals
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +104,32 @@ def test_cli_json_and_exit_codes(m55_ac: Path, urban_set: Path, tmp_path: Path) 
     assert out["board"] == "cortex-m55-u55" and out["agreement"] == 1.0
     r = subprocess.run([*cmd, "--board", "rpi4"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "a Linux board runs the bundle's .pte/.tflite" in r.stderr
+
+
+def test_the_whole_device_in_c_talks_to_the_server(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:
+    """`acom send --c-device cortex-m55-u55` with the M55 bundle: firmware under qemu-system-arm turns 16-bit
+    audio into codes (C front end, C graph) and packets (C wire code) on its UART; socat links the UART's pty
+    to the one `acom serve --serial` reads. The server's labels are those of TFLite Micro's codes."""
+    items = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[:3]
+    model = (m55_ac / "edge_int8.tflite").read_bytes()
+    split, _ = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")  # what the fixture exported
+    w = make_windows(EdgeGraph(split, 1, frontend=False).eval(), [(load_audio(it.path, 16000), 0) for it in items],
+                     16000, 3200)
+    codes = item_codes(run_tflm(model, w.inputs)[0], w)
+    with torch.inference_mode():
+        tail = open_bundle(m55_ac).split.server()
+        want = [int(tail(torch.as_tensor(c)[None]).argmax()) for c in codes]
+    with pty_pair(tmp_path) as (a, b):
+        out = tmp_path / "serial.jsonl"
+        proc, _ = serve(m55_ac, out, "--serial", str(b), "--window-s", "60")
+        time.sleep(1.5)  # the server opens its port first: pyserial's open discards bytes that came before
+        sent = subprocess.run([*ACOM, "send", "--bundle", str(m55_ac), "--serial", str(a), "--c-device",
+                               "cortex-m55-u55", "--device-id", "9", *[str(it.path) for it in items]],
+                              capture_output=True, text=True, timeout=300)
+        assert sent.returncode == 0, sent.stderr
+        report = [json.loads(x) for x in sent.stdout.splitlines()]
+        assert [r["codes_from"] for r in report] == ["c"] * 3
+        assert [r["frames"] for r in report] == [c.shape[1] for c in codes]
+        finals = sorted(wait_finals(proc, out, 3), key=lambda r: r["stream"])
+    assert [r["label"] for r in finals] == want
+    assert all(r["device"] == 9 and r["missing_frames"] == 0 for r in finals)

@@ -12,21 +12,6 @@
 
 static uint8_t packet[ACOM_MAX_PACKET];
 
-/* "stream I PACKETS BYTES\n": what went out, for the host to report */
-static void report(int i, long packets, long bytes) {
-    long v[3] = {i, packets, bytes};
-    char line[64] = "stream", *q = line + 6;
-    for (int k = 0; k < 3; k++) {
-        char d[20];
-        int n = 0;
-        do d[n++] = (char)('0' + v[k] % 10); while ((v[k] /= 10));
-        *q++ = ' ';
-        while (n) *q++ = d[--n];
-    }
-    *q++ = '\n';
-    *q = 0;
-    io_write(line);
-}
 
 int main(void) {
     if (transport_open() != 0) {
@@ -47,7 +32,8 @@ int main(void) {
             }
             bytes += len;
         }
-        report(i, (long)s.index, bytes);
+        long row[3] = {i, (long)s.index, bytes};  /* "stream I PACKETS BYTES": what went out */
+        io_numbers("stream", row, 3);
     }
     io_write("send_codes: done\n");
     return 0;
