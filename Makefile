@@ -67,7 +67,13 @@ demo: setup
 	@echo "== the device's C wire code on every board's emulator against the test vectors =="
 	$(PY) -m acom.firmware_host.wire_c
 	@echo
-	@echo "Not built yet: the model half of the firmware (audio -> codes in C). Codec baselines: docs/baselines.md (acom bench codecs)."
+	@echo "== the whole device in C: Cortex-M55 firmware under qemu-system-arm, audio -> codes -> packets on its UART -> acom serve =="
+	$(PY) -m acom.firmware_host.loopback_demo --bundle export-cortex-m55-u55-ac --c-device cortex-m55-u55 $$(ls $(DATA)/urban/audio/fold10/*.wav | head -4)
+	@echo
+	@echo "== that firmware's codes against TFLite Micro's on test clips (its front end and graph in C) =="
+	$(PY) -m acom.firmware_host.edge_c --bundle export-cortex-m55-u55-ac --data $(DATA)/urban --frontend c
+	@echo
+	@echo "Not built yet: the C kernels the ASR graph needs on microcontrollers. Codec baselines: docs/baselines.md (acom bench codecs)."
 
 test: setup
 	$(VENV)/bin/ruff check .

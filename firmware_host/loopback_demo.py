@@ -10,14 +10,18 @@ the server (SIGTERM) and prints one line per stream, then the server's counters.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from acom.boards import load_board
 from acom.errors import AcomError
+from acom.training.datasets import US8K_CLASSES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,20 +29,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, required=True)
     ap.add_argument("audio", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("serve-demo.jsonl"), help="the server's JSON lines")
-    ap.add_argument("--c-device", metavar="BOARD", help="send with the device's C code for this Linux board "
-                    "(rpi4, rpi5: under qemu-aarch64; `acom send --c-device`)")
+    ap.add_argument("--c-device", metavar="BOARD", help="send with the device's C code for this board under its "
+                    "emulator (`acom send --c-device`): rpi4/rpi5 over UDP; a Cortex-M board over a serial pty pair")
     args = ap.parse_args(argv)
     args.out.unlink(missing_ok=True)
     acom = [sys.executable, "-m", "acom.cli"]
-    server = subprocess.Popen([*acom, "serve", "--bundle", str(args.bundle), "--udp", "127.0.0.1:0", "--out",
+    # a Cortex-M board's firmware talks on its UART: a pty pair links it to the server
+    serial = args.c_device not in (None, "host") and load_board(args.c_device).kind == "mcu"
+    with tempfile.TemporaryDirectory() as tmp, _pty_pair(Path(tmp)) if serial else contextlib.nullcontext() as ttys:
+        return _run(args, acom, ttys)
+
+
+def _run(args: argparse.Namespace, acom: list[str], ttys: tuple[Path, Path] | None) -> int:
+    link = ["--serial", str(ttys[1])] if ttys else ["--udp", "127.0.0.1:0"]
+    server = subprocess.Popen([*acom, "serve", "--bundle", str(args.bundle), *link, "--out",
                                str(args.out)], stderr=subprocess.PIPE, text=True)
     try:
         line = server.stderr.readline()
         if not line.startswith("{"):
             raise AcomError(f"acom serve did not start: {line.strip()} {server.stderr.read()[-500:]}")
-        port = json.loads(line)["udp"][1]
+        if ttys:
+            time.sleep(1.5)  # the server opens its port first: pyserial's open discards bytes that came before
+            to = ["--serial", str(ttys[0])]
+        else:
+            to = ["--udp", f"127.0.0.1:{json.loads(line)['udp'][1]}"]
         c_device = ["--c-device", args.c_device] if args.c_device else []
-        sent = subprocess.run([*acom, "send", "--bundle", str(args.bundle), "--udp", f"127.0.0.1:{port}", *c_device,
+        sent = subprocess.run([*acom, "send", "--bundle", str(args.bundle), *to, *c_device,
                                *map(str, args.audio)], capture_output=True, text=True)
         if sent.returncode:
             raise AcomError(f"acom send failed: {sent.stderr.strip()[-500:]}")
@@ -51,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [json.loads(x) for x in args.out.read_text().split("\n")[:-1]]
     for r in sorted((r for r in lines if r["type"] == "final"), key=lambda r: r["stream"]):
         path = args.audio[r["stream"]]
-        what = r["text"] if "text" in r else f"label {r['label']}"
+        what = r["text"] if "text" in r else f"label {r['label']} ({US8K_CLASSES[r['label']]})"
         print(f"stream {r['stream']} ({path.name}, {r['seconds']} s): {what}")
         ref = _reference(path)
         if ref:
@@ -62,8 +78,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _pty_pair(folder: Path):
+    """Two ptys linked by socat: the device writes one, the server reads the other."""
+    a, b = folder / "device-tty", folder / "server-tty"
+    link = subprocess.Popen(["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"])
+    try:
+        deadline = time.monotonic() + 10
+        while not (a.exists() and b.exists()):
+            if time.monotonic() > deadline:
+                raise AcomError("socat made no pty pair (is socat installed? `make setup`)")
+            time.sleep(0.05)
+        yield a, b
+    finally:
+        link.terminate()
+        link.wait(timeout=10)
+
+
 def _reference(audio: Path) -> str | None:
-    """The transcript of a LibriSpeech-layout file (from its folder's .trans.txt), if there is one."""
+    """The transcript of a LibriSpeech-layout file (from its folder's .trans.txt), or the class of an
+    UrbanSound8K-layout one (FSID-CLASSID-OCC-SLICE.wav), if it is either."""
+    parts = audio.stem.split("-")
+    if audio.suffix == ".wav" and len(parts) == 4 and parts[1].isdigit() and int(parts[1]) < len(US8K_CLASSES):
+        return US8K_CLASSES[int(parts[1])]
     for trans in audio.parent.glob("*.trans.txt"):
         for line in trans.read_text().splitlines():
             utt, _, text = line.partition(" ")

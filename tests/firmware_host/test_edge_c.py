@@ -133,3 +133,17 @@ def test_the_whole_device_in_c_talks_to_the_server(m55_ac: Path, urban_set: Path
         finals = sorted(wait_finals(proc, out, 3), key=lambda r: r["stream"])
     assert [r["label"] for r in finals] == want
     assert all(r["device"] == 9 and r["missing_frames"] == 0 for r in finals)
+
+
+def test_loopback_demo_over_the_firmware_uart(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:
+    """What `make demo` runs: the demo links the firmware's UART to the server with its own pty pair."""
+    files = [str(it.path) for it in open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[:2]]
+    out = tmp_path / "demo.jsonl"
+    r = subprocess.run([sys.executable, "-m", "acom.firmware_host.loopback_demo", "--bundle", str(m55_ac),
+                        "--c-device", "cortex-m55-u55", "--out", str(out), *files], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    finals = [r for r in map(json.loads, out.read_text().splitlines()) if r["type"] == "final"]
+    assert sorted(f["stream"] for f in finals) == [0, 1]
+    for f in finals:
+        assert f"stream {f['stream']} " in r.stdout and f"label {f['label']} " in r.stdout
