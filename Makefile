@@ -73,7 +73,7 @@ demo: setup
 	@echo "== that firmware's codes against TFLite Micro's on test clips (its front end and graph in C) =="
 	$(PY) -m acom.firmware_host.edge_c --bundle export-cortex-m55-u55-ac --data $(DATA)/urban --frontend c
 	@echo
-	@echo "Not built yet: the C kernels the ASR graph needs on microcontrollers. Codec baselines: docs/baselines.md (acom bench codecs)."
+	@echo "Codec baselines: docs/baselines.md (acom bench codecs)."
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -15,10 +15,11 @@ import numpy as np
 
 from acom.errors import ExportError
 
-_CTYPE = {"INT8": "int8_t", "INT32": "int32_t", "FLOAT32": "float"}
-_NP = {"INT8": np.int8, "INT32": np.int32, "FLOAT32": np.float32}
+_CTYPE = {"INT8": "int8_t", "INT32": "int32_t", "FLOAT32": "float", "BOOL": "uint8_t"}
+_NP = {"INT8": np.int8, "INT32": np.int32, "FLOAT32": np.float32, "BOOL": np.bool_}
 _FLOAT_BINARY = {"ADD": "ACOM_F_ADD", "SUB": "ACOM_F_SUB", "MUL": "ACOM_F_MUL", "DIV": "ACOM_F_DIV",
-                 "MAXIMUM": "ACOM_F_MAX", "MINIMUM": "ACOM_F_MIN"}
+                 "MAXIMUM": "ACOM_F_MAX", "MINIMUM": "ACOM_F_MIN", "SQUARED_DIFFERENCE": "ACOM_F_SQDIFF"}
+_FLOAT_UNARY = {"ABS": "ACOM_F_ABS", "SQRT": "ACOM_F_SQRT", "RSQRT": "ACOM_F_RSQRT", "LOGISTIC": "ACOM_F_LOGISTIC"}
 _FLT_MAX = "3.402823466e+38f"
 
 
@@ -143,6 +144,36 @@ def _broadcast_strides(shape: list[int], out: list[int]) -> list[int]:
     return [s if d == o else 0 for s, d, o in zip(_strides(shape), shape, out)]
 
 
+def _copy4(out_shape: list[int], strides: list[int]) -> tuple[list[int], list[int]]:
+    """A strided copy of any rank as the kernels' 4-D one: dimensions of size 1 dropped (they add nothing),
+    leading 1s added."""
+    kept = [(d, s) for d, s in zip(out_shape, strides) if d != 1]
+    if len(kept) > 4:
+        raise ExportError(f"a copy over {len(kept)} dimensions larger than 1: the C kernels take 4")
+    kept = [(1, 0)] * (4 - len(kept)) + kept
+    return [d for d, _ in kept], [s for _, s in kept]
+
+
+def _reduction(shape: list[int], axes: list[int]) -> tuple[int, int, int]:
+    """(outer, axis, inner) of a reduction over `axes` of `shape`, which must be one axis once dimensions of
+    size 1 are left out."""
+    axes = sorted({a % len(shape) for a in axes})
+    real = [a for a in axes if shape[a] != 1]
+    if len(real) > 1:
+        raise ExportError(f"a reduction over axes {axes} of {shape}: the C kernels reduce one")
+    k = real[0] if real else axes[0]
+    return int(np.prod(shape[:k])), shape[k], int(np.prod(shape[k + 1:]))
+
+
+def _multipliers(g: "_Graph", real: np.ndarray) -> str:
+    """Declare the fixed-point multipliers and shifts of `real` (per channel); the two arrays' names."""
+    pairs = [quantize_multiplier(float(r)) for r in np.atleast_1d(real)]
+    idx = len(g.decls)
+    g.decls.append(f"static const int32_t m{idx}[{len(pairs)}] = {_c_ints(m for m, _ in pairs)};")
+    g.decls.append(f"static const int32_t s{idx}[{len(pairs)}] = {_c_ints(s for _, s in pairs)};")
+    return f"m{idx}, s{idx}"
+
+
 def _act_range_i8(act: int, scale: float, zp: int) -> tuple[int, int]:
     """TFLite's CalculateActivationRangeQuantized for int8 (NONE 0, RELU 1, RELU6 3)."""
     if act == 0:
@@ -173,13 +204,17 @@ def _lower(g: _Graph, name: str, op) -> None:
     t_in, t_out = g.type(a), g.type(o)
     if name in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
         g.call(f"memcpy(t{o}, t{a}, {g.nbytes(o)});")
-    elif name == "TRANSPOSE":
-        perm = [int(p) for p in g.const(ins[1])]
-        lead = 4 - len(perm)
-        perm4 = list(range(lead)) + [p + lead for p in perm]
-        st = _strides(g.shape4(a))
-        g.call(f"acom_strided_copy(t{a}, {np.dtype(_NP[t_in]).itemsize}, (const int32_t[4]){_c_ints(g.shape4(o))}, "
-               f"(const int32_t[4]){_c_ints(st[p] for p in perm4)}, t{o});")
+    elif name in ("TRANSPOSE", "SLICE"):
+        st = _strides(g.shape(a))
+        base = 0
+        if name == "TRANSPOSE":
+            strides = [st[int(p)] for p in g.const(ins[1])]
+        else:
+            begin = [int(b) for b in g.const(ins[1])]
+            strides, base = st, int(np.dot(begin, st))
+        shape, strides = _copy4(g.shape(o), strides)
+        g.call(f"acom_strided_copy(t{a} + {base}, {np.dtype(_NP[t_in]).itemsize}, (const int32_t[4]){_c_ints(shape)}, "
+               f"(const int32_t[4]){_c_ints(strides)}, t{o});")
     elif name == "PAD":
         if t_in != "INT8":
             raise ExportError("PAD of a float tensor: the C graph pads int8 only")
@@ -187,8 +222,8 @@ def _lower(g: _Graph, name: str, op) -> None:
         before = [0] * (4 - len(pads)) + [int(p) for p in pads[:, 0]]
         g.call(f"acom_pad_i8(t{a}, (const int32_t[4]){_c_ints(g.shape4(a))}, (const int32_t[4]){_c_ints(before)}, "
                f"(const int32_t[4]){_c_ints(g.shape4(o))}, {g.scale_zp(o)[1]}, t{o});")
-    elif name == "CONV_2D":
-        _conv(g, op, opt, ins, o)
+    elif name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        _conv(g, name, opt, ins, o)
     elif name in ("MUL", "ADD") and t_out == "INT8":
         b = ins[1]
         (sa, za), (sb, zb), (so, zo) = g.scale_zp(a), g.scale_zp(b), g.scale_zp(o)
@@ -213,8 +248,32 @@ def _lower(g: _Graph, name: str, op) -> None:
         g.call(f"acom_binary_f32({_FLOAT_BINARY[name]}, (const int32_t[4]){_c_ints(shape)}, t{a}, (const int32_t[4])"
                f"{_c_ints(_broadcast_strides(g.shape4(a), shape))}, t{b}, (const int32_t[4])"
                f"{_c_ints(_broadcast_strides(g.shape4(b), shape))}, t{o});")
-    elif name in ("ABS", "SQRT") and t_out == "FLOAT32":
-        g.call(f"acom_unary_f32(ACOM_F_{name}, {n_out}, t{a}, t{o});")
+    elif name in _FLOAT_UNARY and t_out == "FLOAT32":
+        g.call(f"acom_unary_f32({_FLOAT_UNARY[name]}, {n_out}, t{a}, t{o});")
+    elif name == "QUANTIZE" and t_in == "FLOAT32" and t_out == "INT8":
+        s, z = g.scale_zp(o)
+        g.call(f"acom_quantize_f32({n_out}, t{a}, {float(np.float32(s)).hex()}f, {z}, t{o});")
+    elif name == "SELECT_V2" and t_out == "FLOAT32":
+        c, x1, y1, shape = ins[0], ins[1], ins[2], g.shape4(o)
+        st = [_c_ints(_broadcast_strides(g.shape4(i), shape)) for i in (c, x1, y1)]
+        g.call(f"acom_select_f32((const int32_t[4]){_c_ints(shape)}, t{c}, (const int32_t[4]){st[0]}, t{x1}, "
+               f"(const int32_t[4]){st[1]}, t{y1}, (const int32_t[4]){st[2]}, t{o});")
+    elif name == "SOFTMAX" and t_in == "FLOAT32":
+        shape = g.shape(a)
+        g.call(f"acom_softmax_f32({int(np.prod(shape[:-1]))}, {shape[-1]}, {_c_number(opt.get('beta', 1.0), 'FLOAT32')}, "
+               f"t{a}, t{o});")
+    elif name == "FULLY_CONNECTED" and t_in == "INT8":
+        w = ins[1]
+        bias = f"t{ins[2]}" if len(ins) > 2 and ins[2] >= 0 else "NULL"
+        out_n, in_n = g.shape(w)
+        (si, zi), (so, zo) = g.scale_zp(a), g.scale_zp(o)
+        ws, wz = g.quant(w)
+        if np.any(wz != 0):
+            raise ExportError("FULLY_CONNECTED with non-zero weight zero points: not in the C kernels")
+        lo, hi = _act_range_i8(opt.get("fusedActivationFunction", 0), so, zo)
+        names = _multipliers(g, si * ws / so)
+        g.call(f"acom_fully_connected_i8({int(np.prod(g.shape(a))) // in_n}, {in_n}, {out_n}, t{a}, {-zi}, t{w}, "
+               f"{bias}, {names}, {int(ws.size > 1)}, {zo}, {lo}, {hi}, t{o});")
     elif name == "QUANTIZE" and t_in == "INT8" and t_out == "INT8":
         (si, zi), (so, zo) = g.scale_zp(a), g.scale_zp(o)
         m, sh = quantize_multiplier(si / so)
@@ -231,39 +290,41 @@ def _lower(g: _Graph, name: str, op) -> None:
         lo, hi = _act_range_i8(opt.get("fusedActivationFunction", 0), s, z)
         g.call(f"acom_avg_pool_i8({ih}, {iw}, {c}, {opt['filterHeight']}, {opt['filterWidth']}, {opt['strideH']}, "
                f"{opt['strideW']}, {oh}, {ow}, {lo}, {hi}, t{a}, t{o});")
-    elif name in ("SUM", "ARG_MAX") and t_in == "FLOAT32":
-        axes = [int(x) for x in np.atleast_1d(g.const(ins[1]))]
-        shape = g.shape(a)
-        if len(axes) != 1:
-            raise ExportError(f"{name} over {len(axes)} axes: the C graph reduces one")
-        k = axes[0] % len(shape)
-        outer, inner = int(np.prod(shape[:k])), int(np.prod(shape[k + 1:]))
+    elif name in ("SUM", "MEAN", "ARG_MAX") and t_in == "FLOAT32":
+        outer, axis, inner = _reduction(g.shape(a), [int(x) for x in np.atleast_1d(g.const(ins[1]))])
         if name == "ARG_MAX" and g.type(o) != "INT32":
             raise ExportError("ARG_MAX to int64: the C graph writes int32 indices")
-        fn = "acom_sum_f32" if name == "SUM" else "acom_arg_max_f32"
-        g.call(f"{fn}({outer}, {shape[k]}, {inner}, t{a}, t{o});")
+        fn = {"SUM": "acom_sum_f32", "MEAN": "acom_mean_f32", "ARG_MAX": "acom_arg_max_f32"}[name]
+        g.call(f"{fn}({outer}, {axis}, {inner}, t{a}, t{o});")
     elif name == "BATCH_MATMUL" and t_in == "FLOAT32":
-        sa, sb = g.shape(a), g.shape(ins[1])
-        if len(sa) != 2 or len(sb) != 2 or opt.get("adjX") or opt.get("adjY"):
-            raise ExportError(f"BATCH_MATMUL of {sa} and {sb}: the C graph multiplies 2-D matrices, untransposed")
-        g.call(f"acom_matmul_f32({sa[0]}, {sa[1]}, {sb[1]}, t{a}, t{ins[1]}, t{o});")
+        sa, sb, so_ = g.shape(a), g.shape(ins[1]), g.shape(o)
+        if opt.get("adjX") or opt.get("adjY") or len(sa) < 2 or len(sb) < 2:
+            raise ExportError(f"BATCH_MATMUL of {sa} and {sb} (adjoint flags set): not in the C kernels")
+        batch = int(np.prod(so_[:-2]))
+        stride = [0 if int(np.prod(s[:-2])) == 1 else s[-2] * s[-1] for s in (sa, sb)]
+        if any(int(np.prod(s[:-2])) not in (1, batch) for s in (sa, sb)):
+            raise ExportError(f"BATCH_MATMUL of {sa} and {sb}: batch broadcasting beyond one shared side")
+        g.call(f"acom_batch_matmul_f32({batch}, {sa[-2]}, {sa[-1]}, {sb[-1]}, t{a}, {stride[0]}, t{ins[1]}, "
+               f"{stride[1]}, t{o});")
     else:
         raise ExportError(f"operator {name} ({t_in} -> {t_out}) has no C kernel (firmware_host/c/acom_kernels.c)")
 
 
-def _conv(g: _Graph, op, opt: dict, ins: list[int], o: int) -> None:
+def _conv(g: _Graph, name: str, opt: dict, ins: list[int], o: int) -> None:
     a, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 and ins[2] >= 0 else None
     if opt.get("padding") != 1:
-        raise ExportError("CONV_2D with SAME padding: the C graph convolves VALID windows only")
+        raise ExportError(f"{name} with SAME padding: the C graph convolves VALID windows only")
     _, ih, iw, ic = g.shape4(a)
-    oc, kh, kw, _ = g.shape(w)
-    _, oh, ow, _ = g.shape4(o)
+    _, oh, ow, oc = g.shape4(o)
+    _, kh, kw, _ = g.shape(w)
     dims = (f"&(const acom_conv_shape){{{ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {kh}, {kw}, {opt['strideH']}, "
             f"{opt['strideW']}, {opt['dilationHFactor']}, {opt['dilationWFactor']}}}")
     act = opt.get("fusedActivationFunction", 0)
     b = f"t{bias}" if bias is not None else "NULL"
     if g.type(a) == "FLOAT32":
+        if name != "CONV_2D":
+            raise ExportError(f"float {name}: not in the C kernels")
         lo, hi = _act_range_f32(act)
         g.call(f"acom_conv_f32({dims}, t{a}, t{w}, {b}, {lo}, {hi}, t{o});")
         return
@@ -271,23 +332,29 @@ def _conv(g: _Graph, op, opt: dict, ins: list[int], o: int) -> None:
     fs, fz = g.quant(w)
     if np.any(fz != 0):
         raise ExportError("CONV_2D with non-zero filter zero points: TFLite int8 filters are symmetric")
-    fs = np.broadcast_to(fs, (oc,))
-    mults = [quantize_multiplier(si * f / so) for f in fs]
+    names = _multipliers(g, si * np.broadcast_to(fs, (oc,)) / so)
     lo, hi = _act_range_i8(act, so, zo)
-    idx = len(g.decls)
-    g.decls.append(f"static const int32_t m{idx}[{oc}] = {_c_ints(m for m, _ in mults)};")
-    g.decls.append(f"static const int32_t s{idx}[{oc}] = {_c_ints(s for _, s in mults)};")
-    g.call(f"acom_conv_i8({dims}, t{a}, {-zi}, t{w}, {b}, m{idx}, s{idx}, {zo}, {lo}, {hi}, t{o});")
+    if name == "CONV_2D":
+        g.call(f"acom_conv_i8({dims}, t{a}, {-zi}, t{w}, {b}, {names}, {zo}, {lo}, {hi}, t{o});")
+    else:
+        g.call(f"acom_depthwise_i8({dims}, {opt.get('depthMultiplier', 1)}, t{a}, {-zi}, t{w}, {b}, {names}, {zo}, "
+               f"{lo}, {hi}, t{o});")
 
 
-def last_int8_tensor(model: bytes) -> int:
-    """The index of the last int8 tensor an operator writes: the end of the integer part, where a wrong
-    rounding anywhere before would show (codes, an argmax, hide most of them)."""
+def integer_part_end(model: bytes) -> int:
+    """The index of the last int8 tensor written before the first operator with a float output: the end of
+    the graph's integer-only part, where a wrong rounding anywhere before would show (the codes, an argmax,
+    hide most of them). After it, float kernels round their last bits as their library does."""
     g = _Graph(model)
-    last = [int(o) for op in g.g.operators for o in op.outputs if g.type(int(o)) == "INT8"]
-    if not last:
-        raise ExportError("the graph writes no int8 tensor")
-    return last[-1]
+    last = None
+    for op in g.g.operators:
+        outs = [int(o) for o in op.outputs]
+        if any(g.type(o) == "FLOAT32" for o in outs):
+            break
+        last = next((o for o in outs if g.type(o) == "INT8"), last)
+    if last is None:
+        raise ExportError("the graph writes no int8 tensor before its first float operator")
+    return last
 
 
 def graph_c(model: bytes, header: str = "acom_graph.h", probe: int | None = None) -> tuple[str, str]:

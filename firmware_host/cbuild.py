@@ -23,6 +23,10 @@ FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
 LIBRARY = [C_DIR / "acom_wire.c", C_DIR / "acom_sha256.c", TEST_DIR / "io_numbers.c"]
 # UART0 of each QEMU image (a CMSDK APB UART): Arm AN385/AN386/AN500 and AN547 application notes' memory maps
 UART_BASE = {"mps2-an386": 0x40004000, "mps2-an500": 0x40004000, "mps3-an547": 0x49303000}
+# (origin, length) of the RAM the program runs from, after the 1 KiB kept for the vector table at 0: the mps2
+# images' 4 MiB ZBT SSRAM1 at 0; mps3-an547's 2 MiB SRAM at 0x01000000 (its ITCM at 0 holds only 512 KiB,
+# less than the ASR graph with test audio)
+RAM = {"mps2-an386": (0x400, 0x3FFC00), "mps2-an500": (0x400, 0x3FFC00), "mps3-an547": (0x01000000, 0x200000)}
 
 
 def c_array(values) -> str:
@@ -59,11 +63,13 @@ def build(board: str, sources: list[Path], out: Path, include: Path, extra_inclu
         if k == "linux":
             cmd = [cc, *common, f"-mcpu={emu.cpu}", "-static", *srcs, str(TEST_DIR / "io_stdio.c")]
         else:
-            if emu.machine not in UART_BASE:
+            if emu.machine not in UART_BASE or emu.machine not in RAM:
                 raise AcomError(f"board {board}: no UART address known for QEMU machine {emu.machine!r} "
                                 f"(known: {', '.join(UART_BASE)})")
+            origin, length = RAM[emu.machine]
             cmd = [cc, *common, f"-mcpu={emu.cpu}", "-mthumb", "-ffreestanding", "-nostartfiles", "--specs=nano.specs",
-                   f"-DUART_BASE={UART_BASE[emu.machine]:#x}u", "-T", str(TEST_DIR / "cortex_m.ld"), *srcs,
+                   f"-DUART_BASE={UART_BASE[emu.machine]:#x}u", f"-Wl,--defsym=ACOM_RAM_ORIGIN={origin:#x}",
+                   f"-Wl,--defsym=ACOM_RAM_LENGTH={length:#x}", "-T", str(TEST_DIR / "cortex_m.ld"), *srcs,
                    str(TEST_DIR / "io_semihost.c"), str(TEST_DIR / "cortex_m_start.c")]
     done = subprocess.run([*cmd, "-lm", "-o", str(out)], capture_output=True, text=True)
     if done.returncode != 0:

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "for BOARD and run under its emulator: rpi4/rpi5 (or host) send --udp datagrams from "
                    "qemu-aarch64; Cortex-M boards send COBS frames on their UART, connected to the --serial tty "
                    "(e.g. one end of a socat pty pair). With a bundle that carries its graph in C (an MCU "
-                   "export of the sound classifier) the firmware computes the codes from the audio itself; "
+                   "export) the firmware computes the codes from the audio itself; "
                    "otherwise (or with --checkpoint) the codes are computed here and the C sends them")
     return p
 

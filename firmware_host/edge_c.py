@@ -3,10 +3,12 @@ firmware kernels (c/acom_kernels.c), built for a board and run under its emulato
 
     python -m acom.firmware_host.edge_c --bundle export-cortex-m55-u55-ac --data data/urban [--board cortex-m4]
 
-Features come from the Python front end (the firmware's log-mel is not in C yet), quantized to the graph's
-int8 input. Compared, per window: the codes with TFLite Micro's (what the board's interpreter would give), and
-the last int8 tensor (the end of the integer part, where any rounding that differs would show) with TFLite's
-reference kernels. Exit 0: all equal; 1: something differs; 2: bad input or a tool missing.
+Features come from the Python front end, quantized to the graph's int8 input, or with ``--frontend c`` from
+16-bit audio through the firmware's own front end. Compared, per window: the codes with TFLite Micro's (what
+the board's interpreter would give), and the last int8 tensor of the graph's integer-only part (where any
+rounding that differs would show) with TFLite's reference kernels in LiteRT. Exit 0: the codes equal TFLite
+Micro's (with the C front end: at least 99%, the bar of every exported artifact); 1: they do not; 2: bad input
+or a tool missing.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def check_bundle(bundle: Path, data: Path, board: str | None = None, items: int 
     TFLite's reference kernels, on the windows of `items` test items. ``frontend="c"``: the firmware computes
     the features from 16-bit audio too (acom_frontend.c); its int8 features are compared with Python's and
     its codes with TFLite Micro's on Python's features."""
-    from acom.export.c_graph import last_int8_tensor
+    from acom.export.c_graph import integer_part_end
     from acom.export.litert import to_model_input
     from acom.export.micro import run_tflm
     from acom.runtime.bundle import read_manifest
@@ -143,7 +145,7 @@ def check_bundle(bundle: Path, data: Path, board: str | None = None, items: int 
         raise AcomError(f"--frontend {frontend}: python or c")
     floats, audio = feature_windows(bundle, data, items, checkpoint)
     inputs = [to_model_input(model, x) for x in floats]
-    probe = last_int8_tensor(model)
+    probe = integer_part_end(model)
     if frontend == "c":
         codes, probes, features = run_graph(board, model, audio, probe, frontend=m["frontend"])
     else:
@@ -188,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         detail = (f"int8 features equal to Python's {r['features_equal_python']}/{r['features']} (at most "
                   f"{r['features_max_abs_diff']} apart); agreement {r['agreement']:.2%} (bar {CODE_AGREEMENT_MIN:.0%})")
     else:
-        ok = r["codes_equal_tflm"] == r["codes"] and r["probe_windows_equal_reference"] == r["windows"]
-        detail = (f"last int8 tensor (#{r['probe_tensor']}) equal to the reference kernels' in "
-                  f"{r['probe_windows_equal_reference']}/{r['windows']} windows")
+        ok = r["codes_equal_tflm"] == r["codes"]
+        detail = (f"the integer part's last int8 tensor (#{r['probe_tensor']}) equal to TFLite's reference "
+                  f"kernels' in {r['probe_windows_equal_reference']}/{r['windows']} windows")
     if ns.json:
         print(json.dumps({**r, "passed": ok}))
     else:

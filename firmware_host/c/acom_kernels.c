@@ -124,12 +124,76 @@ void acom_binary_f32(int op, const int32_t shape[4], const float *a, const int32
     FOR4(shape, {
         float x = a[AT(as)], y = b[AT(bs)];
         out[i_] = op == ACOM_F_ADD ? x + y : op == ACOM_F_SUB ? x - y : op == ACOM_F_MUL ? x * y
-                : op == ACOM_F_DIV ? x / y : op == ACOM_F_MAX ? (x > y ? x : y) : (x < y ? x : y);
+                : op == ACOM_F_DIV ? x / y : op == ACOM_F_MAX ? (x > y ? x : y) : op == ACOM_F_MIN ? (x < y ? x : y)
+                : (x - y) * (x - y);
     });
 }
 
 void acom_unary_f32(int op, int32_t n, const float *in, float *out) {
-    for (int32_t i = 0; i < n; i++) out[i] = op == ACOM_F_ABS ? fabsf(in[i]) : sqrtf(in[i]);
+    for (int32_t i = 0; i < n; i++)
+        out[i] = op == ACOM_F_ABS ? fabsf(in[i]) : op == ACOM_F_SQRT ? sqrtf(in[i])
+               : op == ACOM_F_RSQRT ? 1.f / sqrtf(in[i]) : 1.f / (1.f + expf(-in[i]));
+}
+
+void acom_select_f32(const int32_t shape[4], const uint8_t *cond, const int32_t cs[4], const float *x,
+                     const int32_t xs[4], const float *y, const int32_t ys[4], float *out) {
+    FOR4(shape, out[i_] = cond[AT(cs)] ? x[AT(xs)] : y[AT(ys)]);
+}
+
+void acom_depthwise_i8(const acom_conv_shape *s, int32_t multiplier, const int8_t *in, int32_t in_offset,
+                       const int8_t *filter, const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
+    for (int32_t oy = 0; oy < s->out_h; oy++)
+        for (int32_t ox = 0; ox < s->out_w; ox++)
+            for (int32_t oc = 0; oc < s->out_c; oc++) {
+                int32_t ic = oc / multiplier, acc = 0;
+                for (int32_t ky = 0; ky < s->k_h; ky++)
+                    for (int32_t kx = 0; kx < s->k_w; kx++) {
+                        int32_t iy = oy * s->stride_h + ky * s->dil_h, ix = ox * s->stride_w + kx * s->dil_w;
+                        if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
+                        acc += filter[(ky * s->k_w + kx) * s->out_c + oc] * (in[(iy * s->in_w + ix) * s->in_c + ic] + in_offset);
+                    }
+                if (bias) acc += bias[oc];
+                acc = acom_mbqm(acc, mult[oc], shift[oc]) + out_zp;
+                out[(oy * s->out_w + ox) * s->out_c + oc] = (int8_t)clamp(acc, act_min, act_max);
+            }
+}
+
+void acom_fully_connected_i8(int32_t rows, int32_t in_n, int32_t out_n, const int8_t *in, int32_t in_offset,
+                             const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                             int per_channel, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
+    for (int32_t r = 0; r < rows; r++)
+        for (int32_t o = 0; o < out_n; o++) {
+            int32_t acc = 0;
+            for (int32_t k = 0; k < in_n; k++) acc += w[o * in_n + k] * (in[r * in_n + k] + in_offset);
+            if (bias) acc += bias[o];
+            int c = per_channel ? o : 0;
+            out[r * out_n + o] = (int8_t)clamp(acom_mbqm(acc, mult[c], shift[c]) + out_zp, act_min, act_max);
+        }
+}
+
+void acom_quantize_f32(int32_t n, const float *in, float scale, int32_t zp, int8_t *out) {
+    for (int32_t i = 0; i < n; i++) out[i] = (int8_t)clamp((int32_t)roundf(in[i] / scale) + zp, -128, 127);
+}
+
+void acom_softmax_f32(int32_t outer, int32_t n, float beta, const float *in, float *out) {
+    for (int32_t o = 0; o < outer; o++) {
+        const float *x = in + o * n;
+        float *y = out + o * n, max = x[0], sum = 0.f;
+        for (int32_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+        for (int32_t i = 0; i < n; i++) sum += (y[i] = expf((x[i] - max) * beta));
+        for (int32_t i = 0; i < n; i++) y[i] /= sum;
+    }
+}
+
+void acom_mean_f32(int32_t outer, int32_t axis, int32_t inner, const float *in, float *out) {
+    acom_sum_f32(outer, axis, inner, in, out);
+    for (int32_t i = 0; i < outer * inner; i++) out[i] /= (float)axis;
+}
+
+void acom_batch_matmul_f32(int32_t batch, int32_t m, int32_t k, int32_t n, const float *a, int32_t a_stride,
+                           const float *c, int32_t c_stride, float *out) {
+    for (int32_t b = 0; b < batch; b++) acom_matmul_f32(m, k, n, a + b * a_stride, c + b * c_stride, out + b * m * n);
 }
 
 void acom_requantize_i8(int32_t n, const int8_t *in, int32_t in_zp, int32_t m, int shift, int32_t out_zp, int8_t *out) {

@@ -34,12 +34,30 @@ void acom_mul_i8(const int32_t shape[4], const int8_t *a, const int32_t as[4], i
 void acom_add_i8(const int32_t shape[4], const int8_t *a, const int32_t as[4], int32_t a_off, int32_t a_m,
                  int a_shift, const int8_t *b, const int32_t bs[4], int32_t b_off, int32_t b_m, int b_shift,
                  int32_t m, int shift, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
-enum { ACOM_F_ADD, ACOM_F_SUB, ACOM_F_MUL, ACOM_F_DIV, ACOM_F_MAX, ACOM_F_MIN };
+enum { ACOM_F_ADD, ACOM_F_SUB, ACOM_F_MUL, ACOM_F_DIV, ACOM_F_MAX, ACOM_F_MIN, ACOM_F_SQDIFF };
 void acom_binary_f32(int op, const int32_t shape[4], const float *a, const int32_t as[4], const float *b,
                      const int32_t bs[4], float *out);
-enum { ACOM_F_ABS, ACOM_F_SQRT };
+enum { ACOM_F_ABS, ACOM_F_SQRT, ACOM_F_RSQRT, ACOM_F_LOGISTIC };
+/* out = cond ? x : y, broadcast (SELECT_V2) */
+void acom_select_f32(const int32_t shape[4], const uint8_t *cond, const int32_t cs[4], const float *x,
+                     const int32_t xs[4], const float *y, const int32_t ys[4], float *out);
 void acom_unary_f32(int op, int32_t n, const float *in, float *out);
 
+/* depthwise NHWC, VALID, per-channel int8; filter [1, k_h, k_w, out_c], out_c = in_c * multiplier */
+void acom_depthwise_i8(const acom_conv_shape *s, int32_t multiplier, const int8_t *in, int32_t in_offset,
+                       const int8_t *filter, const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+/* out[r, o] = in[r, :] . w[o, :] (+ bias), rows x in_n -> rows x out_n, per-channel or per-tensor (mult[0]) */
+void acom_fully_connected_i8(int32_t rows, int32_t in_n, int32_t out_n, const int8_t *in, int32_t in_offset,
+                             const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                             int per_channel, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+void acom_quantize_f32(int32_t n, const float *in, float scale, int32_t zp, int8_t *out);
+/* [outer, n] -> softmax over n */
+void acom_softmax_f32(int32_t outer, int32_t n, float beta, const float *in, float *out);
+void acom_mean_f32(int32_t outer, int32_t axis, int32_t inner, const float *in, float *out);
+/* out[b] = a[b] @ c[b] for b < batch; a [m, k], c [k, n] at the given strides between batches (0: shared) */
+void acom_batch_matmul_f32(int32_t batch, int32_t m, int32_t k, int32_t n, const float *a, int32_t a_stride,
+                           const float *c, int32_t c_stride, float *out);
 void acom_requantize_i8(int32_t n, const int8_t *in, int32_t in_zp, int32_t m, int shift, int32_t out_zp, int8_t *out);
 void acom_dequantize_i8(int32_t n, const int8_t *in, int32_t zp, float scale, float *out);
 void acom_avg_pool_i8(int32_t in_h, int32_t in_w, int32_t c, int32_t k_h, int32_t k_w, int32_t stride_h,

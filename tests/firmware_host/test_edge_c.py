@@ -1,5 +1,6 @@
 """The edge graph as C kernels (export/c_graph.py + firmware_host/c/acom_kernels.c) on the microcontrollers'
-emulators: the codes TFLite Micro gives and, bit for bit, the last int8 tensor of TFLite's reference kernels."""
+emulators: the codes TFLite Micro gives and, bit for bit, the integer part's last int8 tensor of TFLite's
+reference kernels; the firmware front end; the whole device in C talking to the server."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from acom.errors import ExportError
-from acom.export.c_graph import graph_c, last_int8_tensor
+from acom.export.c_graph import graph_c, integer_part_end
 from acom.export.pipeline import ExportOptions, export
 from acom.export.graph import EdgeGraph
 from acom.export.micro import run_tflm
@@ -27,12 +28,16 @@ from acom.training.rate_accuracy import PRETRAINED
 from tests.firmware_host.test_client import ACOM, pty_pair, serve, wait_finals
 
 
+def _m55_export(task: str, data: Path, tmp_path_factory, verify_items: int) -> Path:
+    out = tmp_path_factory.mktemp("m55") / task
+    export(ExportOptions(board="cortex-m55-u55", task=task, out=out, data=data, calibration_windows=8,
+                         verify_items=verify_items, log=lambda s: None))
+    return out
+
+
 @pytest.fixture(scope="module")
 def m55_ac(urban_set: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("m55") / "ac"
-    export(ExportOptions(board="cortex-m55-u55", task="ac", out=out, data=urban_set, calibration_windows=8,
-                         verify_items=12, log=lambda s: None))
-    return out
+    return _m55_export("ac", urban_set, tmp_path_factory, 12)
 
 
 @pytest.mark.parametrize("board", ["host", "cortex-m55-u55", "cortex-m4", "cortex-m7"])
@@ -73,7 +78,7 @@ def test_a_probe_catches_what_the_codes_hide(m55_ac: Path, urban_set: Path, tmp_
     model = (m55_ac / "edge_int8.tflite").read_bytes()
     from acom.export.litert import to_model_input
     inputs = [to_model_input(model, x) for x in edge_c.feature_windows(m55_ac, urban_set, 2)[0]]
-    probe = last_int8_tensor(model)
+    probe = integer_part_end(model)
     want = edge_c.reference_probe(model, inputs, probe)
     assert edge_c.run_graph("host", model, inputs, probe)[1] == want
     kernels = (edge_c.C_DIR / "acom_kernels.c").read_text()
@@ -147,3 +152,19 @@ def test_loopback_demo_over_the_firmware_uart(m55_ac: Path, urban_set: Path, tmp
     assert sorted(f["stream"] for f in finals) == [0, 1]
     for f in finals:
         assert f"stream {f['stream']} " in r.stdout and f"label {f['label']} " in r.stdout
+
+
+@pytest.fixture(scope="module")
+def m55_asr(speech_set: Path, tmp_path_factory) -> Path:
+    return _m55_export("asr", speech_set, tmp_path_factory, 4)
+
+
+@pytest.mark.parametrize("board", ["host", "cortex-m55-u55"])
+def test_asr_graph_in_c_gives_tflm_codes(m55_asr: Path, speech_set: Path, board: str) -> None:
+    """The Conformer edge (fully connected, depthwise convolution, attention with softmax, layer norms in
+    float): every code TFLite Micro's, and its integer-only start bit for bit; on its float islands LiteRT's
+    reference kernels are not TFLite Micro's, so they are not the judge there."""
+    assert json.loads((m55_asr / "manifest.json").read_text())["c_graph"]["written"] is True
+    r = edge_c.check_bundle(m55_asr, speech_set, board, items=3)
+    assert r["codes"] == r["windows"] * 25 and r["codes_equal_tflm"] == r["codes"]
+    assert r["probe_windows_equal_reference"] == r["windows"]

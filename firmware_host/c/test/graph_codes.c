@@ -21,6 +21,7 @@ static char *put_int(char *q, int32_t v) {
     return q;
 }
 
+#if defined(ACOM_GRAPH_PROBE_SIZE) || defined(G_AUDIO_SAMPLES)
 static void put_hex(const char *label, int i, const int8_t *p, int n) {
     static char hex[16 + 2 * (ACOM_GRAPH_INPUT_SIZE > 4096 ? ACOM_GRAPH_INPUT_SIZE : 4096)];
     char *q = hex;
@@ -36,6 +37,7 @@ static void put_hex(const char *label, int i, const int8_t *p, int n) {
     *q = 0;
     io_write(hex);
 }
+#endif
 
 int main(void) {
     static int32_t codes[ACOM_GRAPH_CODES_SIZE];
