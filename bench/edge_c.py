@@ -1,0 +1,76 @@
+"""Benchmark: the edge graph in C (export/c_graph.py + firmware_host/c/) on the microcontrollers' emulators.
+
+Exports the shipped model for the Cortex-M55 bundle (acom-export), then for every Cortex-M board image runs
+its C graph on the windows of ``--items`` test items, from Python's features and from 16-bit audio through the
+C front end, against TFLite Micro's codes (firmware_host/edge_c.py); and measures the C's size for the M55
+(arm-none-eabi-gcc -O2: flash of graph and weights, kernels, front end and tables; the static arena) beside
+TFLite Micro's arena and flatbuffer. Writes reports/edge_c.json (one entry per task).
+
+    python bench/edge_c.py --task ac --data data/urban200
+    python bench/edge_c.py --task asr --data data/speech90
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from acom.export.pipeline import ExportOptions, export
+from acom.firmware_host.edge_c import check_bundle
+from reportfile import merge_entry
+
+ROOT = Path(__file__).resolve().parents[1]
+BOARDS = ("cortex-m4", "cortex-m7", "cortex-m55-u55")
+
+
+def sizes(bundle: Path, work: Path) -> dict:
+    """Bytes of .text (flash) and .bss (RAM) of the bundle's C graph, kernels and front end for the M55."""
+    out = {}
+    for name in ("acom_graph.c", "acom_kernels.c", "acom_frontend.c", "acom_frontend_tables.c"):
+        obj = work / (name + ".o")
+        subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mthumb", "-O2", "-std=c11", "-I",
+                        str(bundle / "c"), "-c", str(bundle / "c" / name), "-o", str(obj)], check=True)
+        text, data, bss = (int(x) for x in subprocess.run(["arm-none-eabi-size", str(obj)], check=True,
+                                                           capture_output=True, text=True).stdout.splitlines()[1].split()[:3])
+        out[name] = {"text": text, "data": data, "bss": bss}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", choices=("ac", "asr"), required=True)
+    ap.add_argument("--data", type=Path, required=True, help="data set with the task's train and test subsets")
+    ap.add_argument("--items", type=int, default=12, help="test items cut into windows (default 12)")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "edge_c.json")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "bundle"
+        manifest = export(ExportOptions(board="cortex-m55-u55", task=args.task, out=bundle, data=args.data,
+                                        log=lambda s: None))
+        if not manifest["c_graph"]["written"]:
+            print(f"no C graph: {manifest['c_graph']['reason']}", file=sys.stderr)
+            return 1
+        runs = []
+        for board in BOARDS:
+            for frontend in ("python", "c"):
+                t = time.perf_counter()
+                r = check_bundle(bundle, args.data, board, args.items, frontend=frontend)
+                r.pop("bundle")
+                runs.append({**r, "seconds": round(time.perf_counter() - t, 1)})
+                print(json.dumps(runs[-1]), flush=True)
+        tflm = next(a for a in manifest["artifacts"] if a["runtime"] == "tflite-micro")
+        entry = {"task": args.task, "data": str(args.data), "items": args.items, "bundle_board": "cortex-m55-u55",
+                 "runs": runs, "m55_sizes": sizes(bundle, Path(tmp)),
+                 "tflm": {"arena_bytes": tflm["arena_bytes"], "flatbuffer_bytes": manifest["files"]["edge_int8.tflite"]["bytes"]}}
+    merge_entry(args.out, args.task, entry)
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
