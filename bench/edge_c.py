@@ -41,6 +41,50 @@ def sizes(bundle: Path, work: Path) -> dict:
     return out
 
 
+def litert_reference_agreement(bundle: Path, data: Path, items: int) -> float:
+    """Share of codes where LiteRT's reference kernels (BUILTIN_REF) give TFLite Micro's: why the C graph is
+    judged by TFLite Micro's codes, and LiteRT only on the graph's integer-only part."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from acom.export.litert import to_model_input
+    from acom.export.micro import run_tflm
+    from acom.firmware_host.edge_c import feature_windows
+    model = (bundle / "edge_int8.tflite").read_bytes()
+    floats, _ = feature_windows(bundle, data, items)
+    interp = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    same = total = 0
+    for x, want in zip(floats, run_tflm(model, floats)[0]):
+        interp.set_tensor(inp["index"], to_model_input(model, x).reshape(inp["shape"]))
+        interp.invoke()
+        got = interp.get_tensor(out["index"])
+        same, total = same + int((got.ravel() == np.asarray(want).ravel()).sum()), total + got.size
+    return round(same / total, 6)
+
+
+def wire_code_cortex_m4(work: Path) -> dict:
+    """The device's wire code (acom_wire.c, acom_sha256.c) for a Cortex-M4: .text at -O2 and -Os, and the
+    stack of each function (gcc -fstack-usage at -O2)."""
+    from acom.firmware_host.cbuild import C_DIR
+    out: dict = {"text_bytes": {}, "stack_bytes": {}}
+    for opt in ("-O2", "-Os"):
+        total = 0
+        for name in ("acom_wire.c", "acom_sha256.c"):
+            obj = work / f"{name}{opt}.o"
+            subprocess.run(["arm-none-eabi-gcc", "-std=c99", opt, "-mcpu=cortex-m4", "-mthumb", "-fstack-usage",
+                            "-c", str(C_DIR / name), "-o", str(obj)], check=True, cwd=work)
+            size = subprocess.run(["arm-none-eabi-size", str(obj)], check=True, capture_output=True, text=True)
+            total += int(size.stdout.splitlines()[1].split()[0])
+            if opt == "-O2":
+                for line in obj.with_suffix(".su").read_text().splitlines():
+                    where, nbytes, _ = line.split("\t")
+                    out["stack_bytes"][where.rsplit(":", 1)[-1]] = int(nbytes)
+        out["text_bytes"][opt] = total
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", choices=("ac", "asr"), required=True)
@@ -66,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         tflm = next(a for a in manifest["artifacts"] if a["runtime"] == "tflite-micro")
         entry = {"task": args.task, "data": str(args.data), "items": args.items, "bundle_board": "cortex-m55-u55",
                  "runs": runs, "m55_sizes": sizes(bundle, Path(tmp)),
-                 "tflm": {"arena_bytes": tflm["arena_bytes"], "flatbuffer_bytes": manifest["files"]["edge_int8.tflite"]["bytes"]}}
+                 "tflm": {"arena_bytes": tflm["arena_bytes"], "flatbuffer_bytes": manifest["files"]["edge_int8.tflite"]["bytes"]},
+                 "litert_reference_codes_equal_tflm": litert_reference_agreement(bundle, args.data, args.items),
+                 "wire_code_cortex_m4": wire_code_cortex_m4(Path(tmp))}
     merge_entry(args.out, args.task, entry)
     print(f"-> {args.out}")
     return 0
