@@ -3,8 +3,9 @@
     python -m acom.firmware_host.loopback_demo --bundle export-rpi4-asr FILE...
 
 Starts the server (a free port), sends each file as one stream with the bundle's edge artifact (packets made
-in Python, or with --c-device by the device's C code under qemu-aarch64), waits for the final results, stops
-the server (SIGTERM) and prints one line per stream, then the server's counters.
+in Python, or with --c-device by the device's C code under the board's emulator: UDP from a Raspberry Pi
+binary, a pty pair to a Cortex-M firmware's UART), waits for the final results, stops the server (SIGTERM)
+and prints one line per stream, then the server's counters.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     acom = [sys.executable, "-m", "acom.cli"]
     # a Cortex-M board's firmware talks on its UART: a pty pair links it to the server
     serial = args.c_device not in (None, "host") and load_board(args.c_device).kind == "mcu"
-    with tempfile.TemporaryDirectory() as tmp, _pty_pair(Path(tmp)) if serial else contextlib.nullcontext() as ttys:
+    with tempfile.TemporaryDirectory() as tmp, pty_pair(Path(tmp)) if serial else contextlib.nullcontext() as ttys:
         return _run(args, acom, ttys)
 
 
@@ -67,7 +68,8 @@ def _run(args: argparse.Namespace, acom: list[str], ttys: tuple[Path, Path] | No
     lines = [json.loads(x) for x in args.out.read_text().split("\n")[:-1]]
     for r in sorted((r for r in lines if r["type"] == "final"), key=lambda r: r["stream"]):
         path = args.audio[r["stream"]]
-        what = r["text"] if "text" in r else f"label {r['label']} ({US8K_CLASSES[r['label']]})"
+        name = f" ({US8K_CLASSES[r['label']]})" if "label" in r and r["label"] < len(US8K_CLASSES) else ""
+        what = r["text"] if "text" in r else f"label {r['label']}{name}"
         print(f"stream {r['stream']} ({path.name}, {r['seconds']} s): {what}")
         ref = _reference(path)
         if ref:
@@ -79,7 +81,7 @@ def _run(args: argparse.Namespace, acom: list[str], ttys: tuple[Path, Path] | No
 
 
 @contextlib.contextmanager
-def _pty_pair(folder: Path):
+def pty_pair(folder: Path):
     """Two ptys linked by socat: the device writes one, the server reads the other."""
     a, b = folder / "device-tty", folder / "server-tty"
     link = subprocess.Popen(["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import soundfile as sf
 import torch
 
 from acom.firmware_host.client import artifact_encoder
+from acom.firmware_host.loopback_demo import pty_pair
 from acom.runtime.bundle import open_bundle, read_manifest
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import codebook_id
@@ -27,22 +27,6 @@ def serve(bundle, out, *extra):
     proc = subprocess.Popen([*ACOM, "serve", "--bundle", str(bundle), "--out", str(out), "--threads", "1", *extra],
                             stderr=subprocess.PIPE, text=True)
     return proc, json.loads(proc.stderr.readline())
-
-
-@contextlib.contextmanager
-def pty_pair(folder):
-    """Two ptys linked by socat (what one writes the other reads): (path A, path B)."""
-    a, b = folder / "ttyA", folder / "ttyB"
-    link = subprocess.Popen(["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"])
-    try:
-        start = time.monotonic()
-        while not (a.exists() and b.exists()):
-            assert time.monotonic() - start < 10, "socat made no pty pair"
-            time.sleep(0.05)
-        yield a, b
-    finally:
-        link.terminate()
-        link.wait(timeout=10)
 
 
 def finals(out) -> list[dict]:

@@ -25,7 +25,8 @@ from acom.training.audio import load_audio
 from acom.training.checkpoint import load_checkpoint
 from acom.training.featcache import TEST_SUBSET, open_dataset
 from acom.training.rate_accuracy import PRETRAINED
-from tests.firmware_host.test_client import ACOM, pty_pair, serve, wait_finals
+from acom.firmware_host.loopback_demo import pty_pair
+from tests.firmware_host.test_client import ACOM, serve, wait_finals
 
 
 def _m55_export(task: str, data: Path, tmp_path_factory, verify_items: int) -> Path:
