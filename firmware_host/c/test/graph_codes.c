@@ -22,8 +22,14 @@ static char *put_int(char *q, int32_t v) {
 }
 
 #if defined(ACOM_GRAPH_PROBE_SIZE) || defined(G_AUDIO_SAMPLES)
+/* the longest line: the features (an input) or the probed tensor, whichever is larger */
+#if defined(ACOM_GRAPH_PROBE_SIZE) && ACOM_GRAPH_PROBE_SIZE > ACOM_GRAPH_INPUT_SIZE
+#define HEX_BYTES ACOM_GRAPH_PROBE_SIZE
+#else
+#define HEX_BYTES ACOM_GRAPH_INPUT_SIZE
+#endif
 static void put_hex(const char *label, int i, const int8_t *p, int n) {
-    static char hex[16 + 2 * (ACOM_GRAPH_INPUT_SIZE > 4096 ? ACOM_GRAPH_INPUT_SIZE : 4096)];
+    static char hex[24 + 2 * HEX_BYTES];
     char *q = hex;
     for (const char *s = label; *s;) *q++ = *s++;
     q = put_int(q, i);
