@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "compact one that the server expands with it (default 8; 1: all full, for receivers without "
                    "contexts)")
     p.add_argument("--key", help="HMAC key of this device, in hex (the server's --keys entry)")
+    p.add_argument("--entropy", action="store_true", help="range-code each packet's codes under the bundle's "
+                   "priors (priors.safetensors; the rates the reports call entropy-coded) instead of bit-packing "
+                   "them; the C device (--c-device) does it in C, byte for byte as here")
     p.add_argument("--realtime", action="store_true", help="send each packet when its audio would be captured")
     p.add_argument("--c-device", metavar="BOARD", help="send through the device's C code (firmware_host/c/) built "
                    "for BOARD and run under its emulator: rpi4/rpi5 (or host) send --udp datagrams from "
@@ -110,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     from acom.runtime.serve_cli import parse_hostport
     from acom.training.audio import load_audio
     manifest = read_manifest(args.bundle)
+    priors = _priors(args, manifest)
     if args.c_device and manifest.get("c_graph", {}).get("written") and not args.checkpoint:
-        return _device_from_c(args, manifest, parse_hostport)
+        return _device_from_c(args, manifest, priors, parse_hostport)
     n_q = args.n_q or manifest["n_q"]
     if args.checkpoint:
         encode = checkpoint_encoder(args.checkpoint, manifest, n_q)
@@ -123,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes, book = manifest["model"]["rvq_config"]["codebook_sizes"], codebook_id(manifest["codebook_hash"])
     fpp = max(1, round(args.packet_s * manifest["frame_rate"]))
     if args.c_device:
-        return _send_from_c(args, encode, manifest, n_q, fpp, key, parse_hostport)
+        return _send_from_c(args, encode, manifest, n_q, fpp, key, priors, parse_hostport)
     send = _transport(args, parse_hostport)
     for i, path in enumerate(args.audio):
         codes = encode(load_audio(path, manifest["sample_rate"]))[:n_q]
         packets = stream_packets(codes, sizes, book, device_id=args.device_id, stream_id=args.first_stream + i,
-                                 frames_per_packet=fpp, key=key, full_every=args.full_every)
+                                 frames_per_packet=fpp, key=key, priors=priors, full_every=args.full_every)
         start = time.monotonic()
         for j, packet in enumerate(packets):
             if args.realtime:
@@ -137,11 +141,23 @@ def main(argv: list[str] | None = None) -> int:
         seconds = codes.shape[1] / manifest["frame_rate"]
         print(json.dumps({"file": str(path), "stream": args.first_stream + i, "frames": codes.shape[1],
                           "n_q": codes.shape[0], "packets": len(packets), "bytes": sum(map(len, packets)),
-                          "bps_on_wire": round(8 * sum(map(len, packets)) / max(seconds, 1e-9), 1)}), flush=True)
+                          "payload": "entropy" if priors else "packed", "bps_on_wire": round(8 * sum(map(len, packets)) / max(seconds, 1e-9), 1)}), flush=True)
     return 0
 
 
-def _device_from_c(args: argparse.Namespace, manifest: dict, parse_hostport) -> int:
+def _priors(args: argparse.Namespace, manifest: dict):
+    """--entropy: the bundle's CodePriors (an AcomError when it has none); else None (bit-packed payloads)."""
+    if not args.entropy:
+        return None
+    from acom.runtime.bundle import load_priors
+    priors = load_priors(args.bundle, manifest)
+    if priors is None:
+        raise AcomError(f"--entropy: {args.bundle} has no priors (manifest field 'priors'); export it from a "
+                        "checkpoint that has them, or send bit-packed codes (leave out --entropy)")
+    return priors
+
+
+def _device_from_c(args: argparse.Namespace, manifest: dict, priors, parse_hostport) -> int:
     """--c-device with a bundle that carries its graph in C (MCU bundles): the whole device in C, audio to
     packets, under the board's emulator."""
     from acom.firmware_host.device_c import send_audio
@@ -152,13 +168,14 @@ def _device_from_c(args: argparse.Namespace, manifest: dict, parse_hostport) -> 
     clips = [(args.first_stream + i, np.clip(np.round(load_audio(p, manifest["sample_rate"]) * 32768.0), -32768, 32767)
               .astype(np.int16)) for i, p in enumerate(args.audio)]
     sent = send_audio(args.c_device, args.bundle, clips, device_id=args.device_id, full_every=args.full_every,
-                      key=bytes.fromhex(args.key) if args.key else None,
+                      frames_per_packet=max(1, round(args.packet_s * manifest["frame_rate"])),
+                      key=bytes.fromhex(args.key) if args.key else None, priors=priors,
                       udp=parse_hostport(args.udp) if args.udp else None, uart=args.serial)
     for path, s in zip(args.audio, sent):
         seconds = s["frames"] / manifest["frame_rate"]
         print(json.dumps({"file": str(path), "stream": s["stream"], "frames": s["frames"], "n_q": manifest["n_q"],
                           "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
-                          "codes_from": "c", "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}), flush=True)
+                          "codes_from": "c", "payload": "entropy" if priors else "packed", "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}), flush=True)
     return 0
 
 
@@ -171,7 +188,7 @@ def _check_c_device(args: argparse.Namespace) -> None:
 
 
 def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q: int, fpp: int, key: bytes | None,
-                 parse_hostport) -> int:
+                 priors, parse_hostport) -> int:
     """--c-device: every file's codes sent by the C device under the board's emulator, one run for all."""
     from acom.firmware_host.device_c import send
     from acom.training.audio import load_audio
@@ -179,13 +196,13 @@ def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q:
     codes = [encode(load_audio(path, manifest["sample_rate"]))[:n_q] for path in args.audio]
     streams = [(args.device_id, args.first_stream + i, c) for i, c in enumerate(codes)]
     sent = send(args.c_device, streams, manifest["model"]["rvq_config"]["codebook_sizes"], manifest["codebook_hash"],
-                frames_per_packet=fpp, full_every=args.full_every, key=key,
+                frames_per_packet=fpp, full_every=args.full_every, key=key, priors=priors,
                 udp=parse_hostport(args.udp) if args.udp else None, uart=args.serial)
     for path, c, s in zip(args.audio, codes, sent):
         seconds = c.shape[1] / manifest["frame_rate"]
         print(json.dumps({"file": str(path), "stream": s["stream"], "frames": c.shape[1], "n_q": c.shape[0],
                           "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
-                          "codes_from": "host", "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}),
+                          "codes_from": "host", "payload": "entropy" if priors else "packed", "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}),
               flush=True)
     return 0
 

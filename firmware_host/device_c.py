@@ -3,8 +3,9 @@ its emulator (cbuild). `acom send --c-device BOARD` uses it.
 
 Linux boards (rpi4, rpi5) send UDP datagrams from a static aarch64 binary under ``qemu-aarch64``;
 microcontrollers send COBS frames on their emulated UART (``qemu-system-arm``), which is connected to a host
-tty (a pty from ``socat``, or a real port). The codes come from the host (the model half is not in C yet);
-everything from codes to bytes on the link is the device's C.
+tty (a pty from ``socat``, or a real port). ``send`` sends codes computed on the host (everything from codes to
+bytes on the link is the device's C); ``send_audio`` runs the whole device in C (an MCU bundle's front end and
+graph too). Payloads are bit-packed, or range-coded under the bundle's priors (c/acom_range.c).
 """
 
 from __future__ import annotations
@@ -19,17 +20,27 @@ import numpy as np
 
 from acom.errors import AcomError
 from acom.firmware_host.cbuild import TEST_DIR, build, c_array, kind, run_command
+from acom.firmware_host.priors_c import c_tables
 
 Stream = tuple[int, int, np.ndarray]  # device id, stream id, codes [n_q, T]
 
 
+def _priors_lines(priors, n_q: int, name: str) -> list[str]:
+    """The range coder's tables as C (``#define name`` the array), or ``#define name NULL``: bit-packed."""
+    if priors is None:
+        return [f"#define {name} NULL"]
+    return [*c_tables(priors, n_q, name + "_TABLE"), f"#define {name} {name}_TABLE"]
+
+
 def write_codes(path: Path, streams: list[Stream], sizes: list[int], codebook_hash: str, frames_per_packet: int,
-                full_every: int, key: bytes | None) -> None:
-    """codes_in.h for send_codes.c: the streams' codes (all with the same n_q) and how to send them."""
+                full_every: int, key: bytes | None, priors=None) -> None:
+    """codes_in.h for send_codes.c: the streams' codes (all with the same n_q) and how to send them (range-coded
+    under `priors`, a CodePriors, when given)."""
     n_q = {s[2].shape[0] for s in streams}
     if len(n_q) != 1:
         raise AcomError(f"streams with different numbers of stages {sorted(n_q)}: one n_q per run")
     lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stddef.h>", "#include <stdint.h>",
+             *_priors_lines(priors, next(iter(n_q)), "C_PRIORS"),
              f"#define C_NQ {n_q.pop()}", f"#define C_FRAMES_PER_PACKET {frames_per_packet}",
              f"#define C_FULL_EVERY {full_every}u", f"#define C_KEY_LEN {len(key or b'')}u",
              f"static const uint8_t C_KEY[] = {c_array(key or b'')};",
@@ -83,17 +94,17 @@ def _udp_env(udp: tuple[str, int] | None) -> dict | None:
 
 
 def send(board: str, streams: list[Stream], sizes: list[int], codebook_hash: str, *, frames_per_packet: int,
-         full_every: int = 8, key: bytes | None = None, udp: tuple[str, int] | None = None, uart: str | None = None,
-         timeout: float = 120.0) -> list[dict]:
+         full_every: int = 8, key: bytes | None = None, priors=None, udp: tuple[str, int] | None = None,
+         uart: str | None = None, timeout: float = 120.0) -> list[dict]:
     """Build send_codes for `board` and run it: to `udp` (host, port) from a Linux board or the host, or on
-    the UART connected to the tty `uart` from a microcontroller. What the C reported: per stream
-    {"stream", "packets", "bytes"}."""
+    the UART connected to the tty `uart` from a microcontroller; payloads range-coded under `priors` (the
+    bundle's CodePriors) when given. What the C reported: per stream {"stream", "packets", "bytes"}."""
     k = _check_transport(board, udp, uart)
     transport = TEST_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")
     env = _udp_env(udp)
     with tempfile.TemporaryDirectory(prefix="acom-device-c-") as tmp:
         work = Path(tmp)
-        write_codes(work / "codes_in.h", streams, sizes, codebook_hash, frames_per_packet, full_every, key)
+        write_codes(work / "codes_in.h", streams, sizes, codebook_hash, frames_per_packet, full_every, key, priors)
         exe = build(board, [TEST_DIR / "send_codes.c", transport], work / "send_codes", work)
         cmd = run_command(board, exe, uart=uart)
         stdout = _run(cmd, env, timeout)
@@ -108,12 +119,16 @@ def send(board: str, streams: list[Stream], sizes: list[int], codebook_hash: str
 
 
 def write_app(path: Path, manifest: dict, clips: list[tuple[int, np.ndarray]], device_id: int, full_every: int,
-              key: bytes | None) -> None:
-    """app_in.h for device_app.c: the clips (stream id, 16-bit samples) and how the bundle's device sends."""
+              key: bytes | None, priors=None, frames_per_packet: int = 1) -> None:
+    """app_in.h for device_app.c: the clips (stream id, 16-bit samples) and how the bundle's device sends:
+    `frames_per_packet` code frames a packet, range-coded under `priors` when given."""
+    if frames_per_packet < 1:
+        raise AcomError(f"frames_per_packet {frames_per_packet}: expected 1 or more")
     window = manifest["graph"]["window_samples"]
-    lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stdint.h>",
+    lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stddef.h>", "#include <stdint.h>",
+             *_priors_lines(priors, manifest["n_q"], "A_PRIORS"),
              f"#define A_WINDOW {window}", f"#define A_SAMPLES_PER_CODE {round(manifest['sample_rate'] / manifest['frame_rate'])}",
-             f"#define A_NQ {manifest['n_q']}", f"#define A_DEVICE {device_id}u", f"#define A_FULL_EVERY {full_every}u",
+             f"#define A_NQ {manifest['n_q']}", f"#define A_FPP {frames_per_packet}", f"#define A_DEVICE {device_id}u", f"#define A_FULL_EVERY {full_every}u",
              f"#define A_KEY_LEN {len(key or b'')}u", f"static const uint8_t A_KEY[] = {c_array(key or b'')};",
              f"static const uint32_t A_SIZES[] = {c_array(manifest['codebook_sizes'])};",
              f"static const uint8_t A_HASH[32] = {c_array(bytes.fromhex(manifest['codebook_hash']))};"]
@@ -130,11 +145,13 @@ AUDIO_PER_RUN = 8 * 16000  # samples of embedded 16-bit audio per firmware image
 
 
 def send_audio(board: str, bundle: Path, clips: list[tuple[int, np.ndarray]], *, device_id: int = 1,
-               full_every: int = 8, key: bytes | None = None, udp: tuple[str, int] | None = None,
-               uart: str | None = None, timeout: float = 300.0) -> list[dict]:
+               frames_per_packet: int = 1, full_every: int = 8, key: bytes | None = None, priors=None,
+               udp: tuple[str, int] | None = None, uart: str | None = None, timeout: float = 300.0) -> list[dict]:
     """The whole device in C (c/test/device_app.c with the MCU bundle's c/ sources): each clip (stream id,
     16-bit samples at the bundle's rate) through the front end, the graph and the wire code to `uart` (a
-    microcontroller) or `udp` (host). Per clip what the C reported: {"stream", "packets", "bytes", "frames"}."""
+    microcontroller) or `udp` (host), `frames_per_packet` code frames a packet (as ``stream_packets`` cuts
+    them), range-coded under `priors` when given. Per clip what the C reported: {"stream", "packets", "bytes",
+    "frames"}."""
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
     if not m.get("c_graph", {}).get("written"):
@@ -147,16 +164,18 @@ def send_audio(board: str, bundle: Path, clips: list[tuple[int, np.ndarray]], *,
     for i, clip in enumerate(clips):
         batch.append(clip)
         if i + 1 == len(clips) or sum(len(c[1]) for c in batch) + len(clips[i + 1][1]) > AUDIO_PER_RUN:
-            out += _run_app(board, bundle, m, batch, device_id, full_every, key, uart, env, timeout)
+            out += _run_app(board, bundle, m, batch, (device_id, frames_per_packet, full_every, key, priors), uart,
+                            env, timeout)
             batch = []
     return out
 
 
-def _run_app(board, bundle, m, clips, device_id, full_every, key, uart, env, timeout) -> list[dict]:
+def _run_app(board, bundle, m, clips, sending, uart, env, timeout) -> list[dict]:
+    device_id, fpp, full_every, key, priors = sending
     k = kind(board)
     with tempfile.TemporaryDirectory(prefix="acom-device-c-") as tmp:
         work = Path(tmp)
-        write_app(work / "app_in.h", m, clips, device_id, full_every, key)
+        write_app(work / "app_in.h", m, clips, device_id, full_every, key, priors, fpp)
         c = bundle / "c"
         sources = [TEST_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
                    c / "acom_frontend_tables.c", TEST_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")]

@@ -28,6 +28,7 @@ from google_crc32c import value as crc32c
 from acom.boards import known_boards
 from acom.errors import AcomError
 from acom.firmware_host.cbuild import TEST_DIR, build, c_array, run_command
+from acom.firmware_host.priors_c import c_tables
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import Packet, WireError, codebook_id, frame_serial
 
@@ -63,14 +64,18 @@ class StreamCase:
     full_every: int
     packets: list[str]
     serial: list[str]  # the packets' serial frames (hex)
+    priors: object = None  # a CodePriors: payloads range-coded under it (None: bit-packed)
 
 
 def vector_cases(vectors: dict) -> list[StreamCase]:
-    """The vectors file's cases, with the packets it stores."""
+    """The vectors file's cases, with the packets it stores (the entropy-coded ones under its priors)."""
+    from acom.runtime.vectors import priors_from_json
     codes = np.asarray(vectors["codes"], dtype=np.int64)
+    priors = priors_from_json(vectors["priors"]) if "priors" in vectors else None
     return [StreamCase(vectors["codebook_sizes"], vectors["codebook_hash"], codes, c["n_q"],
                        None if c["hmac_key"] is None else c["hmac_key"].encode(), c["device_id"], c["stream_id"],
-                       c["first_seq"], c["frames_per_packet"], c["full_every"], c["packets"], c["serial"])
+                       c["first_seq"], c["frames_per_packet"], c["full_every"], c["packets"], c["serial"],
+                       priors if c.get("entropy_coded") else None)
             for c in vectors["cases"]]
 
 
@@ -78,19 +83,29 @@ def random_cases(seed: int = 0) -> list[StreamCase]:
     """Streams the vectors do not cover, with the packets ``stream_packets`` makes: 1- to 16-bit codes (K = 2,
     3, 1024, 65536), 15 stages (the most a compact packet holds) and 16 (full headers only), a payload over
     1 KiB (long COBS blocks), a key longer than a hash block, ids and sequence numbers near their limits."""
+    from acom.training.bitrate import CodePriors
     rng = np.random.default_rng(seed)
     spec = [([2], 1, 40, 7, 3, None, (1, 0, 0)), ([3, 1024, 65536], 3, 30, 4, 1, b"k" * 100, (2, 1, 5)),
             ([512, 64, 64], 2, 50, 25, 8, b"acom-test-key-0001", (3, 2, 9)), ([256] * 15, 15, 10, 3, 2, None, (4, 3, 0)),
             ([256] * 16, 16, 6, 2, 2, b"key", (5, 4, 1)), ([4096], 1, 700, 700, 1, None, (6, 5, 2)),
             ([1024, 32], 2, 90, 9, 4, b"K" * 64, (0xFFFFFFFF, 0xFFFF, 0xFFFFFFF0))]
+    # range-coded: priors counted on skewed "training" codes; the streams mix likely codes and unseen ones
+    entropy = [([64], 1, 60, 25, 8, None, (7, 6, 0)), ([512, 64, 2], 3, 40, 10, 2, b"key", (8, 7, 3)),
+               ([65536, 3, 1], 3, 30, 7, 3, None, (9, 8, 0))]
     cases = []
-    for sizes, n_q, t, fpp, every, key, (dev, stream, seq) in spec:
-        codes = np.stack([rng.integers(0, k, t) for k in sizes])
+    for i, (sizes, n_q, t, fpp, every, key, (dev, stream, seq)) in enumerate(spec + entropy):
+        skewed = lambda n: np.stack([np.minimum(rng.geometric(0.2, n) - 1, k - 1) for k in sizes])  # noqa: E731
+        priors = CodePriors.estimate([skewed(200)], sizes) if i >= len(spec) else None
+        if priors is None:
+            codes = np.stack([rng.integers(0, k, t) for k in sizes])
+        else:  # mostly likely codes, every fifth one uniform (unlikely under the priors)
+            codes = skewed(t)
+            codes[:, ::5] = np.stack([rng.integers(0, k, codes[:, ::5].shape[1]) for k in sizes])
         book = rng.bytes(32).hex()
         packets = stream_packets(codes[:n_q], sizes, codebook_id(book), device_id=dev, stream_id=stream,
-                                 frames_per_packet=fpp, key=key, first_seq=seq, full_every=every)
+                                 frames_per_packet=fpp, key=key, priors=priors, first_seq=seq, full_every=every)
         cases.append(StreamCase(sizes, book, codes, n_q, key, dev, stream, seq, fpp, every, [p.hex() for p in packets],
-                                [frame_serial(p).hex() for p in packets]))
+                                [frame_serial(p).hex() for p in packets], priors))
     return cases
 
 
@@ -103,16 +118,20 @@ def write_inputs(cases: list[StreamCase], extras: list[tuple[bytes, bytes]], pat
                   f"static const uint8_t S{i}_HASH[32] = {c_array(bytes.fromhex(c.codebook_hash))};",
                   f"static const uint16_t S{i}_CODES[] = {c_array(c.codes.ravel())};",
                   f"static const uint8_t S{i}_KEY[] = {c_array(c.key or b'')};"]
+        if c.priors is not None:
+            lines += c_tables(c.priors, c.n_q, f"S{i}_PRIORS")
         key = "NULL, 0" if c.key is None else f"S{i}_KEY, {len(c.key)}"
         rows.append(f"{{S{i}_SIZES, S{i}_HASH, S{i}_CODES, {c.codes.shape[1]}, {c.n_q}, {key}, {c.device_id}u, "
-                    f"{c.stream_id}u, {c.first_seq}u, {c.frames_per_packet}, {c.full_every}u}}")
+                    f"{c.stream_id}u, {c.first_seq}u, {c.frames_per_packet}, {c.full_every}u, "
+                    f"{'NULL' if c.priors is None else f'S{i}_PRIORS'}}}")
     blob, extra_rows = b"", []
     for msg, key in extras:
         extra_rows.append(f"{{{len(blob)}u, {len(msg)}u, {len(blob) + len(msg)}u, {len(key)}u}}")
         blob += msg + key
     lines += ["typedef struct { const uint32_t *sizes; const uint8_t *hash; const uint16_t *codes; int t; int n_q;",
               "                 const uint8_t *key; size_t key_len; uint32_t device_id; uint16_t stream_id;",
-              "                 uint32_t first_seq; int frames_per_packet; uint32_t full_every; } v_case;",
+              "                 uint32_t first_seq; int frames_per_packet; uint32_t full_every;",
+              "                 const acom_prior *priors; } v_case;",
               f"#define V_NCASES {len(rows)}", f"static const v_case V_CASES[] = {{{', '.join(rows)}}};",
               f"#define V_NEXTRA {len(extra_rows)}",
               f"static const struct {{ uint32_t off, len, key_off, key_len; }} V_EXTRA[] = {{{', '.join(extra_rows)}}};",
@@ -166,6 +185,19 @@ def pack_record(codes: np.ndarray, sizes: list[int]) -> bytes:
 def frame_record(data: bytes) -> bytes:
     """An encode_stdin.c 'F' record: a serial frame of `data`."""
     return b"F" + struct.pack("<H", len(data)) + data
+
+
+def entropy_record(codes: np.ndarray, priors) -> bytes:
+    """An encode_stdin.c 'E' record: range-code codes [n_q, T] under the first n_q stages of `priors`."""
+    from acom.firmware_host.priors_c import stage_tables
+    out = [b"E" + struct.pack("<BH", *codes.shape)]
+    for s in range(codes.shape[0]):
+        t = stage_tables(priors, s)
+        out.append(struct.pack("<II", int(t["k"][0]), t["cur"].size) + t["p_uni"].astype("<f8").tobytes()
+                   + t["ctx_types"].astype("<f8").tobytes() + t["ctx_denom"].astype("<f8").tobytes()
+                   + t["indptr"].astype("<u4").tobytes() + t["cur"].astype("<u2").tobytes()
+                   + t["count"].astype("<u4").tobytes())
+    return b"".join(out) + np.asarray(codes, dtype="<u2").tobytes()
 
 
 def expected_encoding(kind: str, fn, *args) -> str:

@@ -1,18 +1,23 @@
 """Wire-format test vectors: audio -> codes -> packet bytes, for the C implementation on the device to
 reproduce byte for byte. ``python -m acom.runtime.vectors tests/vectors`` (re)writes them; a test checks that
 the shipped classifier and this module still produce exactly what is stored.
+
+The cases are sent bit-packed, and (``entropy_coded``) range-coded under the classifier's code priors, which the
+file carries as counts (``priors``: the fields of ``bitrate.CodePriors.to_tensors``); docs/wire.md gives the
+probabilities they define and the coder.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from acom.runtime.sender import stream_packets
-from acom.runtime.wire import VERSION, codebook_id, frame_serial, pack_codes
+from acom.runtime.wire import VERSION, codebook_id, frame_serial, make_payload
 
 KEY = b"acom-test-key-0001"  # the HMAC key of device 7 in the vectors (a test key, not a secret)
 SAMPLE_RATE = 16000
@@ -26,20 +31,40 @@ def vector_audio(seconds: float = 1.0) -> np.ndarray:
     return (0.3 * chirp + 0.2 * bursts).astype(np.float32)
 
 
-def make_vectors(codes: np.ndarray, codebook_sizes: list[int], codebook_hash: str) -> list[dict]:
+def make_vectors(codes: np.ndarray, codebook_sizes: list[int], codebook_hash: str, priors=None) -> list[dict]:
     """The cases: codes [n_q, T] sent with 1 and all stages, untagged and tagged, as one stream of three
-    packets (full header, compact, full with end of stream), and their serial frames. Each case names the
-    stream it was sent as (``sender.stream_packets``' arguments), so that another implementation can send it."""
+    packets (full header, compact, full with end of stream), and their serial frames; then, with `priors` (a
+    CodePriors), the same range-coded (stream 2). Each case names the stream it was sent as
+    (``sender.stream_packets``' arguments), so that another implementation can send it."""
     cases, third = [], -(-codes.shape[1] // 3)
-    for n_q in sorted({1, codes.shape[0]}):
-        for key in (None, KEY):
-            stream = {"device_id": 7, "stream_id": 1, "first_seq": n_q, "frames_per_packet": third, "full_every": 2}
-            packets = stream_packets(codes[:n_q], codebook_sizes, codebook_id(codebook_hash), key=key, **stream)
-            cases.append({"n_q": n_q, "hmac_key": key.decode() if key else None, **stream,
-                          "payloads": [pack_codes(codes[:n_q, s: s + third], codebook_sizes).hex()
-                                       for s in range(0, codes.shape[1], third)],
-                          "packets": [d.hex() for d in packets], "serial": [frame_serial(d).hex() for d in packets]})
+    for coded in [False] + ([True] if priors is not None else []):
+        for n_q in sorted({1, codes.shape[0]}):
+            for key in (None, KEY):
+                stream = {"device_id": 7, "stream_id": 1 + coded, "first_seq": n_q, "frames_per_packet": third,
+                          "full_every": 2}
+                packets = stream_packets(codes[:n_q], codebook_sizes, codebook_id(codebook_hash), key=key,
+                                         priors=priors if coded else None, **stream)
+                pieces = [codes[:n_q, s: s + third] for s in range(0, codes.shape[1], third)]
+                cases.append({"n_q": n_q, "hmac_key": key.decode() if key else None, **stream,
+                              **({"entropy_coded": True} if coded else {}),
+                              "payloads": [make_payload(c, codebook_sizes, priors if coded else None)[0].hex()
+                                           for c in pieces],
+                              "packets": [d.hex() for d in packets], "serial": [frame_serial(d).hex() for d in packets]})
     return cases
+
+
+def priors_to_json(priors) -> dict:
+    """A CodePriors as JSON: alpha and per stage the counts (``CodePriors.to_tensors``' fields)."""
+    return {"alpha": priors.alpha, "stages": [{"codebook_size": s.codebook_size, "unigram": s.unigram.tolist(),
+                                               "bigram_prev": s.bigram_prev.tolist(), "bigram_cur": s.bigram_cur.tolist(),
+                                               "bigram_count": s.bigram_count.tolist()} for s in priors.stages]}
+
+
+def priors_from_json(d: dict):
+    """Inverse of ``priors_to_json``."""
+    from acom.training.bitrate import CodePriors, StageCounts
+    return CodePriors(stages=tuple(StageCounts(**{k: (np.asarray(v) if isinstance(v, list) else v) for k, v in s.items()})
+                                   for s in d["stages"]), alpha=float(d["alpha"]))
 
 
 def shipped_classifier_vectors() -> dict:
@@ -49,14 +74,17 @@ def shipped_classifier_vectors() -> dict:
     from acom.training.checkpoint import load_checkpoint
     from acom.training.rate_accuracy import PRETRAINED
 
-    split, _ = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")
+    from acom.training.bitrate import CodePriors
+
+    split, payload = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")
     with torch.no_grad():
         codes = split.edge()(torch.from_numpy(vector_audio())[None])[0].numpy()
     sizes = list(split.rvq.config.codebook_sizes)
+    priors = CodePriors.from_tensors(payload["priors"])
     return {"wire_version": VERSION, "model": "training/pretrained/ac/split.pt", "codebook_hash": split.rvq.codebook_hash(),
             "codebook_sizes": sizes, "audio": "vector_audio(): 1 s, see acom/runtime/vectors.py (also clip.raw: "
-            "float32 little-endian)", "codes": codes.tolist(), "cases": make_vectors(codes, sizes,
-                                                                                      split.rvq.codebook_hash())}
+            "float32 little-endian)", "codes": codes.tolist(), "priors": priors_to_json(priors),
+            "cases": make_vectors(codes, sizes, split.rvq.codebook_hash(), priors)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "clip.raw").write_bytes(vector_audio().astype("<f4").tobytes())
     name = out / f"wire_v{VERSION}.json"
-    name.write_text(json.dumps(shipped_classifier_vectors(), indent=1) + "\n")
+    text = json.dumps(shipped_classifier_vectors(), indent=1)
+    # lists of numbers on one line each (the priors' counts would take thousands of lines)
+    text = re.sub(r"\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)
+    name.write_text(text + "\n")
     print(f"wrote {name} and {out / 'clip.raw'}")
     return 0
 

@@ -159,10 +159,11 @@ int acom_stream_packet(acom_stream *s, const uint16_t *codes, int n_q, int n_fra
     int compact = s->index % s->full_every != 0 && !end && n_q <= 15 && n_frames < ACOM_MAX_FRAMES;
     size_t head = compact ? ACOM_COMPACT_HEADER : ACOM_FULL_HEADER;
     if (cap < head) return ACOM_E_SIZE;
-    int len = acom_pack_codes(codes, n_q, n_frames, stride, s->codebook_sizes, out + head, cap - head);
+    int len = s->priors ? acom_entropy_codes(s->priors, codes, n_q, n_frames, stride, out + head, cap - head)
+                        : acom_pack_codes(codes, n_q, n_frames, stride, s->codebook_sizes, out + head, cap - head);
     if (len < 0) return len;
     acom_packet p = {s->device_id, s->stream_id, s->next_seq, s->next_frame, s->codebook_id, (uint8_t)n_q,
-                     (uint16_t)n_frames, 0, (uint8_t)(end != 0)};
+                     (uint16_t)n_frames, s->priors != NULL, (uint8_t)(end != 0)};
     int n = acom_encode_packet(&p, out + head, (size_t)len, s->key, s->key_len, compact, out, cap);
     if (n < 0) return n;
     s->next_seq++;

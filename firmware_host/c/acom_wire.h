@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acom_range.h"
+
 #define ACOM_WIRE_VERSION 2
 #define ACOM_MAX_PACKET 1400    /* one UDP datagram on any Ethernet path */
 #define ACOM_MAX_FRAMES 4096
@@ -76,10 +78,11 @@ typedef struct {
     uint32_t next_seq;      /* set to the first sequence number; advanced by acom_stream_packet */
     uint32_t next_frame;    /* the stream's frames sent so far (the next packet's first_frame) */
     uint32_t index;         /* packets sent */
+    const acom_prior *priors;  /* NULL: payloads bit-packed; else range-coded under these (one per stage sent) */
 } acom_stream;
 
-/* The stream's next packet of codes [n_q][n_frames] (row stride `stride`), bit-packed; `end` marks the last.
- * Returns the packet's length or an error (nothing advanced on error). */
+/* The stream's next packet of codes [n_q][n_frames] (row stride `stride`), bit-packed or range-coded (priors);
+ * `end` marks the last. Returns the packet's length or an error (nothing advanced on error). */
 int acom_stream_packet(acom_stream *s, const uint16_t *codes, int n_q, int n_frames, int stride, int end,
                        uint8_t *out, size_t cap);
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,28 +89,29 @@ def _pte_codes_and_labels(bundle_dir, files):
     return manifest, codes, labels
 
 
-def _python_packets(manifest, codes, device_id, first_stream, full_every=8):
+def _python_packets(manifest, codes, device_id, first_stream, full_every=8, priors=None):
     """What `acom send` in Python would send: the C device's report must match it packet for packet."""
     sizes, book = manifest["model"]["rvq_config"]["codebook_sizes"], codebook_id(manifest["codebook_hash"])
     fpp = round(manifest["frame_rate"])
     return [stream_packets(c, sizes, book, device_id=device_id, stream_id=first_stream + i, frames_per_packet=fpp,
-                           full_every=full_every) for i, c in enumerate(codes)]
+                           full_every=full_every, priors=priors) for i, c in enumerate(codes)]
 
 
 def test_c_device_on_qemu_aarch64_sends_udp_to_the_server(ac_bundle, urban_set, tmp_path):
-    """The rpi4 C sender (static aarch64 under qemu-aarch64) -> UDP -> acom serve: the labels of the tail run
-    on the whole clips, and the packets and bytes Python's sender would send."""
+    """The rpi4 C sender (static aarch64 under qemu-aarch64), range-coding (--entropy) -> UDP -> acom serve:
+    the labels of the tail run on the whole clips, and the packets and bytes Python's sender would send."""
     bundle_dir, _ = ac_bundle
     files = [item.path for item in open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[:3]]
     manifest, codes, want = _pte_codes_and_labels(bundle_dir, files)
     out = tmp_path / "udp.jsonl"
     proc, ready = serve(bundle_dir, out, "--udp", "127.0.0.1:0", "--window-s", "60")
     sent = subprocess.run([*ACOM, "send", "--bundle", str(bundle_dir), "--udp", f"127.0.0.1:{ready['udp'][1]}",
-                           "--device-id", "5", "--first-stream", "10", "--c-device", "rpi4", *map(str, files)],
-                          capture_output=True, text=True, timeout=180)
+                           "--device-id", "5", "--first-stream", "10", "--c-device", "rpi4", "--entropy",
+                           *map(str, files)], capture_output=True, text=True, timeout=180)
     assert sent.returncode == 0, sent.stderr
     report = [json.loads(x) for x in sent.stdout.splitlines()]
-    py = _python_packets(manifest, codes, 5, 10)
+    py = _python_packets(manifest, codes, 5, 10, priors=open_bundle(bundle_dir).priors)
+    assert all(r["payload"] == "entropy" for r in report)
     assert [(r["stream"], r["packets"], r["bytes"], r["sender"]) for r in report] == [
         (10 + i, len(p), sum(map(len, p)), "c:rpi4") for i, p in enumerate(py)]
     finals = sorted(wait_finals(proc, out, 3), key=lambda r: r["stream"])
@@ -154,6 +156,15 @@ def test_c_device_bad_input(ac_bundle, tmp_path):
 def test_send_bad_input(ac_bundle, tmp_path):
     bundle_dir, _ = ac_bundle
     wav = tmp_path / "x.wav"
+    sf.write(wav, np.zeros(16000, dtype=np.float32), 16000)
+    bare = tmp_path / "bare"  # the bundle without its priors: nothing to range-code with
+    shutil.copytree(bundle_dir, bare)
+    manifest = json.loads((bare / "manifest.json").read_text())
+    (bare / "manifest.json").write_text(json.dumps({**manifest, "priors": None}))
+    r = subprocess.run([*ACOM, "send", "--bundle", str(bare), "--udp", "127.0.0.1:9", "--entropy", str(wav)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--entropy:" in r.stderr and "has no priors" in r.stderr, r.stderr
+    wav.unlink()
     r = subprocess.run([*ACOM, "send", "--bundle", str(bundle_dir), "--udp", "127.0.0.1:9", "--artifact",
                         "edge.tflite", str(wav)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "no artifact 'edge.tflite'" in r.stderr and "edge.pte" in r.stderr

@@ -20,7 +20,9 @@ from acom.export.graph import EdgeGraph
 from acom.export.micro import run_tflm
 from acom.export.verify import item_codes, make_windows
 from acom.firmware_host import edge_c
-from acom.runtime.bundle import open_bundle
+from acom.runtime.bundle import open_bundle, read_manifest
+from acom.runtime.sender import stream_packets
+from acom.runtime.wire import codebook_id
 from acom.training.audio import load_audio
 from acom.training.checkpoint import load_checkpoint
 from acom.training.featcache import TEST_SUBSET, open_dataset
@@ -113,9 +115,10 @@ def test_cli_json_and_exit_codes(m55_ac: Path, urban_set: Path, tmp_path: Path) 
 
 
 def test_the_whole_device_in_c_talks_to_the_server(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:
-    """`acom send --c-device cortex-m55-u55` with the M55 bundle: firmware under qemu-system-arm turns 16-bit
-    audio into codes (C front end, C graph) and packets (C wire code) on its UART; socat links the UART's pty
-    to the one `acom serve --serial` reads. The server's labels are those of TFLite Micro's codes."""
+    """`acom send --c-device cortex-m55-u55 --entropy` with the M55 bundle: firmware under qemu-system-arm turns
+    16-bit audio into codes (C front end, C graph) and range-coded packets (C wire code) on its UART; socat
+    links the UART's pty to the one `acom serve --serial` reads. The packets are those Python's sender makes of
+    TFLite Micro's codes, byte for byte in number and length; the server's labels are those codes'."""
     items = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[:3]
     model = (m55_ac / "edge_int8.tflite").read_bytes()
     split, _ = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")  # what the fixture exported
@@ -130,11 +133,16 @@ def test_the_whole_device_in_c_talks_to_the_server(m55_ac: Path, urban_set: Path
         proc, _ = serve(m55_ac, out, "--serial", str(b), "--window-s", "60")
         time.sleep(1.5)  # the server opens its port first: pyserial's open discards bytes that came before
         sent = subprocess.run([*ACOM, "send", "--bundle", str(m55_ac), "--serial", str(a), "--c-device",
-                               "cortex-m55-u55", "--device-id", "9", *[str(it.path) for it in items]],
+                               "cortex-m55-u55", "--device-id", "9", "--entropy", *[str(it.path) for it in items]],
                               capture_output=True, text=True, timeout=300)
         assert sent.returncode == 0, sent.stderr
         report = [json.loads(x) for x in sent.stdout.splitlines()]
-        assert [r["codes_from"] for r in report] == ["c"] * 3
+        assert [(r["codes_from"], r["payload"]) for r in report] == [("c", "entropy")] * 3
+        m = read_manifest(m55_ac)
+        py = [stream_packets(c, m["codebook_sizes"], codebook_id(m["codebook_hash"]), device_id=9, stream_id=i,
+                             frames_per_packet=round(m["frame_rate"]), priors=open_bundle(m55_ac).priors, full_every=8)
+              for i, c in enumerate(codes)]
+        assert [(r["packets"], r["bytes"]) for r in report] == [(len(p), sum(map(len, p))) for p in py]
         assert [r["frames"] for r in report] == [c.shape[1] for c in codes]
         finals = sorted(wait_finals(proc, out, 3), key=lambda r: r["stream"])
     assert [r["label"] for r in finals] == want

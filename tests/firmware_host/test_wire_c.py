@@ -6,7 +6,6 @@ encodes what Python encodes and refuses what Python refuses."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -57,19 +56,6 @@ def test_bad_vectors_file_and_missing_tool_are_clear_errors(tmp_path: Path, monk
     monkeypatch.setattr(cbuild.shutil, "which", lambda name: None)
     with pytest.raises(AcomError, match="qemu-aarch64 not found|aarch64-linux-gnu-gcc not found"):
         wire_c.check("rpi4")
-
-
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    """encode_stdin built once for this machine: records in -> lines out."""
-    work = tmp_path_factory.mktemp("encoder")
-    exe = cbuild.build("host", [cbuild.TEST_DIR / "encode_stdin.c"], work / "encode_stdin", work)
-
-    def run(records: bytes) -> list[str]:
-        done = subprocess.run([str(exe)], input=records, capture_output=True, timeout=30)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.decode().splitlines()
-    return run
 
 
 packets = st.builds(

@@ -146,8 +146,11 @@ def test_vectors_are_reproduced() -> None:
     np.testing.assert_array_equal(audio, vectors.vector_audio())
     now = vectors.shipped_classifier_vectors()
     assert now["codebook_hash"] == v["codebook_hash"] and now["codes"] == v["codes"]
-    assert now["cases"] == v["cases"]
+    assert now["cases"] == v["cases"] and now["priors"] == v["priors"]
+    priors = vectors.priors_from_json(v["priors"])
+    assert [c.get("entropy_coded", False) for c in v["cases"]] == [False] * 4 + [True] * 4
     for case in v["cases"]:
+        coded = priors if case.get("entropy_coded") else None
         keys = {7: case["hmac_key"].encode()} if case["hmac_key"] else None
         contexts, deframer = Contexts(), SerialDeframer(keys)
         got = [decode_packet(bytes.fromhex(h), keys, contexts) for h in case["packets"]]
@@ -155,6 +158,7 @@ def test_vectors_are_reproduced() -> None:
         assert [len(bytes.fromhex(h)) - len(p.payload) for h, p in zip(case["packets"], got)] == \
             [35 + 16 * bool(keys), 13 + 16 * bool(keys), 35 + 16 * bool(keys)]  # header + tag + CRC of each kind
         assert [p.payload.hex() for p in got] == case["payloads"]
-        codes = np.concatenate([packet_codes(p, v["codebook_sizes"]) for p in got], axis=1)
+        assert all(p.entropy_coded == bool(coded) for p in got)
+        codes = np.concatenate([packet_codes(p, v["codebook_sizes"], coded) for p in got], axis=1)
         np.testing.assert_array_equal(codes, np.array(v["codes"])[: case["n_q"]])
         assert [q for h in case["serial"] for q in deframer.feed(bytes.fromhex(h))] == got

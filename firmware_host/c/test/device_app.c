@@ -2,7 +2,8 @@
  * (acom_graph.c, as the bundle exported it) -> packets (acom_wire.c) -> the transport (the UART on a
  * microcontroller). The clips and the stream settings come from app_in.h (acom.firmware_host.device_c);
  * on a board they would come from the microphone. One window of audio at a time, as the board would
- * capture it; each window's codes go out as one packet, the last packet of a clip flagged end of stream.
+ * capture it; the codes gather until a packet's worth (A_FPP frames) is there, as `acom send` cuts a stream,
+ * and the last packet of a clip is flagged end of stream.
  * Prints "stream I PACKETS BYTES FRAMES" per clip. */
 #include <stdint.h>
 
@@ -16,18 +17,30 @@
 static float audio[A_WINDOW], scratch[2 * 2048];
 static int8_t features[ACOM_GRAPH_INPUT_SIZE];
 static int32_t codes[ACOM_GRAPH_CODES_SIZE];
-static uint16_t packed[ACOM_GRAPH_CODES_SIZE];
+#define PER_WINDOW (ACOM_GRAPH_CODES_SIZE / A_NQ)  /* code frames per window */
+#define HELD (A_FPP + PER_WINDOW)                   /* frames waiting for a packet, at most */
+static uint16_t held[A_NQ * HELD];                  /* [A_NQ][HELD] */
 static uint8_t packet[ACOM_MAX_PACKET];
+
+/* Send the first n held frames (the stream's last packet when end), keep the rest; the packet's bytes or -1. */
+static int send_held(acom_stream *s, int *count, int n, int end) {
+    int len = acom_stream_packet(s, held, A_NQ, n, HELD, end, packet, sizeof packet);
+    if (len < 0 || transport_send(packet, (size_t)len) != 0) return -1;
+    for (int q = 0; q < A_NQ; q++)
+        for (int t = n; t < *count; t++) held[q * HELD + t - n] = held[q * HELD + t];
+    *count -= n;
+    return len;
+}
 
 int main(void) {
     if (transport_open() != 0) return 1;
-    const int per_window = ACOM_GRAPH_CODES_SIZE / A_NQ;  /* code frames per window */
     for (int i = 0; i < A_NCLIPS; i++) {
         const a_clip *c = &A_CLIPS[i];
         acom_stream s = {A_DEVICE, c->stream_id, acom_codebook_id(A_HASH), A_SIZES, A_KEY_LEN ? A_KEY : 0,
-                         A_KEY_LEN, A_FULL_EVERY, 0, 0, 0};
+                         A_KEY_LEN, A_FULL_EVERY, 0, 0, 0, A_PRIORS};
         long bytes = 0, frames = 0;
-        for (int32_t start = 0; start < c->samples; start += A_WINDOW) {
+        int count = 0, len = 0;
+        for (int32_t start = 0; start < c->samples || start == 0; start += A_WINDOW) {
             for (int32_t k = 0; k < A_WINDOW; k++)  /* the last window zero-padded, as the exporter verified */
                 audio[k] = start + k < c->samples ? (float)c->pcm[start + k] / 32768.f : 0.f;
             if (acom_features_i8(&acom_frontend_config, audio, A_WINDOW, features, scratch) * acom_frontend_config.n_mels
@@ -35,14 +48,21 @@ int main(void) {
                 return 1;
             /* only the frames of real audio are sent: the padding's codes never leave the device */
             int32_t left = (c->samples - start + A_SAMPLES_PER_CODE - 1) / A_SAMPLES_PER_CODE;
-            int n = left < per_window ? (int)left : per_window;
+            int n = left < PER_WINDOW ? (int)left : PER_WINDOW;
             for (int q = 0; q < A_NQ; q++)
-                for (int t = 0; t < per_window; t++) packed[q * per_window + t] = (uint16_t)codes[q * per_window + t];
-            int end = start + A_WINDOW >= c->samples;
-            int len = acom_stream_packet(&s, packed, A_NQ, n, per_window, end, packet, sizeof packet);
-            if (len < 0 || transport_send(packet, (size_t)len) != 0) return 1;
-            bytes += len;
+                for (int t = 0; t < n; t++) held[q * HELD + count + t] = (uint16_t)codes[q * PER_WINDOW + t];
+            count += n;
             frames += n;
+            int last = start + A_WINDOW >= c->samples;
+            while (count > A_FPP || (count == A_FPP && !last)) {  /* a full packet that is not the last one */
+                if ((len = send_held(&s, &count, A_FPP, 0)) < 0) return 1;
+                bytes += len;
+            }
+            if (last) {  /* what is left (up to A_FPP frames) ends the stream */
+                if ((len = send_held(&s, &count, count, 1)) < 0) return 1;
+                bytes += len;
+                break;
+            }
         }
         long row[4] = {i, (long)s.index, bytes, frames};
         io_numbers("stream", row, 4);

@@ -4,10 +4,14 @@
  *       end u8, compact u8, payload_len u16, payload, has_key u8, key_len u16, key  -> acom_encode_packet
  *   'C' n_q u8, n_frames u16, sizes u32 x n_q, codes u16 x n_q x n_frames        -> acom_pack_codes
  *   'F' len u16, bytes                                                            -> acom_frame_serial
+ *   'E' n_q u8, n_frames u16, per stage (k u32, m u32, p_uni f64 x k, ctx_types f64 x k, ctx_denom f64 x k,
+ *       indptr u32 x (k + 1), cur u16 x m, count u32 x m), codes u16 x n_q x n_frames -> acom_entropy_codes
  * Prints "KIND RESULT HEX" per record: RESULT is the function's return (a length, or a negative error). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "../acom_range.h"
 #include "../acom_wire.h"
 
 static uint64_t get(int bytes) {
@@ -28,6 +32,33 @@ static void put(char kind, int ret, const uint8_t *p) {
     printf("%c %d ", kind, ret);
     for (int i = 0; i < ret; i++) printf("%02x", p[i]);
     putchar('\n');
+}
+
+static void *table(size_t n, size_t each) { /* n numbers of `each` bytes from stdin (doubles bit for bit) */
+    uint8_t *p = malloc(n * each + 1);
+    if (!p) exit(4);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = get((int)each);
+        if (each == 8) {
+            memcpy(p + 8 * i, &v, 8);
+        } else if (each == 4) {
+            uint32_t w = (uint32_t)v;
+            memcpy(p + 4 * i, &w, 4);
+        } else {
+            uint16_t w = (uint16_t)v;
+            memcpy(p + 2 * i, &w, 2);
+        }
+    }
+    return p;
+}
+
+static void free_prior(acom_prior *p) {
+    free((void *)p->p_uni);
+    free((void *)p->ctx_types);
+    free((void *)p->ctx_denom);
+    free((void *)p->indptr);
+    free((void *)p->cur);
+    free((void *)p->count);
 }
 
 static uint8_t in[65536], key[65536], out[2 * 65536];
@@ -64,6 +95,17 @@ int main(void) {
             size_t len = (size_t)get(2);
             get_bytes(in, len);
             put('F', acom_frame_serial(in, len, out, sizeof out), out);
+        } else if (kind == 'E') {
+            static acom_prior priors[255];
+            int n_q = (int)get(1), n_frames = (int)get(2);
+            for (int s = 0; s < n_q; s++) {
+                uint32_t k = (uint32_t)get(4), m = (uint32_t)get(4);
+                priors[s] = (acom_prior){k, table(k, 8), table(k, 8), table(k, 8), table(k + 1, 4), table(m, 2),
+                                         table(m, 4)};
+            }
+            for (int i = 0; i < n_q * n_frames; i++) codes[i] = (uint16_t)get(2);
+            put('E', acom_entropy_codes(priors, codes, n_q, n_frames, n_frames, out, sizeof out), out);
+            for (int s = 0; s < n_q; s++) free_prior(&priors[s]);
         } else {
             return 2;
         }

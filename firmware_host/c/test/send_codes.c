@@ -21,7 +21,7 @@ int main(void) {
     for (int i = 0; i < C_NSTREAMS; i++) {
         const c_stream *c = &C_STREAMS[i];
         acom_stream s = {c->device_id, c->stream_id, acom_codebook_id(C_HASH), C_SIZES, C_KEY_LEN ? C_KEY : NULL,
-                         C_KEY_LEN, C_FULL_EVERY, 0, 0, 0};
+                         C_KEY_LEN, C_FULL_EVERY, 0, 0, 0, C_PRIORS};
         long bytes = 0;
         for (int t = 0; t < c->t; t += C_FRAMES_PER_PACKET) {
             int n = c->t - t < C_FRAMES_PER_PACKET ? c->t - t : C_FRAMES_PER_PACKET;

@@ -42,7 +42,7 @@ int main(void) {
     for (int i = 0; i < V_NCASES; i++) {
         const v_case *c = &V_CASES[i];
         acom_stream s = {c->device_id, c->stream_id, acom_codebook_id(c->hash), c->sizes, c->key, c->key_len,
-                         c->full_every, c->first_seq, 0, 0};
+                         c->full_every, c->first_seq, 0, 0, c->priors};
         for (int j = 0, t = 0; t < c->t; j++, t += c->frames_per_packet) {
             int n = c->t - t < c->frames_per_packet ? c->t - t : c->frames_per_packet;
             int len = acom_stream_packet(&s, c->codes + t, c->n_q, n, c->t, t + n >= c->t, packet, sizeof packet);
