@@ -138,11 +138,11 @@ def _check_budget(board: Board, macs: dict, frontend_in_graph: bool) -> float:
     return need
 
 
-def _c_graph_files(model: bytes, frontend: dict) -> dict:
-    """The int8 graph as C calls of the firmware kernels (export/c_graph.py), the kernels themselves and the
-    firmware front end with its tables, for an MCU bundle's c/ folder: {"files": {name: bytes}, "note":
-    manifest entry}. A graph with an operator the kernels lack gets no C graph (TFLite Micro still runs it);
-    the note says which."""
+def _c_graph_files(model: bytes, frontend: dict, priors=None, n_q: int = 1) -> dict:
+    """The int8 graph as C calls of the firmware kernels (export/c_graph.py), the kernels themselves, the
+    firmware front end with its tables, the wire code and (with `priors`, a CodePriors) the range coder's tables,
+    for an MCU bundle's c/ folder: {"files": {name: bytes}, "note": manifest entry}. A graph with an operator
+    the kernels lack gets no C graph (TFLite Micro still runs it); the note says which."""
     from importlib import resources
 
     from acom.export.c_graph import frontend_c, graph_c
@@ -152,14 +152,20 @@ def _c_graph_files(model: bytes, frontend: dict) -> dict:
     except ExportError as e:
         return {"files": {}, "note": {"written": False, "reason": str(e)}}
     kernels = resources.files("acom.firmware_host") / "c"
+    from acom.firmware_host.priors_c import bundle_sources
     files = {"c/acom_graph.h": header.encode(), "c/acom_graph.c": source.encode(),
              "c/acom_frontend_tables.c": tables.encode(),
              **{f"c/{n}": (kernels / n).read_bytes()
-                for n in ("acom_kernels.h", "acom_kernels.c", "acom_frontend.h", "acom_frontend.c")}}
+                for n in ("acom_kernels.h", "acom_kernels.c", "acom_frontend.h", "acom_frontend.c", "acom_wire.h",
+                          "acom_wire.c", "acom_sha256.h", "acom_sha256.c", "acom_range.h", "acom_range.c")},
+             **(bundle_sources(priors, n_q) if priors is not None else {})}
+    send = ("acom_stream_packet(&stream, codes, ...) (c/acom_wire.h), range-coded with stream.priors = ACOM_PRIORS "
+            "(c/acom_priors.h)" if priors is not None else "acom_stream_packet(&stream, codes, ...) (c/acom_wire.h)")
     return {"files": files, "note": {"written": True, "files": sorted(files), "run": "acom_features_i8(&acom_"
                                      "frontend_config, audio, n, features, scratch) (c/acom_frontend.h), then "
                                      "acom_graph_run(features, codes) (c/acom_graph.h); check them with python -m "
-                                     "acom.firmware_host.edge_c --bundle DIR --data DATA [--frontend c]"}}
+                                     "acom.firmware_host.edge_c --bundle DIR --data DATA [--frontend c]",
+                                     "send": send + "; build with -ffp-contract=off (c/acom_range.h)"}}
 
 
 def _check_fit(board: Board, ram_bytes: int, flash_bytes: int) -> None:
@@ -362,9 +368,11 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
         with tempfile.TemporaryDirectory() as tmp:
             for path in micro.write_c_sources(tflm.data, Path(tmp), meta=meta):
                 files[f"c/{path.name}"] = path.read_bytes()
+        from acom.training.bitrate import CodePriors
+        priors = CodePriors.from_tensors(payload["priors"]) if "priors" in payload else None
         c_graph = _c_graph_files(tflm.data, {"runs_in": board.frontend, **graph.frontend.cfg.to_dict(),
                                              "feature_mean": graph.feat_mean.flatten().tolist(),
-                                             "feature_std": graph.feat_std.flatten().tolist()})
+                                             "feature_std": graph.feat_std.flatten().tolist()}, priors, graph.n_q)
         files.update(c_graph["files"])
     fe = graph.frontend.cfg
     manifest = {

@@ -121,12 +121,17 @@ def send(board: str, streams: list[Stream], sizes: list[int], codebook_hash: str
 def write_app(path: Path, manifest: dict, clips: list[tuple[int, np.ndarray]], device_id: int, full_every: int,
               key: bytes | None, priors=None, frames_per_packet: int = 1) -> None:
     """app_in.h for device_app.c: the clips (stream id, 16-bit samples) and how the bundle's device sends:
-    `frames_per_packet` code frames a packet, range-coded under `priors` when given."""
+    `frames_per_packet` code frames a packet, range-coded under `priors` when given ("bundle": the bundle's
+    c/acom_priors.h, else a CodePriors whose tables go into app_in.h)."""
     if frames_per_packet < 1:
         raise AcomError(f"frames_per_packet {frames_per_packet}: expected 1 or more")
     window = manifest["graph"]["window_samples"]
+    if priors == "bundle":  # the bundle's own c/acom_priors.c, built with the app
+        tables = ['#include "acom_priors.h"', "#define A_PRIORS ACOM_PRIORS"]
+    else:
+        tables = _priors_lines(priors, manifest["n_q"], "A_PRIORS")
     lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stddef.h>", "#include <stdint.h>",
-             *_priors_lines(priors, manifest["n_q"], "A_PRIORS"),
+             *tables,
              f"#define A_WINDOW {window}", f"#define A_SAMPLES_PER_CODE {round(manifest['sample_rate'] / manifest['frame_rate'])}",
              f"#define A_NQ {manifest['n_q']}", f"#define A_FPP {frames_per_packet}", f"#define A_DEVICE {device_id}u", f"#define A_FULL_EVERY {full_every}u",
              f"#define A_KEY_LEN {len(key or b'')}u", f"static const uint8_t A_KEY[] = {c_array(key or b'')};",
@@ -175,10 +180,12 @@ def _run_app(board, bundle, m, clips, sending, uart, env, timeout) -> list[dict]
     k = kind(board)
     with tempfile.TemporaryDirectory(prefix="acom-device-c-") as tmp:
         work = Path(tmp)
-        write_app(work / "app_in.h", m, clips, device_id, full_every, key, priors, fpp)
         c = bundle / "c"
+        own = priors is not None and (c / "acom_priors.c").exists()  # bundles exported before it lack the file
+        write_app(work / "app_in.h", m, clips, device_id, full_every, key, "bundle" if own else priors, fpp)
         sources = [TEST_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
-                   c / "acom_frontend_tables.c", TEST_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")]
+                   c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if own else []),
+                   TEST_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")]
         exe = build(board, sources, work / "device_app", work, extra_include=c)
         cmd = run_command(board, exe, uart=uart)
         stdout = _run(cmd, env, timeout)

@@ -33,8 +33,8 @@ def _doubles(values: np.ndarray) -> str:
     return "{" + ",".join(float(v).hex() for v in values) + "}"
 
 
-def c_tables(priors, n_q: int, prefix: str) -> list[str]:
-    """C definitions of the first n_q stages: the tables and ``static const acom_prior {prefix}[n_q]``."""
+def c_tables(priors, n_q: int, prefix: str, static: bool = True) -> list[str]:
+    """C definitions of the first n_q stages: the tables and ``[static] const acom_prior {prefix}[n_q]``."""
     if not 1 <= n_q <= priors.n_q:
         raise AcomError(f"n_q {n_q}: the priors hold {priors.n_q} stages")
     lines, rows = [], []
@@ -46,4 +46,15 @@ def c_tables(priors, n_q: int, prefix: str) -> list[str]:
                   f"static const uint32_t {name}_COUNT[] = {c_array(t['count'])};"]
         rows.append(f"{{{int(t['k'][0])}u, {name}_P_UNI, {name}_CTX_TYPES, {name}_CTX_DENOM, {name}_INDPTR, "
                     f"{name}_CUR, {name}_COUNT}}")
-    return lines + [f"static const acom_prior {prefix}[{n_q}] = {{{', '.join(rows)}}};"]
+    return lines + [f"{'static ' if static else ''}const acom_prior {prefix}[{n_q}] = {{{', '.join(rows)}}};"]
+
+
+def bundle_sources(priors, n_q: int) -> dict[str, bytes]:
+    """An MCU bundle's c/acom_priors.h and .c: ``ACOM_PRIORS[ACOM_PRIORS_N_Q]``, what ``acom_stream.priors``
+    takes for range-coded packets of n_q stages."""
+    header = ["/* written by acom-export from the bundle's priors.safetensors: do not edit */", "#ifndef ACOM_PRIORS_H",
+              "#define ACOM_PRIORS_H", '#include "acom_range.h"', f"#define ACOM_PRIORS_N_Q {n_q}",
+              f"extern const acom_prior ACOM_PRIORS[{n_q}];", "#endif"]
+    source = ["/* written by acom-export from the bundle's priors.safetensors: do not edit */", "#include <stdint.h>",
+              '#include "acom_priors.h"', *c_tables(priors, n_q, "ACOM_PRIORS", static=False)]
+    return {"c/acom_priors.h": ("\n".join(header) + "\n").encode(), "c/acom_priors.c": ("\n".join(source) + "\n").encode()}

@@ -20,6 +20,7 @@ from acom.export.graph import EdgeGraph
 from acom.export.micro import run_tflm
 from acom.export.verify import item_codes, make_windows
 from acom.firmware_host import edge_c
+from acom.firmware_host.priors_c import bundle_sources
 from acom.runtime.bundle import open_bundle, read_manifest
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import codebook_id
@@ -66,8 +67,13 @@ def test_the_bundle_carries_the_c_graph(m55_ac: Path) -> None:
     m = json.loads((m55_ac / "manifest.json").read_text())
     assert m["c_graph"]["written"] is True
     for name in ("acom_graph.c", "acom_graph.h", "acom_kernels.c", "acom_kernels.h", "acom_frontend.c",
-                 "acom_frontend.h", "acom_frontend_tables.c"):
+                 "acom_frontend.h", "acom_frontend_tables.c", "acom_wire.c", "acom_sha256.c", "acom_range.c",
+                 "acom_priors.c", "acom_priors.h"):
         assert f"c/{name}" in m["c_graph"]["files"] and (m55_ac / "c" / name).is_file()
+    # the range coder's tables are the bundle's priors (the whole-device test below sends with them)
+    tables = bundle_sources(open_bundle(m55_ac).priors, m["n_q"])
+    assert all((m55_ac / name).read_bytes() == data for name, data in tables.items())
+    assert "ACOM_PRIORS" in m["c_graph"]["send"]
     header, source = graph_c((m55_ac / "edge_int8.tflite").read_bytes())
     assert (m55_ac / "c" / "acom_graph.c").read_text() == source  # what the bundle holds is what runs here
     # one arena for every tensor the graph writes, tensors with disjoint lives sharing it (the equal outputs
