@@ -7,6 +7,9 @@
 #   bench/gpu_lease.sh tail-spread     the same with each device at its own phase (the server's batching)
 #   bench/gpu_lease.sh tail-stalls     what makes 1-3% of steps slow: bfloat16 at 5,000 streams, spread and in step,
 #                                      free and pinned to one core with one thread (steal, switches per step)
+#   bench/gpu_lease.sh tail-shapes     do new tensor sizes make the slow steps? bfloat16, 5,000 and 10,000 streams
+#                                      spread, each step marked when it ran a size for the first time; then the
+#                                      same with --buckets (sizes rounded up to a few), and in step
 #   bench/gpu_lease.sh tail-profile    torch.profiler's view of one step at 5,000 streams
 #   bench/gpu_lease.sh tail-stream     the same for the per-stream ASR engine (AsrEngine)
 # Carry: .whl (wheels of the pure and binary packages the image lacks, plus cobs' pure-Python fallback) and, for
@@ -50,10 +53,17 @@ case "$1" in
       $T --arrivals spread --streams 5000 --seconds 20 $opts
       $T --streams 5000 --steps 200 $opts
     done ;;
+  tail-shapes)  # stalls against first-time tensor sizes (steps_raw column new_shapes), without and with buckets
+    T="python3 bench/tail_throughput.py --task asr --device cuda --out $OUT/tail_shapes.json --dtype bfloat16 --raw"
+    for opts in "" "--buckets"; do
+      $T --arrivals spread --streams 5000,10000 --seconds 20 $opts
+      $T --streams 5000 --steps 100 $opts
+    done ;;
   tail-profile)  # where a step's time goes at 5,000 streams
     python3 bench/tail_throughput.py --task asr --device cuda --profile 5000 ;;
   tail-stream)  # the per-stream engine, for comparison
     python3 bench/tail_throughput.py --task asr --device cuda --out "$OUT/tail_throughput.json" --engine stream \
       --streams 100,500,1000 --steps 5 ;;
-  *) echo "usage: $0 train SECONDS | tail | tail-bf16 | tail-spread | tail-stalls | tail-stream | tail-profile"; exit 2 ;;
+  *) echo "usage: $0 train SECONDS | tail | tail-bf16 | tail-spread | tail-stalls | tail-shapes | tail-stream | tail-profile"
+     exit 2 ;;
 esac

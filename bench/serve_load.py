@@ -11,6 +11,7 @@ Writes reports/serve_load.json (one entry per task) and prints a table.
 
     python bench/serve_load.py --task asr --streams 25,50,75,100
     python bench/serve_load.py --task ac --streams 100,200,300,400
+    python bench/serve_load.py --task asr --streams 100 --entropy     # devices send range-coded payloads
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def real_codes(task: str, data: Path, n_q: int, items: int) -> list[np.ndarray]:
 
 
 def schedule(codes: list[np.ndarray], n: int, seconds: float, frame_rate: float, fpp: int, book: int,
-             sizes: list[int], seed: int) -> list[tuple[float, tuple[int, int, int], bytes]]:
-    """(send offset s, (device, stream, seq), packet) for n devices over ``seconds``, phases spread over 1 s."""
+             sizes: list[int], seed: int, priors=None) -> list[tuple[float, tuple[int, int, int], bytes]]:
+    """(send offset s, (device, stream, seq), packet) for n devices over ``seconds``, phases spread over 1 s;
+    payloads range-coded under `priors` when given."""
     rng = np.random.default_rng(seed)
     out = []
     for dev in range(n):
@@ -64,7 +66,7 @@ def schedule(codes: list[np.ndarray], n: int, seconds: float, frame_rate: float,
         while t < seconds:
             c = codes[int(rng.integers(len(codes)))]
             for seq, pkt in enumerate(stream_packets(c, sizes, book, device_id=dev, stream_id=stream,
-                                                     frames_per_packet=fpp)):
+                                                     frames_per_packet=fpp, priors=priors)):
                 end_frame = min((seq + 1) * fpp, c.shape[1])
                 out.append((t + end_frame / frame_rate, (dev, stream, seq), pkt))
             t += c.shape[1] / frame_rate
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=40, help="test items whose codes the devices send")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "serve_load.json")
     ap.add_argument("--server-arg", action="append", default=[], help="extra `acom serve` argument (repeatable)")
+    ap.add_argument("--entropy", action="store_true", help="devices range-code their payloads (`acom send "
+                    "--entropy`): the server decodes each packet with the bundle's priors")
     args = ap.parse_args(argv)
     defaults = {"asr": ("data/speech90", "data/speech", "25,50,75,100"), "ac": ("data/urban200", "data/urban",
                                                                                "100,200,300,400")}[args.task]
@@ -154,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         book, sizes = codebook_id(bundle.manifest["codebook_hash"]), list(bundle.codebook_sizes)
         runs = []
         for n in tqdm(ns, desc=f"serve load ({args.task})", unit="N"):
-            plan = schedule(codes, n, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=n)
+            plan = schedule(codes, n, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=n,
+                            priors=bundle.priors if args.entropy else None)
             reps = [run_one(work / "bundle", plan, args.seconds, args.warmup, work, args.server_arg)
                     for _ in range(args.repeats)]
             med = {q: round(float(np.median([x["latency_ms"].get(q, np.nan) for x in reps])), 2)
@@ -173,11 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                        f"{r['p99_ms_per_repeat']}, CPU steal {r['cpu_steal_share']}) -> "
                        f"{'ok' if r['real_time'] else 'MISSED'}")
     ok = [r["streams"] for r in runs if r["real_time"]]
-    report = {"task": args.task, "data": str(data), "items": len(codes), "n_q": args.n_q, "packet_s": args.packet_s,
+    report = {"task": args.task, "payload": "range-coded" if args.entropy else "bit-packed", "data": str(data),
+              "items": len(codes), "n_q": args.n_q, "packet_s": args.packet_s,
               "seconds": args.seconds, "repeats": args.repeats, "server_args": args.server_arg, "warmup_s": args.warmup, "p99_target_ms": args.p99_ms,
               "cpu_count": os.cpu_count(),
               "largest_real_time_streams": max(ok) if ok else 0, "runs": runs}
-    merge_entry(args.out, args.task, report)
+    merge_entry(args.out, args.task + ("-entropy" if args.entropy else ""), report)
     print(f"{args.task}: largest N served in real time with p99 <= {args.p99_ms} ms: {report['largest_real_time_streams']}"
           f" -> {args.out}")
     return 0

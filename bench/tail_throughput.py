@@ -68,6 +68,7 @@ class StepTime(NamedTuple):
     new_segments: int  # memory segments the CUDA allocator added (cudaMalloc calls)
     steal_ms: float  # CPU time stolen by the hypervisor from all CPUs during the step (10 ms ticks)
     switches: int  # involuntary context switches of this process during the step
+    new_shapes: int  # slot engine: tensor sizes (per pass) this engine had not run before (plans, heuristics)
 
 
 def _steal_ms() -> float:
@@ -87,16 +88,19 @@ def timed_step(engine, work: dict, device: str) -> StepTime:
     engine.step(work)
     sync(device)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
+    seen, shapes = engine.__dict__.setdefault("_bench_seen_shapes", set()), set(getattr(engine, "shapes", ()))
+    new, _ = len(shapes - seen), seen.update(shapes)
     return StepTime(wall, cpu, segments() - seg, _steal_ms() - steal,
-                    resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - sw)
+                    resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - sw, new)
 
 
 def raw_fields(n: int, steps: list[tuple[int, StepTime]]) -> dict:
     """``--raw``'s fields of a row (every step: streams in it, its time, what the host saw meanwhile; and the
     stalls summed up), printing the summary."""
-    columns = ["streams", "wall_ms", "process_cpu_ms", "new_cuda_segments", "steal_ms", "involuntary_switches"]
+    columns = ["streams", "wall_ms", "process_cpu_ms", "new_cuda_segments", "steal_ms", "involuntary_switches",
+               "new_shapes"]
     rows = [[k, round(st.wall_s * 1e3, 2), round(st.cpu_s * 1e3, 2), st.new_segments, round(st.steal_ms, 1),
-             st.switches] for k, st in steps]
+             st.switches, st.new_shapes] for k, st in steps]
     summary = stalls([st for _, st in steps])
     print(f"N={n}: {summary}", flush=True)
     return {"steps_raw": rows, "steps_raw_columns": columns, "stalls": summary}
@@ -115,7 +119,8 @@ def stalls(steps: list[StepTime]) -> dict:
                 "cpu_share_median": round(float(np.median([st.cpu_s / st.wall_s for st in picked])), 3),
                 "steal_ms_median": round(float(np.median([st.steal_ms for st in picked])), 1),
                 "switches_median": float(np.median([st.switches for st in picked])),
-                "new_segments_total": int(sum(st.new_segments for st in picked))}
+                "new_segments_total": int(sum(st.new_segments for st in picked)),
+                "steps_with_new_shapes": int(sum(st.new_shapes > 0 for st in picked))}
     return {"stalled": group(slow), "others": group(~slow)}
 
 
@@ -195,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tf32", action="store_true", help="CUDA: TF32 matrix products (10-bit mantissa inputs)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="slot engine: the tail blocks' number format")
+    ap.add_argument("--buckets", action="store_true", help="slot engine: tensor sizes rounded up to a few buckets "
+                    "(SlotAsrEngine(buckets=True)), so varying batches reuse shapes")
     ap.add_argument("--gc", choices=["quiet", "default", "off"], default="quiet",
                     help="quiet: engine.quiet_gc() as `acom serve` does; default: Python's collector untouched; "
                     "off: no collections at all (to tell collector pauses from other stalls)")
@@ -229,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         bundle = open_bundle(Path(tmp) / "b")
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    engine = make_engine(bundle, device, kind=args.engine, dtype=args.dtype)
+    engine = make_engine(bundle, device, kind=args.engine, dtype=args.dtype, buckets=args.buckets)
     if args.python_only:
         if not hasattr(engine, "_decode"):
             raise SystemExit("--python-only needs the slot engine (--engine slot)")
@@ -278,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     kind = type(engine).__name__
     p99 = lambda r: r.get("latency_ms_p99", r.get("step_ms_p99"))  # noqa: E731  (spread rows / together rows)
-    report = {"task": args.task, "arrivals": args.arrivals, "device": name, "engine": kind, "tf32": args.tf32, "dtype": args.dtype, "gc": args.gc,
+    report = {"task": args.task, "arrivals": args.arrivals, "device": name, "engine": kind, "tf32": args.tf32, "dtype": args.dtype, "buckets": args.buckets, "gc": args.gc,
               "pin": args.pin or None, "threads": torch.get_num_threads(),
               "python_only": args.python_only, "packet_s": args.packet_s, "steps": args.steps,
               "largest_streams_p99_within_target": max([r["streams"] for r in rows if p99(r) <= args.p99_ms],
@@ -288,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
               "p99_target_ms": args.p99_ms, "rows": rows}
     parts = [args.task, device, "spread" if args.arrivals == "spread" else "",
              {"SlotAsrEngine": "slot", "AsrEngine": "stream"}.get(kind, ""), "tf32" if args.tf32 else "",
-             "bf16" if args.dtype == "bfloat16" else "", "python-only" if args.python_only else "",
+             "bf16" if args.dtype == "bfloat16" else "", "buckets" if args.buckets else "",
+             "python-only" if args.python_only else "",
              "" if args.gc == "quiet" else f"gc-{args.gc}", f"pin{args.pin.replace(',', '_')}" if args.pin else ""]
     merge_entry(args.out, "-".join(p for p in parts if p), report)
     print(f"{args.task} on {name}: p99 step <= {args.p99_ms} ms up to N={report['largest_streams_p99_within_target']}"

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="ASR slot engine: the tail blocks' number format; bfloat16 halves memory traffic and uses "
                    "tensor cores on a GPU, and changes a few characters of a transcript (docs/serve.md)")
+    p.add_argument("--tail-buckets", action="store_true",
+                   help="ASR slot engine: round each step's tensor sizes up to a few (4 per octave of streams, frames "
+                   "to multiples of 8) so that batches of varying size reuse the GPU libraries' plans; the padding "
+                   "costs up to 25%% more rows (docs/serve.md)")
     p.add_argument("--window-s", type=float, default=4.0, help="classifier: seconds each label covers (default 4)")
     p.add_argument("--no-partial", action="store_true", help="write final results only")
     p.add_argument("--duration", type=float, help="stop after this many seconds (for scripts)")
@@ -106,7 +110,8 @@ def make_server(args: argparse.Namespace, out) -> Server:
         if getattr(args, name) <= 0:
             raise AcomError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
     config = ServeConfig(max_batch=args.max_batch, max_delay=args.max_delay_ms / 1e3, device=device,
-                         window_s=args.window_s, engine=args.engine, dtype=args.dtype, partial=not args.no_partial,
+                         window_s=args.window_s, engine=args.engine, dtype=args.dtype, buckets=args.tail_buckets,
+                         partial=not args.no_partial,
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
     server = Server(open_bundle(args.bundle), out, config, keys)

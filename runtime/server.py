@@ -40,6 +40,7 @@ class ServeConfig:
     window_s: float = 4.0  # classifier: seconds of audio each label covers (the last ones)
     engine: str = "auto"  # ASR: "slot" (shared state tensors), "stream" (per-stream state) or auto (slot)
     dtype: str = "float32"  # the ASR slot engine's blocks: float32 or bfloat16
+    buckets: bool = False  # the ASR slot engine's tensor sizes rounded up to a few (slot_engine.py)
     partial: bool = True  # write partial results, not only final ones
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
 
@@ -51,7 +52,7 @@ class Server:
                  keys: dict[int, bytes] | None = None, metrics: Metrics | None = None) -> None:
         self.bundle, self.out, self.config, self.keys = bundle, out, config, keys
         self.metrics = metrics or Metrics()
-        self.engine = make_engine(bundle, config.device, config.window_s, config.engine, config.dtype)
+        self.engine = make_engine(bundle, config.device, config.window_s, config.engine, config.dtype, config.buckets)
         self.streams = Reassembler(config.reassembly, keyed=keys is not None)
         self.book = codebook_id(bundle.manifest["codebook_hash"])
         self.contexts = SourceContexts(config.reassembly.max_streams)  # compact-packet contexts per source

@@ -14,6 +14,12 @@ Frame counts stay on the host, so a step never waits for the device until it rea
 the per-stream bookkeeping runs while the device works. ``dtype="bfloat16"`` keeps blocks and rings in
 bfloat16 (the output layer in float32).
 
+``buckets=True`` rounds each pass's tensor sizes up to a few values (streams to 4 sizes per octave, frames to
+multiples of 8), the extra rows reading and writing a scratch slot no stream owns, so that a server whose
+batches vary step by step runs a few dozen shapes rather than a new one every few steps (a new shape can cost
+the GPU libraries a plan or heuristic search, and the allocator new blocks). ``shapes`` lists the tensor sizes
+of the last step (streams, frames in, frames out of each block, per pass).
+
 Every stream's output equals the offline tail up to float rounding (tested against the model and against
 ``AsrEngine``; bfloat16 within a few characters), with the same CTC greedy decoding carried across steps.
 Only Conformer blocks after the cut (the shipped ASR models); anything else uses ``AsrEngine``.
@@ -148,6 +154,18 @@ class SlotConformer:
         return out, n_out
 
 
+def _round8(n: int) -> int:
+    """n rounded up to a multiple of 8."""
+    return -(-n // 8) * 8
+
+
+def _bucket(n: int) -> int:
+    """n rounded up to the next of 4 sizes per octave (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ...): at most 25%
+    more rows, a few dozen sizes up to 10,000 streams."""
+    step = 1 << max(0, n.bit_length() - 3)
+    return -(-n // step) * step
+
+
 def _get(ring: torch.Tensor, row: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """ring [S, R, C], row [B, 1] slots, t [B, T] frame indices -> ring[row, t % R] [B, T, C].
 
@@ -158,7 +176,8 @@ def _get(ring: torch.Tensor, row: torch.Tensor, t: torch.Tensor) -> torch.Tensor
 
 
 def _put(ring: torch.Tensor, row: torch.Tensor, t: torch.Tensor, val: torch.Tensor) -> None:
-    """ring[row, t % R] = val [B, T, C] (no two (row, t % R) of one call are the same: T <= R)."""
+    """ring[row, t % R] = val [B, T, C] (no two (row, t % R) of one call are the same, T <= R, except in the
+    scratch slot the padding rows of ``buckets`` share, whose contents nothing reads unmasked)."""
     flat = (row * ring.shape[1] + t % ring.shape[1]).reshape(-1)
     ring.view(-1, ring.shape[2]).index_copy_(0, flat, val.reshape(-1, ring.shape[2]))
 
@@ -188,7 +207,7 @@ class SlotAsrEngine(_Engine):
     """``step(work) -> results`` like ``AsrEngine``, with every stream's state in slots (see the module doc)."""
 
     def __init__(self, bundle: Bundle, device: str = "cpu", chunk: int = 32, capacity: int = 64,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", buckets: bool = False) -> None:
         super().__init__(bundle, device)
         if not all(isinstance(b, ConformerBlock) for b in self.tail):
             raise AcomError("the slot engine needs Conformer blocks after the cut; use AsrEngine")
@@ -205,7 +224,9 @@ class SlotAsrEngine(_Engine):
         # decoded-codeword tables with a zero row at the end: code -1 (lost frame, or a stage the packet lacks)
         self.tables = [torch.cat([t, t.new_zeros(1, t.shape[1])]).to(self.dtype) for t in self._tables]
         self.slot_of: dict[StreamKey, int] = {}
-        self.free: list[int] = list(range(capacity - 1, -1, -1))
+        self.buckets = buckets  # with buckets slot 0 is the scratch slot of the padding rows (never a stream's)
+        self.free: list[int] = list(range(capacity - 1, 0 if buckets else -1, -1))
+        self.shapes: list[tuple[int, ...]] = []
         self.prev = torch.zeros(capacity, dtype=torch.long, device=self.device)  # last frame's best label
         self.streams: dict[StreamKey, _Text] = {}
 
@@ -239,16 +260,24 @@ class SlotAsrEngine(_Engine):
         lens, codes = self._codes(work)
         starts = np.concatenate([[0], np.cumsum(lens)])
         ended = np.array([work[k].ended for k in keys])
-        pending = []
+        pending, self.shapes = [], []
         for p in range(max(1, -(-int(lens.max()) // self.chunk))):  # passes of at most `chunk` frames
             rows = np.nonzero((lens > p * self.chunk) | (p == 0))[0]
             n_new = np.clip(lens[rows] - p * self.chunk, 0, self.chunk)
             last = ended[rows] & (lens[rows] <= (p + 1) * self.chunk)
             width = max(1, int(n_new.max()))  # rows past every stream's new frames would be work for nothing
-            idx = starts[rows, None] + p * self.chunk + np.arange(width)
+            on = slots[rows]
+            if self.buckets:  # padding rows: no frames, the scratch slot
+                width = min(self.chunk, _round8(width))
+                pad = _bucket(len(rows)) - len(rows)
+                on, n_new = np.concatenate([on, np.zeros(pad, on.dtype)]), np.concatenate([n_new, np.zeros(pad, n_new.dtype)])
+                last, rows_in = np.concatenate([last, np.zeros(pad, bool)]), np.concatenate([rows, np.full(pad, -1)])
+            else:
+                rows_in = rows
+            idx = starts[rows_in, None] + p * self.chunk + np.arange(width)
             valid = np.arange(width)[None] < n_new[:, None]
             c = torch.from_numpy(codes[:, np.where(valid, idx, starts[-1])]).to(self.device, non_blocking=True)
-            pending.append(self._decode(rows, slots[rows], c, n_new, last))
+            pending.append(self._decode(rows, on, c, n_new, last))
         # per stream, while the GPU works (nothing above waited for it): plain Python kept short, it is most
         # of a step's time at thousands of streams
         info, streams = [], self.streams
@@ -307,11 +336,14 @@ class SlotAsrEngine(_Engine):
         x = 0
         for table, c in zip(self.tables, codes):
             x = x + table[torch.where(c < 0, table.shape[0] - 1, c)]
-        n = n_new
+        n, shape = n_new, [len(slots), x.shape[1]]
         for r in self.runners:
             x, n = r.step(slots, s[:, None], x, n, ended)
             # each block returns room for its most outputs; the next needs only as many rows as any stream has
-            x = x[:, : max(1, int(n.max()))]
+            keep = max(1, int(n.max()))
+            x = x[:, : min(x.shape[1], _round8(keep)) if self.buckets else keep]
+            shape.append(x.shape[1])
+        self.shapes.append(tuple(shape))
         head = self.model.head  # in float32 whatever the blocks' dtype: the argmax is the transcript
         labels = F.linear(x.float(), head.weight[:, :, 0], head.bias).argmax(-1)  # [B, M]
         n = torch.from_numpy(n).to(self.device, non_blocking=True)
@@ -325,7 +357,7 @@ class SlotAsrEngine(_Engine):
     def _collect(self, rows: np.ndarray, done: tuple[torch.Tensor, torch.Tensor], texts: list[str]) -> None:
         """Wait for a pass queued by ``_decode``; its new characters into texts."""
         labels, emit = done
-        counts = emit.sum(1).cpu().numpy()
+        counts = emit.sum(1).cpu().numpy()[: len(rows)]  # padding rows (buckets) have no frames, so emit nothing
         chars = self.symbols[labels[emit].cpu().numpy() - 1].tobytes().decode("ascii")
         got = np.nonzero(counts)[0]  # plain ints below: numpy scalars made this loop 3x slower at 5,000 streams
         ends = np.cumsum(counts[got]).tolist()

@@ -52,6 +52,7 @@ def test_serve_subprocess_writes_results_and_flushes_on_sigterm(asr_case, tmp_pa
     (["--bundle", "BUNDLE", "--udp", "0", "--keys", "KEYS"], "entry '7'"),
     (["--bundle", "BUNDLE", "--udp", "0", "--max-batch", "0"], "--max-batch 0: must be positive"),
     (["--bundle", "BUNDLE", "--udp", "0", "--engine", "stream", "--dtype", "bfloat16"], "only the ASR slot engine"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--engine", "stream", "--tail-buckets"], "only the ASR slot engine pads"),
 ])
 def test_serve_bad_input_exits_2_naming_the_problem(asr_case, tmp_path, args, message):
     keys = tmp_path / "keys.json"

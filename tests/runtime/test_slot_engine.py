@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from acom.errors import AcomError
 from acom.runtime.engine import AsrEngine, Work, make_engine
-from acom.runtime.slot_engine import SlotAsrEngine, _Text
+from acom.runtime.slot_engine import SlotAsrEngine, _bucket, _Text
 from acom.runtime.streams import Chunk
 from tests.runtime.conftest import offline_text
 from tests.runtime.test_engine import stream_through
@@ -32,19 +32,20 @@ def test_transcripts_equal_offline_with_several_passes_and_growth(asr_case):
     assert engine.lookahead_frames == AsrEngine(bundle).lookahead_frames == 16
 
 
-def test_the_convolution_as_conv1d_gives_the_same(asr_case):
+@pytest.mark.parametrize("buckets", [False, True])
+def test_the_convolution_as_conv1d_gives_the_same(asr_case, buckets):
     """The GPU path (cuDNN depthwise conv1d) checked here on CPU against the shifted-copies path."""
     _, bundle, codes = asr_case
-    engine = SlotAsrEngine(bundle)
+    engine = SlotAsrEngine(bundle, buckets=buckets)
     for r in engine.runners:
         r.conv1d = True
     last = stream_through(engine, codes, seed=2)
     assert [last[i].text for i in range(len(codes))] == [offline_text(bundle, c) for c in codes]
 
 
-def step_by_step(engine, codes: list[np.ndarray], seed: int) -> list[list[tuple]]:
+def step_by_step(engine, codes: list[np.ndarray], seed: int, seen: set | None = None) -> list[list[tuple]]:
     """Every step's results (key, final, frames, missing, seqs, text) with several chunks per stream, lost
-    frames, and stages missing from some packets."""
+    frames, and stages missing from some packets; the slot engine's tensor sizes into `seen`."""
     rng, pos, seq, out = random.Random(seed), [0] * len(codes), [0] * len(codes), []
     while any(p < c.shape[1] for p, c in zip(pos, codes)):
         work = {}
@@ -62,6 +63,8 @@ def step_by_step(engine, codes: list[np.ndarray], seed: int) -> list[list[tuple]
                 work[(3, i)] = Work(chunks, pos[i] >= c.shape[1])
         if work:
             out.append([(r.key, r.final, r.frames, r.missing_frames, r.seqs, r.text) for r in engine.step(work)])
+            if seen is not None:
+                seen.update(engine.shapes)
     return out
 
 
@@ -74,6 +77,24 @@ def test_every_step_equals_the_per_stream_engine(asr_case):
         assert any(r[3] for rows in b for r in rows)  # lost frames were exercised
 
 
+def test_buckets_pad_to_few_shapes_and_change_nothing(asr_case):
+    """Rows and frames rounded up (padding rows on the scratch slot, which no stream gets): every step's
+    results as without, with fewer distinct tensor sizes."""
+    _, bundle, codes = asr_case
+    shapes: dict[bool, set] = {False: set(), True: set()}
+    for seed in range(3):
+        runs = {}
+        for buckets in (False, True):
+            engine = SlotAsrEngine(bundle, chunk=16, capacity=2, buckets=buckets)
+            runs[buckets] = step_by_step(engine, codes, seed, seen=shapes[buckets])
+            assert 0 not in engine.slot_of.values() or not buckets  # the scratch slot is nobody's
+        assert runs[True] == runs[False]
+    assert len(shapes[True]) < len(shapes[False])
+    # streams at a bucket size, frames in a multiple of 8 (block outputs: of 8, or the block's most)
+    assert all(s[0] == _bucket(s[0]) and s[1] % 8 == 0 for s in shapes[True])
+    assert [_bucket(n) for n in (5, 9, 61, 65, 402, 5000)] == [5, 10, 64, 80, 448, 5120]
+
+
 def test_slots_are_reused_and_make_engine_picks_by_device(asr_case):
     _, bundle, codes = asr_case
     assert isinstance(make_engine(bundle), AsrEngine)  # on CPU the per-stream engine costs less per small step
@@ -81,6 +102,9 @@ def test_slots_are_reused_and_make_engine_picks_by_device(asr_case):
     assert isinstance(engine, SlotAsrEngine)
     with pytest.raises(AcomError, match="allowed auto, slot, stream"):
         make_engine(bundle, kind="fast")
+    with pytest.raises(AcomError, match="only the ASR slot engine pads"):
+        make_engine(bundle, buckets=True)  # the per-stream engine on CPU
+    assert make_engine(bundle, kind="slot", buckets=True).buckets and not engine.buckets
     c = codes[0]
     for n in range(20):  # streams come and go: the same slots serve them, nothing grows
         (r,) = engine.step({(0, n): Work([Chunk(0, c.shape[1], c, (0, 0), 0.0)], True)})
