@@ -318,8 +318,15 @@ class SlotAsrEngine(_Engine):
             lens = np.zeros(len(per), dtype=np.int64)
             np.add.at(lens, np.repeat(np.arange(len(per)), per), n)
         nq = len(self.tables)
-        if chunks and all(c.codes is not None and c.codes.shape[0] == nq for c in chunks):
-            return lens, np.concatenate([c.codes for c in chunks] + [np.full((nq, 1), -1)], axis=1)
+        m = chunks[0].codes.shape[0] if chunks and chunks[0].codes is not None else 0
+        if m and all(c.codes is not None and c.codes.shape[0] == m for c in chunks):
+            # the usual step: every packet with the same stages (often fewer than the bundle has): one copy
+            got = np.concatenate([c.codes for c in chunks] + [np.full((m, 1), -1)], axis=1)
+            if m == nq:
+                return lens, got
+            codes = np.full((nq, got.shape[1]), -1, dtype=np.int64)
+            codes[:m] = got
+            return lens, codes
         codes = np.full((nq, int(lens.sum()) + 1), -1, dtype=np.int64)
         o = 0
         for c in chunks:
