@@ -24,6 +24,10 @@ FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]
 LIBRARY = [C_DIR / "acom_wire.c", C_DIR / "acom_sha256.c", C_DIR / "acom_range.c", TEST_DIR / "io_numbers.c"]
 # UART0 of each QEMU image (a CMSDK APB UART): Arm AN385/AN386/AN500 and AN547 application notes' memory maps
 UART_BASE = {"mps2-an386": 0x40004000, "mps2-an500": 0x40004000, "mps3-an547": 0x49303000}
+# the floating-point unit of each core, used with the hard-float ABI (the start-up code turns it on): the M4F's
+# single-precision FPv4, the M7's double-precision FPv5 (STM32H7), the M55's own (auto: FPv5 with MVE); without
+# these the compiler emulates every float operation in software (the C front end took ~8x the instructions)
+FPU = {"cortex-m4": "fpv4-sp-d16", "cortex-m7": "fpv5-d16", "cortex-m55": "auto"}
 # (origin, length) of the RAM the program runs from, after the 1 KiB kept for the vector table at 0: the mps2
 # images' 4 MiB ZBT SSRAM1 at 0; mps3-an547's 2 MiB SRAM at 0x01000000 (its ITCM at 0 holds only 512 KiB,
 # less than the ASR graph with test audio)
@@ -49,12 +53,14 @@ def kind(board: str) -> str:
     return "host" if board == "host" else load_board(board).kind
 
 
-def build(board: str, sources: list[Path], out: Path, include: Path, extra_include: Path | None = None) -> Path:
+def build(board: str, sources: list[Path], out: Path, include: Path, extra_include: Path | None = None,
+          defines: tuple[str, ...] = ()) -> Path:
     """Compile the library, `sources` and the board's platform files into `out` (a binary or an ELF);
-    `include` holds the generated headers, `extra_include` (searched before the library's) a bundle's c/.
-    AcomError with the compiler's message if it fails."""
+    `include` holds the generated headers, `extra_include` (searched before the library's) a bundle's c/;
+    `defines`: NAME=VALUE for the preprocessor. AcomError with the compiler's message if it fails."""
     srcs = [str(p) for p in [*LIBRARY, *sources]]
-    common = [*FLAGS, "-I", str(include), *(["-I", str(extra_include)] if extra_include else []), "-I", str(C_DIR)]
+    common = [*FLAGS, *(f"-D{d}" for d in defines), "-I", str(include),
+              *(["-I", str(extra_include)] if extra_include else []), "-I", str(C_DIR)]
     k = kind(board)
     if k == "host":
         cmd = [tool("gcc"), *common, *srcs, str(TEST_DIR / "io_stdio.c")]
@@ -68,7 +74,9 @@ def build(board: str, sources: list[Path], out: Path, include: Path, extra_inclu
                 raise AcomError(f"board {board}: no UART address known for QEMU machine {emu.machine!r} "
                                 f"(known: {', '.join(UART_BASE)})")
             origin, length = RAM[emu.machine]
-            cmd = [cc, *common, f"-mcpu={emu.cpu}", "-mthumb", "-ffreestanding", "-nostartfiles", "--specs=nano.specs",
+            fpu = [f"-mfpu={FPU[emu.cpu]}", "-mfloat-abi=hard"] if emu.cpu in FPU else []
+            cmd = [cc, *common, f"-mcpu={emu.cpu}", *fpu, "-mthumb", "-ffreestanding", "-nostartfiles",
+                   "--specs=nano.specs",
                    f"-DUART_BASE={UART_BASE[emu.machine]:#x}u", f"-Wl,--defsym=ACOM_RAM_ORIGIN={origin:#x}",
                    f"-Wl,--defsym=ACOM_RAM_LENGTH={length:#x}", "-T", str(TEST_DIR / "cortex_m.ld"), *srcs,
                    str(TEST_DIR / "io_semihost.c"), str(TEST_DIR / "cortex_m_start.c")]
@@ -91,3 +99,25 @@ def run_command(board: str, binary: Path, uart: str | None = None) -> list[str]:
     return [tool(emu.program), "-machine", emu.machine, "-cpu", emu.cpu, "-nographic", "-monitor", "none", *serial,
             "-chardev", "stdio,id=semi", "-semihosting-config", "enable=on,target=native,chardev=semi",
             "-kernel", str(binary)]
+
+
+def insn_plugin(folder: Path) -> Path:
+    """c/test/qemu_insn.c built into `folder`: a QEMU plugin that counts executed guest instructions."""
+    out = folder / "libqemu_insn.so"
+    done = subprocess.run([tool("gcc"), "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out),
+                           str(TEST_DIR / "qemu_insn.c")], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AcomError(f"building the instruction-counting QEMU plugin failed: {done.stderr[-500:]}")
+    return out
+
+
+def count_instructions(cmd: list[str], plugin: Path, timeout: float = 600.0) -> tuple[str, int]:
+    """Run a QEMU command (``run_command``'s) with the counting plugin: (its stdout, instructions executed).
+    AcomError if it fails or QEMU does not report the count (a QEMU built without plugin support)."""
+    run = subprocess.run([*cmd, "-plugin", str(plugin), "-d", "plugin"], capture_output=True, text=True,
+                         timeout=timeout)
+    counts = [int(x.split()[1]) for x in run.stderr.splitlines() if x.startswith("insns ")]
+    if run.returncode != 0 or len(counts) != 1:
+        raise AcomError(f"{' '.join(cmd[:3])} with the counting plugin: exit {run.returncode}, "
+                        f"{(run.stdout + run.stderr)[-400:]}")
+    return run.stdout, counts[0]

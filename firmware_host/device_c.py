@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from acom.errors import AcomError
-from acom.firmware_host.cbuild import TEST_DIR, build, c_array, kind, run_command
+from acom.firmware_host.cbuild import TEST_DIR, build, c_array, count_instructions, kind, run_command
 from acom.firmware_host.priors_c import c_tables
 
 Stream = tuple[int, int, np.ndarray]  # device id, stream id, codes [n_q, T]
@@ -193,3 +193,22 @@ def _run_app(board, bundle, m, clips, sending, uart, env, timeout) -> list[dict]
     if len(rows) != len(clips):
         raise AcomError(f"{' '.join(cmd[:3])}: reported {len(rows)} of {len(clips)} clips: {stdout[-300:]}")
     return [{"stream": clips[int(i)][0], "packets": int(p), "bytes": int(b), "frames": int(f)} for i, p, b, f in rows]
+
+
+def app_instructions(board: str, bundle: Path, clips: list[tuple[int, np.ndarray]], stages: int, entropy: bool,
+                     plugin: Path, work: Path) -> int:
+    """Guest instructions device_app.c executes on `clips` under the board's emulator, doing `stages` of its
+    stages (0 the audio only, 1 + front end, 2 + graph, 3 + packets, range-coded with the bundle's own tables
+    when `entropy`), counted by the QEMU plugin `plugin` (cbuild.insn_plugin). Packets go to a UART with
+    nothing attached."""
+    from acom.runtime.bundle import read_manifest
+    m = read_manifest(bundle)
+    write_app(work / "app_in.h", m, clips, 1, 8, None, "bundle" if entropy else None, max(1, round(m["frame_rate"])))
+    c = bundle / "c"
+    sources = [TEST_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
+               c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if entropy else []), TEST_DIR / "transport_uart.c"]
+    exe = build(board, sources, work / "device_app", work, extra_include=c, defines=(f"ACOM_STAGES={stages}",))
+    stdout, n = count_instructions(run_command(board, exe), plugin)
+    if "device: done" not in stdout:
+        raise AcomError(f"{board}: the firmware did not finish: {stdout[-300:]}")
+    return n

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,8 @@ from acom.export.pipeline import ExportOptions, export
 from acom.export.graph import EdgeGraph
 from acom.export.micro import run_tflm
 from acom.export.verify import item_codes, make_windows
-from acom.firmware_host import edge_c
+from acom.firmware_host import cbuild, edge_c
+from acom.firmware_host.device_c import app_instructions
 from acom.firmware_host.priors_c import bundle_sources
 from acom.runtime.bundle import open_bundle, read_manifest
 from acom.runtime.sender import stream_packets
@@ -167,6 +169,18 @@ def test_loopback_demo_over_the_firmware_uart(m55_ac: Path, urban_set: Path, tmp
     assert sorted(f["stream"] for f in finals) == [0, 1]
     for f in finals:
         assert f"stream {f['stream']} " in r.stdout and f"label {f['label']} " in r.stdout
+
+
+def test_instruction_counts_grow_with_each_stage(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:
+    """The QEMU plugin counts what the firmware executes (bench/device_cost.py): the same on every run, more
+    with each stage the device does (front end, graph, packets), range coding more than bit-packing."""
+    item = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[0]
+    pcm = np.clip(np.round(load_audio(item.path, 16000)[:16000] * 32768.0), -32768, 32767).astype(np.int16)
+    plugin = cbuild.insn_plugin(tmp_path)
+    runs = [app_instructions("cortex-m4", m55_ac, [(0, pcm)], k, False, plugin, tmp_path) for k in range(4)]
+    coded = app_instructions("cortex-m4", m55_ac, [(0, pcm)], 3, True, plugin, tmp_path)
+    assert runs[0] < runs[1] < runs[2] < runs[3] < coded
+    assert app_instructions("cortex-m4", m55_ac, [(0, pcm)], 2, False, plugin, tmp_path) == runs[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-/* Reset for the vector check on a bare Cortex-M (QEMU mps2/mps3 images): the vector table, .bss cleared,
- * then main. Code and data run from the RAM QEMU loads the ELF into (cortex_m.ld), so nothing is copied. */
+/* Reset for the vector check on a bare Cortex-M (QEMU mps2/mps3 images): the vector table, the FPU enabled,
+ * .bss cleared, then main. Code and data run from the RAM QEMU loads the ELF into (cortex_m.ld), so nothing is copied. */
 #include <stdint.h>
 
 #include "io.h"
@@ -8,6 +8,10 @@ extern uint32_t __bss_start__, __bss_end__, __stack_top__;
 int main(void);
 
 static void reset(void) {
+#if defined(__ARM_FP)  /* built for the core's FPU (hard-float ABI): give the code access to it first */
+    *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20;  /* CPACR: CP10 and CP11 full access */
+    __asm volatile("dsb\n\tisb" ::: "memory");
+#endif
     for (uint32_t *p = &__bss_start__; p < &__bss_end__; p++) *p = 0;
     io_exit(main());
 }

@@ -14,6 +14,10 @@
 #include "transport.h"
 #include "app_in.h"
 
+#ifndef ACOM_STAGES
+#define ACOM_STAGES 3  /* what runs (bench/device_cost.py): 0 the audio only, 1 + front end, 2 + graph, 3 + packets */
+#endif
+
 static float audio[A_WINDOW], scratch[2 * 2048];
 static int8_t features[ACOM_GRAPH_INPUT_SIZE];
 static int32_t codes[ACOM_GRAPH_CODES_SIZE];
@@ -43,9 +47,10 @@ int main(void) {
         for (int32_t start = 0; start < c->samples || start == 0; start += A_WINDOW) {
             for (int32_t k = 0; k < A_WINDOW; k++)  /* the last window zero-padded, as the exporter verified */
                 audio[k] = start + k < c->samples ? (float)c->pcm[start + k] / 32768.f : 0.f;
-            if (acom_features_i8(&acom_frontend_config, audio, A_WINDOW, features, scratch) * acom_frontend_config.n_mels
-                    != ACOM_GRAPH_INPUT_SIZE || acom_graph_run(features, codes) != 0)
+            if (ACOM_STAGES >= 1 && acom_features_i8(&acom_frontend_config, audio, A_WINDOW, features, scratch) *
+                    acom_frontend_config.n_mels != ACOM_GRAPH_INPUT_SIZE)
                 return 1;
+            if (ACOM_STAGES >= 2 && acom_graph_run(features, codes) != 0) return 1;
             /* only the frames of real audio are sent: the padding's codes never leave the device */
             int32_t left = (c->samples - start + A_SAMPLES_PER_CODE - 1) / A_SAMPLES_PER_CODE;
             int n = left < PER_WINDOW ? (int)left : PER_WINDOW;
@@ -54,15 +59,16 @@ int main(void) {
             count += n;
             frames += n;
             int last = start + A_WINDOW >= c->samples;
-            while (count > A_FPP || (count == A_FPP && !last)) {  /* a full packet that is not the last one */
+            while (ACOM_STAGES >= 3 && (count > A_FPP || (count == A_FPP && !last))) {  /* a full packet, not the last */
                 if ((len = send_held(&s, &count, A_FPP, 0)) < 0) return 1;
                 bytes += len;
             }
             if (last) {  /* what is left (up to A_FPP frames) ends the stream */
-                if ((len = send_held(&s, &count, count, 1)) < 0) return 1;
+                if (ACOM_STAGES >= 3 && (len = send_held(&s, &count, count, 1)) < 0) return 1;
                 bytes += len;
                 break;
             }
+            if (ACOM_STAGES < 3) count = 0;  /* nothing is sent: nothing is held */
         }
         long row[4] = {i, (long)s.index, bytes, frames};
         io_numbers("stream", row, 4);
