@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         plugin = insn_plugin(work)
         rows = {}
         for board in args.board or BOARDS:
-            totals = [app_instructions(board, bundle, audio, k, False, plugin, work) for k in range(4)]
-            coded = app_instructions(board, bundle, audio, 3, True, plugin, work)
+            totals = [app_instructions(board, bundle, audio, k, False, plugin, work)[0] for k in range(4)]
+            coded, functions = app_instructions(board, bundle, audio, 3, True, plugin, work, by_function=True)
             per_s = {s: round((b - a) / seconds) for s, a, b in zip(STAGES[1:], totals, totals[1:])}
             per_s["packets_range_coded"] = round((coded - totals[2]) / seconds)
             device = per_s["front_end"] + per_s["graph"] + per_s["packets_range_coded"]
@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                            "issue_width": ISSUE_WIDTH[board], "clock_mhz": profile.clock_mhz,
                            "share_of_clock_lower_bound": round(cycles / (profile.clock_mhz * 1e6), 4),
                            "mw_lower_bound": round(cycles * uw.value * 1e-12 * 1e3, 3) if uw else None,
-                           "uw_per_mhz": uw.value if uw else None, "uw_per_mhz_source": uw.source if uw else None}
+                           "uw_per_mhz": uw.value if uw else None, "uw_per_mhz_source": uw.source if uw else None,
+                           # where the range-coded device's instructions go: the 12 largest functions, per second
+                           "top_functions_per_s": {f: round(n / seconds) for f, n in list(functions.items())[:12]}}
             print(json.dumps({"board": board, **per_s, "device": device}), flush=True)
     entry = {"task": args.task, "data": str(args.data), "clips": len(audio), "audio_s": round(seconds, 2),
              "bundle": "cortex-m55-u55 export (C graph, C front end, priors)", "n_q": manifest["n_q"],

@@ -10,6 +10,7 @@ the board's emulator (boards/NAME.toml ``[emulator]``), or on this machine for `
 
 from __future__ import annotations
 
+import bisect
 import shutil
 import subprocess
 from pathlib import Path
@@ -111,13 +112,37 @@ def insn_plugin(folder: Path) -> Path:
     return out
 
 
-def count_instructions(cmd: list[str], plugin: Path, timeout: float = 600.0) -> tuple[str, int]:
-    """Run a QEMU command (``run_command``'s) with the counting plugin: (its stdout, instructions executed).
-    AcomError if it fails or QEMU does not report the count (a QEMU built without plugin support)."""
-    run = subprocess.run([*cmd, "-plugin", str(plugin), "-d", "plugin"], capture_output=True, text=True,
-                         timeout=timeout)
+def count_instructions(cmd: list[str], plugin: Path, timeout: float = 600.0,
+                       by_block: bool = False) -> tuple[str, int, dict[int, int]]:
+    """Run a QEMU command (``run_command``'s) with the counting plugin: (its stdout, instructions executed,
+    and with `by_block` the instructions per translated block's start address). AcomError if it fails or QEMU
+    does not report the count (a QEMU built without plugin support)."""
+    run = subprocess.run([*cmd, "-plugin", f"{plugin}{',tb=on' if by_block else ''}", "-d", "plugin"],
+                         capture_output=True, text=True, timeout=timeout)
     counts = [int(x.split()[1]) for x in run.stderr.splitlines() if x.startswith("insns ")]
     if run.returncode != 0 or len(counts) != 1:
         raise AcomError(f"{' '.join(cmd[:3])} with the counting plugin: exit {run.returncode}, "
                         f"{(run.stdout + run.stderr)[-400:]}")
-    return run.stdout, counts[0]
+    blocks: dict[int, int] = {}
+    for line in run.stderr.splitlines():
+        if line.startswith("tb "):
+            _, addr, n = line.split()
+            blocks[int(addr, 16)] = blocks.get(int(addr, 16), 0) + int(n)
+    return run.stdout, counts[0], blocks
+
+
+def by_function(elf: Path, blocks: dict[int, int]) -> dict[str, int]:
+    """Instructions per function of `elf` (arm-none-eabi-nm's symbols; a block counts for the function it
+    starts in), from ``count_instructions(..., by_block=True)``'s blocks, largest first."""
+    nm = subprocess.run([tool("arm-none-eabi-nm"), "-n", "--defined-only", str(elf)], capture_output=True,
+                        text=True, check=True)
+    syms = sorted((int(a, 16) & ~1, name) for a, kind_, name in
+                  (line.split()[:3] for line in nm.stdout.splitlines() if len(line.split()) >= 3)
+                  if kind_ in "Tt")
+    starts = [a for a, _ in syms]
+    out: dict[str, int] = {}
+    for addr, n in blocks.items():
+        i = bisect.bisect_right(starts, addr) - 1
+        name = syms[i][1] if i >= 0 else "?"
+        out[name] = out.get(name, 0) + n
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))

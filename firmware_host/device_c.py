@@ -196,11 +196,12 @@ def _run_app(board, bundle, m, clips, sending, uart, env, timeout) -> list[dict]
 
 
 def app_instructions(board: str, bundle: Path, clips: list[tuple[int, np.ndarray]], stages: int, entropy: bool,
-                     plugin: Path, work: Path) -> int:
+                     plugin: Path, work: Path, by_function: bool = False) -> tuple[int, dict[str, int]]:
     """Guest instructions device_app.c executes on `clips` under the board's emulator, doing `stages` of its
     stages (0 the audio only, 1 + front end, 2 + graph, 3 + packets, range-coded with the bundle's own tables
-    when `entropy`), counted by the QEMU plugin `plugin` (cbuild.insn_plugin). Packets go to a UART with
-    nothing attached."""
+    when `entropy`), counted by the QEMU plugin `plugin` (cbuild.insn_plugin), and with `by_function` the
+    instructions per function of the firmware (else {}). Packets go to a UART with nothing attached."""
+    from acom.firmware_host import cbuild
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
     write_app(work / "app_in.h", m, clips, 1, 8, None, "bundle" if entropy else None, max(1, round(m["frame_rate"])))
@@ -208,7 +209,7 @@ def app_instructions(board: str, bundle: Path, clips: list[tuple[int, np.ndarray
     sources = [TEST_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
                c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if entropy else []), TEST_DIR / "transport_uart.c"]
     exe = build(board, sources, work / "device_app", work, extra_include=c, defines=(f"ACOM_STAGES={stages}",))
-    stdout, n = count_instructions(run_command(board, exe), plugin)
+    stdout, n, blocks = count_instructions(run_command(board, exe), plugin, by_block=by_function)
     if "device: done" not in stdout:
         raise AcomError(f"{board}: the firmware did not finish: {stdout[-300:]}")
-    return n
+    return n, cbuild.by_function(exe, blocks) if by_function else {}

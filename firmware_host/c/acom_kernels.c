@@ -4,6 +4,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__ARM_FEATURE_SIMD32)
+#include <arm_acle.h>
+#endif
 
 static int32_t high_mul(int32_t a, int32_t b) { /* gemmlowp SaturatingRoundingDoublingHighMul */
     if (a == b && a == INT32_MIN) return INT32_MAX;
@@ -24,6 +27,63 @@ int32_t acom_mbqm(int32_t x, int32_t m, int shift) {
 }
 
 static int32_t clamp(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* sum of a[k] * b[k] for k < n. Integer sums are exact in any order, so the Cortex-M DSP path (SMLAD: two
+ * 16-bit products a cycle, from int8 pairs sign-extended by SXTB16, bytes 0 and 2, then 1 and 3) gives what
+ * the plain loop gives. */
+#if defined(__ARM_FEATURE_SIMD32)
+static uint32_t word(const int8_t *p) {  /* an unaligned word load (the M4, M7 and M55 allow them); the builtin
+                                            stays inline under -ffreestanding, where a memcpy call would not */
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+}
+
+static int32_t sxtb16_ror8(uint32_t v) {  /* bytes 1 and 3 sign-extended: SXTB16 with its rotation (GCC 12 does
+                                             not fold a separate rotate into it) */
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+#endif
+
+static int32_t dot_i8(const int8_t *a, const int8_t *b, int32_t n) {
+    int32_t acc = 0, k = 0;
+#if defined(__ARM_FEATURE_SIMD32)
+    for (; k + 4 <= n; k += 4) {
+        uint32_t x = word(a + k), y = word(b + k);
+        acc = __smlad(__sxtb16((int32_t)x), __sxtb16((int32_t)y), acc);
+        acc = __smlad(sxtb16_ror8(x), sxtb16_ror8(y), acc);
+    }
+#endif
+    for (; k < n; k++) acc += a[k] * b[k];
+    return acc;
+}
+
+/* dot_i8(w, x0, n) and dot_i8(w, x1, n) at once: w unpacked once for two rows */
+static void dot2_i8(const int8_t *w, const int8_t *x0, const int8_t *x1, int32_t n, int32_t *acc0, int32_t *acc1) {
+    int32_t s0 = 0, s1 = 0, k = 0;
+#if defined(__ARM_FEATURE_SIMD32)
+    for (; k + 4 <= n; k += 4) {
+        uint32_t v = word(w + k), p = word(x0 + k), q = word(x1 + k);
+        int32_t lo = __sxtb16((int32_t)v), hi = sxtb16_ror8(v);
+        s0 = __smlad(hi, sxtb16_ror8(p), __smlad(lo, __sxtb16((int32_t)p), s0));
+        s1 = __smlad(hi, sxtb16_ror8(q), __smlad(lo, __sxtb16((int32_t)q), s1));
+    }
+#endif
+    for (; k < n; k++) {
+        s0 += w[k] * x0[k];
+        s1 += w[k] * x1[k];
+    }
+    *acc0 = s0;
+    *acc1 = s1;
+}
+
+static int32_t sum_i8(const int8_t *a, int32_t n) {
+    int32_t acc = 0;
+    for (int32_t k = 0; k < n; k++) acc += a[k];
+    return acc;
+}
 
 void acom_strided_copy(const void *in, size_t elem, const int32_t s[4], const int32_t st[4], void *out) {
     const uint8_t *src = in;
@@ -52,22 +112,38 @@ void acom_pad_i8(const int8_t *in, const int32_t is[4], const int32_t before[4],
 void acom_conv_i8(const acom_conv_shape *s, const int8_t *in, int32_t in_offset, const int8_t *filter,
                   const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
                   int32_t act_max, int8_t *out) {
-    for (int32_t oy = 0; oy < s->out_h; oy++)
-        for (int32_t ox = 0; ox < s->out_w; ox++)
-            for (int32_t oc = 0; oc < s->out_c; oc++) {
-                int32_t acc = 0;
-                for (int32_t ky = 0; ky < s->k_h; ky++)
-                    for (int32_t kx = 0; kx < s->k_w; kx++) {
-                        int32_t iy = oy * s->stride_h + ky * s->dil_h, ix = ox * s->stride_w + kx * s->dil_w;
-                        if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
-                        const int8_t *x = in + (iy * s->in_w + ix) * s->in_c;
-                        const int8_t *w = filter + ((oc * s->k_h + ky) * s->k_w + kx) * s->in_c;
-                        for (int32_t ic = 0; ic < s->in_c; ic++) acc += w[ic] * (x[ic] + in_offset);
+    /* sum w (x + offset) = sum w x + offset sum w, with sum w over the taps inside the input (all of them but at
+     * the edges of a padded input: the filter's sum, once per output channel). With dilation 1 in x, a filter row
+     * and the input under it are contiguous: one dot product of k_w * in_c a row. */
+    const int32_t tap = s->in_c, row = s->k_w * s->in_c, rows = s->dil_w == 1;
+    for (int32_t oc = 0; oc < s->out_c; oc++) {
+        const int8_t *f = filter + oc * s->k_h * row;
+        const int32_t fsum = sum_i8(f, s->k_h * row);
+        for (int32_t oy = 0; oy < s->out_h; oy++)
+            for (int32_t ox = 0; ox < s->out_w; ox++) {
+                int32_t acc = 0, wsum = fsum;
+                for (int32_t ky = 0; ky < s->k_h; ky++) {
+                    int32_t iy = oy * s->stride_h + ky * s->dil_h, ix0 = ox * s->stride_w;
+                    const int8_t *w = f + ky * row;
+                    if (rows && iy >= 0 && iy < s->in_h && ix0 >= 0 && ix0 + s->k_w <= s->in_w) {
+                        acc += dot_i8(w, in + (iy * s->in_w + ix0) * tap, row);
+                        continue;
                     }
+                    for (int32_t kx = 0; kx < s->k_w; kx++, w += tap) {
+                        int32_t ix = ix0 + kx * s->dil_w;
+                        if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) {
+                            wsum -= sum_i8(w, tap);
+                            continue;
+                        }
+                        acc += dot_i8(w, in + (iy * s->in_w + ix) * tap, tap);
+                    }
+                }
+                acc += in_offset * wsum;
                 if (bias) acc += bias[oc];
                 acc = acom_mbqm(acc, mult[oc], shift[oc]) + out_zp;
                 out[(oy * s->out_w + ox) * s->out_c + oc] = (int8_t)clamp(acc, act_min, act_max);
             }
+    }
 }
 
 void acom_conv_f32(const acom_conv_shape *s, const float *in, const float *filter, const float *bias, float act_min,
@@ -162,14 +238,22 @@ void acom_depthwise_i8(const acom_conv_shape *s, int32_t multiplier, const int8_
 void acom_fully_connected_i8(int32_t rows, int32_t in_n, int32_t out_n, const int8_t *in, int32_t in_offset,
                              const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift,
                              int per_channel, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
-    for (int32_t r = 0; r < rows; r++)
-        for (int32_t o = 0; o < out_n; o++) {
-            int32_t acc = 0;
-            for (int32_t k = 0; k < in_n; k++) acc += w[o * in_n + k] * (in[r * in_n + k] + in_offset);
-            if (bias) acc += bias[o];
-            int c = per_channel ? o : 0;
-            out[r * out_n + o] = (int8_t)clamp(acom_mbqm(acc, mult[c], shift[c]) + out_zp, act_min, act_max);
+    for (int32_t o = 0; o < out_n; o++) {  /* sum w (x + offset) = sum w x + offset sum w, the sum once a row of w */
+        const int8_t *wo = w + o * in_n;
+        int32_t base = in_offset * sum_i8(wo, in_n) + (bias ? bias[o] : 0);
+        int c = per_channel ? o : 0;
+        for (int32_t r = 0; r < rows; r += 2) {  /* two rows a pass share the loads of w */
+            int32_t acc[2];
+            if (r + 1 < rows) {
+                dot2_i8(wo, in + r * in_n, in + (r + 1) * in_n, in_n, &acc[0], &acc[1]);
+            } else {
+                acc[0] = dot_i8(wo, in + r * in_n, in_n);
+            }
+            for (int32_t j = 0; j < 2 && r + j < rows; j++)
+                out[(r + j) * out_n + o] =
+                    (int8_t)clamp(acom_mbqm(base + acc[j], mult[c], shift[c]) + out_zp, act_min, act_max);
         }
+    }
 }
 
 void acom_quantize_f32(int32_t n, const float *in, float scale, int32_t zp, int8_t *out) {

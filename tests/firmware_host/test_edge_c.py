@@ -177,10 +177,13 @@ def test_instruction_counts_grow_with_each_stage(m55_ac: Path, urban_set: Path, 
     item = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[0]
     pcm = np.clip(np.round(load_audio(item.path, 16000)[:16000] * 32768.0), -32768, 32767).astype(np.int16)
     plugin = cbuild.insn_plugin(tmp_path)
-    runs = [app_instructions("cortex-m4", m55_ac, [(0, pcm)], k, False, plugin, tmp_path) for k in range(4)]
-    coded = app_instructions("cortex-m4", m55_ac, [(0, pcm)], 3, True, plugin, tmp_path)
+    runs = [app_instructions("cortex-m4", m55_ac, [(0, pcm)], k, False, plugin, tmp_path)[0] for k in range(4)]
+    coded, functions = app_instructions("cortex-m4", m55_ac, [(0, pcm)], 3, True, plugin, tmp_path, by_function=True)
     assert runs[0] < runs[1] < runs[2] < runs[3] < coded
-    assert app_instructions("cortex-m4", m55_ac, [(0, pcm)], 2, False, plugin, tmp_path) == runs[2]
+    assert app_instructions("cortex-m4", m55_ac, [(0, pcm)], 2, False, plugin, tmp_path)[0] == runs[2]
+    # the profile by function accounts for every instruction, and names the stages' functions
+    assert sum(functions.values()) == coded
+    assert {"acom_features_i8", "acom_graph_run", "acom_entropy_codes"} <= set(functions)
 
 
 @pytest.fixture(scope="module")
