@@ -29,11 +29,13 @@ BOARDS = ("cortex-m4", "cortex-m7", "cortex-m55-u55")
 
 
 def sizes(bundle: Path, work: Path) -> dict:
-    """Bytes of .text (flash) and .bss (RAM) of the bundle's C graph, kernels and front end for the M55."""
+    """Bytes of .text (flash) and .bss (RAM) of the bundle's C graph, kernels and front end for the M55 (its FPU
+    and Helium, as cbuild builds the firmware)."""
     out = {}
     for name in ("acom_graph.c", "acom_kernels.c", "acom_frontend.c", "acom_frontend_tables.c"):
         obj = work / (name + ".o")
-        subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mthumb", "-O2", "-std=c11", "-I",
+        subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mfpu=auto", "-mfloat-abi=hard", "-mthumb", "-O2",
+                        "-ffp-contract=off", "-std=c11", "-I",
                         str(bundle / "c"), "-c", str(bundle / "c" / name), "-o", str(obj)], check=True)
         text, data, bss = (int(x) for x in subprocess.run(["arm-none-eabi-size", str(obj)], check=True,
                                                            capture_output=True, text=True).stdout.splitlines()[1].split()[:3])

@@ -4,6 +4,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__ARM_FEATURE_MVE)
+#include <arm_mve.h>
+#endif
 #if defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
 #endif
@@ -28,9 +31,9 @@ int32_t acom_mbqm(int32_t x, int32_t m, int shift) {
 
 static int32_t clamp(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-/* sum of a[k] * b[k] for k < n. Integer sums are exact in any order, so the Cortex-M DSP path (SMLAD: two
- * 16-bit products a cycle, from int8 pairs sign-extended by SXTB16, bytes 0 and 2, then 1 and 3) gives what
- * the plain loop gives. */
+/* sum of a[k] * b[k] for k < n. Integer sums are exact in any order, so the Cortex-M paths (Helium's
+ * VMLADAVA: 16 products at once on the M55; the DSP extension's SMLAD: two 16-bit products, from int8 pairs
+ * sign-extended by SXTB16, bytes 0 and 2, then 1 and 3) give what the plain loop gives. */
 #if defined(__ARM_FEATURE_SIMD32)
 static uint32_t word(const int8_t *p) {  /* an unaligned word load (the M4, M7 and M55 allow them); the builtin
                                             stays inline under -ffreestanding, where a memcpy call would not */
@@ -49,6 +52,9 @@ static int32_t sxtb16_ror8(uint32_t v) {  /* bytes 1 and 3 sign-extended: SXTB16
 
 static int32_t dot_i8(const int8_t *a, const int8_t *b, int32_t n) {
     int32_t acc = 0, k = 0;
+#if defined(__ARM_FEATURE_MVE)  /* Helium (the M55): 16 products summed by one VMLADAVA */
+    for (; k + 16 <= n; k += 16) acc = vmladavaq_s8(acc, vld1q_s8(a + k), vld1q_s8(b + k));
+#endif
 #if defined(__ARM_FEATURE_SIMD32)
     for (; k + 4 <= n; k += 4) {
         uint32_t x = word(a + k), y = word(b + k);
@@ -63,6 +69,13 @@ static int32_t dot_i8(const int8_t *a, const int8_t *b, int32_t n) {
 /* dot_i8(w, x0, n) and dot_i8(w, x1, n) at once: w unpacked once for two rows */
 static void dot2_i8(const int8_t *w, const int8_t *x0, const int8_t *x1, int32_t n, int32_t *acc0, int32_t *acc1) {
     int32_t s0 = 0, s1 = 0, k = 0;
+#if defined(__ARM_FEATURE_MVE)
+    for (; k + 16 <= n; k += 16) {
+        int8x16_t v = vld1q_s8(w + k);
+        s0 = vmladavaq_s8(s0, v, vld1q_s8(x0 + k));
+        s1 = vmladavaq_s8(s1, v, vld1q_s8(x1 + k));
+    }
+#endif
 #if defined(__ARM_FEATURE_SIMD32)
     for (; k + 4 <= n; k += 4) {
         uint32_t v = word(w + k), p = word(x0 + k), q = word(x1 + k);
