@@ -8,7 +8,6 @@ Doubles are written as C99 hexadecimal literals, bit for bit.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from acom.errors import AcomError

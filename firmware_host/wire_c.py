@@ -82,7 +82,8 @@ def vector_cases(vectors: dict) -> list[StreamCase]:
 def random_cases(seed: int = 0) -> list[StreamCase]:
     """Streams the vectors do not cover, with the packets ``stream_packets`` makes: 1- to 16-bit codes (K = 2,
     3, 1024, 65536), 15 stages (the most a compact packet holds) and 16 (full headers only), a payload over
-    1 KiB (long COBS blocks), a key longer than a hash block, ids and sequence numbers near their limits."""
+    1 KiB (long COBS blocks), a key longer than a hash block, ids and sequence numbers near their limits; and 3
+    range-coded streams (K 2 to 65536, a K = 1 stage, codes the priors never saw)."""
     from acom.training.bitrate import CodePriors
     rng = np.random.default_rng(seed)
     spec = [([2], 1, 40, 7, 3, None, (1, 0, 0)), ([3, 1024, 65536], 3, 30, 4, 1, b"k" * 100, (2, 1, 5)),
