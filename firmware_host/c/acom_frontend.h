@@ -1,8 +1,9 @@
 /* The firmware's front end: audio -> normalized log-mel -> the graph's int8 input, as training/features.py
  * computes it (frames of win samples every hop, no centre padding; periodic Hann window; the frame
  * zero-padded to n_fft; power spectrum; HTK mel filters; log(mel + floor); (x - mean) / std; rounded to
- * the input's int8 grid). A radix-2 FFT replaces the training graph's DFT-as-convolution: the same sums in
- * another order (float32 rounding differs in the last bits). The tables come from the bundle's manifest
+ * the input's int8 grid). A radix-2 FFT of half the frame's length (the real frame as complex pairs, then
+ * split into bins) replaces the training graph's DFT-as-convolution: the same sums in another order (float32
+ * rounding differs in the last bits). The tables come from the bundle's manifest
  * (export/c_graph.py writes them as acom_frontend_tables.c). */
 #ifndef ACOM_FRONTEND_H
 #define ACOM_FRONTEND_H
