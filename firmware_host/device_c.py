@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from acom.errors import AcomError
-from acom.firmware_host.cbuild import TEST_DIR, build, c_array, count_instructions, kind, run_command
+from acom.firmware_host.cbuild import (TEST_DIR, build, by_function as functions_of, c_array, count_instructions, kind,
+                                      run_command)
 from acom.firmware_host.priors_c import c_tables
 
 Stream = tuple[int, int, np.ndarray]  # device id, stream id, codes [n_q, T]
@@ -201,7 +202,6 @@ def app_instructions(board: str, bundle: Path, clips: list[tuple[int, np.ndarray
     stages (0 the audio only, 1 + front end, 2 + graph, 3 + packets, range-coded with the bundle's own tables
     when `entropy`), counted by the QEMU plugin `plugin` (cbuild.insn_plugin), and with `by_function` the
     instructions per function of the firmware (else {}). Packets go to a UART with nothing attached."""
-    from acom.firmware_host import cbuild
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
     write_app(work / "app_in.h", m, clips, 1, 8, None, "bundle" if entropy else None, max(1, round(m["frame_rate"])))
@@ -212,4 +212,4 @@ def app_instructions(board: str, bundle: Path, clips: list[tuple[int, np.ndarray
     stdout, n, blocks = count_instructions(run_command(board, exe), plugin, by_block=by_function)
     if "device: done" not in stdout:
         raise AcomError(f"{board}: the firmware did not finish: {stdout[-300:]}")
-    return n, cbuild.by_function(exe, blocks) if by_function else {}
+    return n, functions_of(exe, blocks) if by_function else {}
