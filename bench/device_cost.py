@@ -27,6 +27,7 @@ from acom.boards import load_board
 from acom.export.pipeline import ExportOptions, export
 from acom.firmware_host.cbuild import insn_plugin
 from acom.firmware_host.device_c import AUDIO_PER_RUN, app_instructions
+from acom.firmware_host.edge_c import pcm16
 from acom.runtime.bundle import load_priors, read_manifest
 from acom.training.audio import load_audio
 from acom.training.featcache import TEST_SUBSET, open_dataset
@@ -42,7 +43,7 @@ def clips(task: str, data: Path, rate: int) -> list[tuple[int, np.ndarray]]:
     """Test items as 16-bit audio, as many as one firmware image holds (device_c.AUDIO_PER_RUN samples)."""
     out, total = [], 0
     for i, item in enumerate(open_dataset(task, data, TEST_SUBSET[task]).items):
-        pcm = np.clip(np.round(load_audio(item.path, rate) * 32768.0), -32768, 32767).astype(np.int16)
+        pcm = pcm16(load_audio(item.path, rate))
         if total + len(pcm) > AUDIO_PER_RUN:
             break
         out.append((i, pcm))

@@ -161,12 +161,12 @@ def _device_from_c(args: argparse.Namespace, manifest: dict, priors, parse_hostp
     """--c-device with a bundle that carries its graph in C (MCU bundles): the whole device in C, audio to
     packets, under the board's emulator."""
     from acom.firmware_host.device_c import send_audio
+    from acom.firmware_host.edge_c import pcm16
     from acom.training.audio import load_audio
     _check_c_device(args)
     if args.n_q and args.n_q != manifest["n_q"]:
         raise AcomError(f"--n-q {args.n_q}: the bundle's C graph computes {manifest['n_q']} stages")
-    clips = [(args.first_stream + i, np.clip(np.round(load_audio(p, manifest["sample_rate"]) * 32768.0), -32768, 32767)
-              .astype(np.int16)) for i, p in enumerate(args.audio)]
+    clips = [(args.first_stream + i, pcm16(load_audio(p, manifest["sample_rate"]))) for i, p in enumerate(args.audio)]
     sent = send_audio(args.c_device, args.bundle, clips, device_id=args.device_id, full_every=args.full_every,
                       frames_per_packet=max(1, round(args.packet_s * manifest["frame_rate"])),
                       key=bytes.fromhex(args.key) if args.key else None, priors=priors,

@@ -26,6 +26,11 @@ from acom.errors import AcomError
 from acom.firmware_host.cbuild import C_DIR, TEST_DIR, build, kind, run_command
 
 
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float audio [N] in [-1, 1) as the 16-bit samples a board's microphone gives the firmware: int16 [N]."""
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+
+
 BATCH = 8  # windows per firmware run: 8 s of 16-bit audio and the program fit the emulators' 512 KiB
 
 
@@ -120,7 +125,7 @@ def feature_windows(bundle: Path, data: Path, items: int, checkpoint: Path | Non
     for wave, _ in picked:  # the same windows as make_windows: zero-padded to whole windows
         padded = np.zeros(max(1, -(-len(wave) // window)) * window, dtype=np.float32)
         padded[: len(wave)] = wave
-        pcm = np.clip(np.round(padded * 32768.0), -32768, 32767).astype(np.int16)
+        pcm = pcm16(padded)
         audio += [pcm[w: w + window] for w in range(0, len(pcm), window)]
     return make_windows(graph, picked, window, spc).inputs, audio
 

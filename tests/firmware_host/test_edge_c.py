@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -175,7 +174,7 @@ def test_instruction_counts_grow_with_each_stage(m55_ac: Path, urban_set: Path, 
     """The QEMU plugin counts what the firmware executes (bench/device_cost.py): the same on every run, more
     with each stage the device does (front end, graph, packets), range coding more than bit-packing."""
     item = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[0]
-    pcm = np.clip(np.round(load_audio(item.path, 16000)[:16000] * 32768.0), -32768, 32767).astype(np.int16)
+    pcm = edge_c.pcm16(load_audio(item.path, 16000)[:16000])
     plugin = cbuild.insn_plugin(tmp_path)
     runs = [app_instructions("cortex-m4", m55_ac, [(0, pcm)], k, False, plugin, tmp_path)[0] for k in range(4)]
     coded, functions = app_instructions("cortex-m4", m55_ac, [(0, pcm)], 3, True, plugin, tmp_path, by_function=True)
