@@ -45,11 +45,11 @@ demo: setup
 	$(VENV)/bin/acom data summary $(DATA)/speech $(DATA)/urban
 	@echo
 	@echo "== the shipped split models on the demo sets (per number of quantizer stages) =="
-	$(VENV)/bin/acom eval --task asr --checkpoint training/pretrained/asr/split.pt --data $(DATA)/speech --subset test-clean
-	$(VENV)/bin/acom eval --task ac --checkpoint training/pretrained/ac/split.pt --data $(DATA)/urban --subset test
+	$(VENV)/bin/acom eval --task asr --checkpoint core/pretrained/asr/split.pt --data $(DATA)/speech --subset test-clean
+	$(VENV)/bin/acom eval --task ac --checkpoint core/pretrained/ac/split.pt --data $(DATA)/urban --subset test
 	@echo
 	@echo "== a baseline: the device sends Codec2 audio, the server decodes it and runs the uncut model as trained =="
-	$(VENV)/bin/acom eval --task ac --checkpoint training/pretrained/ac/full.pt --data $(DATA)/urban --codec codec2-1200
+	$(VENV)/bin/acom eval --task ac --checkpoint core/pretrained/ac/full.pt --data $(DATA)/urban --codec codec2-1200
 	@echo
 	@echo "== the device half for a Raspberry Pi 4 and a Cortex-M55 + Ethos-U55 (int8, verified by its codes) =="
 	$(VENV)/bin/acom boards
@@ -77,7 +77,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n 2 -p no:logging tests
+	$(PY) -m pytest -q -n 2 -p no:logging --dist loadgroup tests
 
 bench: setup
 	$(PY) bench/synth_speed.py --minutes 10

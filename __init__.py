@@ -1,7 +1,9 @@
 """acom: audio coding for machines.
 
-The repository root is the ``acom`` package; its top-level folders are the subpackages
-(``acom.training``, ``acom.export``, ``acom.runtime``, ``acom.boards``, ``acom.firmware_host``).
+The repository root is the ``acom`` package; its top-level folders are the subpackages, in layers
+(docs/architecture.md): ``boards``, ``core`` (the model core) and ``codes`` (bit budget, range coder) at the
+bottom; ``corpora`` (data sets) and ``training`` above them; ``baselines`` above training; ``runtime`` (wire
+format, bundle, server) above the core and codes only; ``export`` and ``firmware_host`` on top.
 """
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ from acom.errors import AcomError
 
 # subcommand -> ('module:function(argv)', one-line help). Later packages add theirs here.
 COMMANDS = {
-    "data": ("acom.training.data_cli:main", "generate the embedded data sets, or summarize a data set"),
+    "data": ("acom.corpora.data_cli:main", "generate the embedded data sets, or summarize a data set"),
     "features": ("acom.training.train_cli:features_main", "precompute log-mel features (to train elsewhere)"),
     "train": ("acom.training.train_cli:train_main", "train a split model (uncut, then with the RVQ at the cut)"),
     "eval": ("acom.training.train_cli:eval_main", "WER/CER or accuracy of a checkpoint, per number of stages"),
@@ -20,7 +20,8 @@ COMMANDS = {
     "serve": ("acom.runtime.serve_cli:main", "receive codes over UDP/serial and run the batched tail (JSON lines)"),
     "triton": ("acom.runtime.triton_cli:main", "export the tail to ONNX and write a checked Triton model repository"),
     "send": ("acom.firmware_host.client:main", "act as a device: audio -> edge artifact -> packets over UDP/serial"),
-    "bench": ("acom.training.rate_accuracy:bench_main", "benchmarks: rate-accuracy (metric against bit/s), codecs (against codec pipelines)"),
+    "bench": ("acom.comparisons.bench_cli:bench_main",
+              "benchmarks: rate-accuracy (metric against bit/s), codecs (against codec pipelines)"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2

@@ -1,7 +1,7 @@
 """Benchmark: what the whole device in C costs a microcontroller per second of audio, in instructions executed.
 
 An MCU bundle (exported here for the Cortex-M55, its C graph for any Cortex-M) runs as firmware
-(firmware_host/c/test/device_app.c) under ``qemu-system-arm`` on test clips of 16-bit audio, four times, each
+(firmware_host/c/app/device_app.c) under ``qemu-system-arm`` on test clips of 16-bit audio, four times, each
 doing one stage more: the audio alone, + the front end (log-mel by FFT), + the graph (codes), + packets on the
 UART (bit-packed, then range-coded). A QEMU plugin (c/test/qemu_insn.c) counts the guest instructions each run
 executes; a stage's cost is the difference, per second of audio. QEMU does not model cycles: a core retires at
@@ -22,16 +22,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from reportfile import merge_entry
 
 from acom.boards import load_board
+from acom.core.audio import load_audio
+from acom.corpora.featcache import TEST_SUBSET, open_dataset
 from acom.export.pipeline import ExportOptions, export
 from acom.firmware_host.cbuild import insn_plugin
 from acom.firmware_host.device_c import AUDIO_PER_RUN, app_instructions
 from acom.firmware_host.edge_c import pcm16
 from acom.runtime.bundle import load_priors, read_manifest
-from acom.training.audio import load_audio
-from acom.training.featcache import TEST_SUBSET, open_dataset
-from reportfile import merge_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = ("cortex-m4", "cortex-m7", "cortex-m55-u55")

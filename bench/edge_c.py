@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from reportfile import merge_entry
+
 from acom.export.pipeline import ExportOptions, export
 from acom.firmware_host.edge_c import check_bundle
-from reportfile import merge_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = ("cortex-m4", "cortex-m7", "cortex-m55-u55")
@@ -38,7 +39,8 @@ def sizes(bundle: Path, work: Path) -> dict:
                         "-ffp-contract=off", "-std=c11", "-I",
                         str(bundle / "c"), "-c", str(bundle / "c" / name), "-o", str(obj)], check=True)
         text, data, bss = (int(x) for x in subprocess.run(["arm-none-eabi-size", str(obj)], check=True,
-                                                           capture_output=True, text=True).stdout.splitlines()[1].split()[:3])
+                                                           capture_output=True, text=True)
+                           .stdout.splitlines()[1].split()[:3])
         out[name] = {"text": text, "data": data, "bss": bss}
     return out
 
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         tflm = next(a for a in manifest["artifacts"] if a["runtime"] == "tflite-micro")
         entry = {"task": args.task, "data": str(args.data), "items": args.items, "bundle_board": "cortex-m55-u55",
                  "runs": runs, "m55_sizes": sizes(bundle, Path(tmp)),
-                 "tflm": {"arena_bytes": tflm["arena_bytes"], "flatbuffer_bytes": manifest["files"]["edge_int8.tflite"]["bytes"]},
+                 "tflm": {"arena_bytes": tflm["arena_bytes"],
+                          "flatbuffer_bytes": manifest["files"]["edge_int8.tflite"]["bytes"]},
                  "litert_reference_codes_equal_tflm": litert_reference_agreement(bundle, args.data, args.items),
                  "wire_code_cortex_m4": wire_code_cortex_m4(Path(tmp))}
     merge_entry(args.out, args.task, entry)

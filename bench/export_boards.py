@@ -20,7 +20,6 @@ from acom.errors import ExportError
 from acom.export.cli import _quiet_libraries, _stdout_to_stderr
 from acom.export.pipeline import ExportOptions, export
 
-
 ALL_STAGES = {"asr": 3, "ac": 2}  # stages of the shipped models
 
 
@@ -31,7 +30,8 @@ def run_one(board: str, task: str, n_q: int | None, data: Path | None, tmp: Path
     seconds = time.perf_counter() - t0
     v = m["verification"]
     vela = next((a["vela"] for a in m["artifacts"] if "vela" in a), None)
-    return {"board": board, "task": task, "n_q": m["n_q"], "nominal_bps": m["nominal_bps"], "seconds": round(seconds, 1),
+    return {"board": board, "task": task, "n_q": m["n_q"], "nominal_bps": m["nominal_bps"],
+            "seconds": round(seconds, 1),
             "passed": v["passed"], "failures": v["failures"], "items": v["items"], "float_metric": v["float_metric"],
             "checks": [{k: c[k] for k in ("artifact", "runtime", "agreement_vs_quantized_reference",
                                           "agreement_vs_fake_quant_reference", "agreement_vs_float", "metric",
@@ -41,14 +41,16 @@ def run_one(board: str, task: str, n_q: int | None, data: Path | None, tmp: Path
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| board | task | n_q | artifact | codes = quantized ref (per stage) | codes = fake-quant graph | codes = float "
+    out = ["| board | task | n_q | artifact | codes = quantized ref (per stage) | codes = fake-quant graph "
+           "| codes = float "
            "| metric (loss, points) | RAM KiB | flash KiB | export s |", "|" + "---|" * 11]
     for r in rows:
         for c in r["checks"]:
             agree = " / ".join(f"{a:.2%}" for a in c["agreement_vs_quantized_reference"])
             fake = " / ".join(f"{a:.1%}" for a in c.get("agreement_vs_fake_quant_reference", [])) or "-"
             flt = " / ".join(f"{a:.1%}" for a in c["agreement_vs_float"])
-            out.append(f"| {r['board']} | {r['task']} | {r['n_q']} | {c['artifact']} ({c['runtime']}) | {agree} | {fake} "
+            out.append(f"| {r['board']} | {r['task']} | {r['n_q']} | {c['artifact']} ({c['runtime']}) "
+                       f"| {agree} | {fake} "
                        f"| {flt} "
                        f"| {c['metric']['metric']} {c['metric']['points']:.1f} ({c['metric_loss_points']:+.1f}) "
                        f"| {r['ram_bytes'] / 1024:.0f} | {r['flash_bytes'] / 1024:.0f} | {r['seconds']:.0f} |")
@@ -95,7 +97,8 @@ def main() -> None:
     report["data"] = {"asr": str(ns.data_asr or "data/speech"), "ac": str(ns.data_ac or "data/urban")}
     ns.out.write_text(json.dumps(report, indent=1) + "\n")
     ns.out.with_suffix(".md").write_text("# acom-export of the shipped models\n\nFrom `python bench/export_boards.py"
-                                         f"{' --all-stages' if ns.all_stages else ''}`; calibrated on train, verified on up to 40 "
+                                         f"{' --all-stages' if ns.all_stages else ''}`; calibrated on train, "
+                                         "verified on up to 40 "
                                          f"test items of {report['data']['asr']} (asr) and {report['data']['ac']} (ac)"
                                          ".\n\n" + table(rows) + "\n\nTargets: " +
                                          ", ".join(f"{k}: {v}" for k, v in targets.items()) + "\n\nRefused:\n\n" +

@@ -1,4 +1,4 @@
-"""Package a finished training run as a shipped default model: training/pretrained/<task>/.
+"""Package a finished training run as a shipped default model: core/pretrained/<task>/.
 
 Copies full.pt and split.pt without optimizer state, records the command, seed and data that produced
 them, and the metrics they reach on the regenerated test set (tests/training/test_pretrained.py checks
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import TEST_SUBSET, cached_features
+from acom.core.checkpoint import load_checkpoint
+from acom.corpora.featcache import TEST_SUBSET, cached_features
 from acom.training.train_cli import evaluate_checkpoint
 
 DEST = Path(__file__).resolve().parents[1] / "training" / "pretrained"

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from reportfile import merge_entry
 
+from acom.codes.budget import nominal_bps
+from acom.codes.priors import CodePriors, entropy_bps
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.corpora.featcache import TEST_SUBSET, open_dataset
 from acom.firmware_host.cbuild import C_DIR
 from acom.firmware_host.wire_c import entropy_record, run_encoder
 from acom.runtime.wire import make_payload
-from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import TEST_SUBSET, open_dataset
-from acom.training.rate_accuracy import PRETRAINED
-from reportfile import merge_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,8 @@ def model_codes(task: str, checkpoint: Path, data: Path, items: int) -> tuple[li
     split, payload = load_checkpoint(checkpoint, task)
     ds = open_dataset(task, data, TEST_SUBSET[task])
     with torch.inference_mode():
-        codes = [split.edge(1)(torch.from_numpy(ds[i][0])[None])[0].numpy() for i in range(min(items or len(ds), len(ds)))]
+        codes = [split.edge(1)(torch.from_numpy(ds[i][0])[None])[0].numpy()
+                 for i in range(min(items or len(ds), len(ds)))]
     return codes, CodePriors.from_tensors(payload["priors"]), float(split.frame_rate)
 
 

@@ -29,16 +29,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from reportfile import merge_entry
 from tqdm import tqdm
 
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.corpora.featcache import TEST_SUBSET, open_dataset
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import codebook_id
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import TEST_SUBSET, open_dataset
-from acom.training.rate_accuracy import PRETRAINED
-from reportfile import merge_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +120,8 @@ def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path,
     return {"packets_sent": len(sent), "packets_accepted": int(summary["packets"].get("accepted", 0)),
             "packets_answered": sum(k in answered for k in sent), "latency_ms": {**pct, "max": round(float(
                 lat.max()), 2) if lat.size else None}, "warmup_latency_ms_max": round(max(warm), 2) if warm else None,
-            "cpu_steal_share": round(steal[0] / max(1, steal[1]), 3), "server_latency_ms": summary["latency_ms"], "step_ms": summary.get("step_ms"), "server_cpu_s_per_s": round(cpu / seconds, 3),
+            "cpu_steal_share": round(steal[0] / max(1, steal[1]), 3), "server_latency_ms": summary["latency_ms"],
+            "step_ms": summary.get("step_ms"), "server_cpu_s_per_s": round(cpu / seconds, 3),
             "tail_steps": summary.get("tail_batches"), "mean_streams_per_step": round(
                 summary.get("tail_batch_streams", 0) / max(1, summary.get("tail_batches", 1)), 1)}
 
@@ -180,11 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     ok = [r["streams"] for r in runs if r["real_time"]]
     report = {"task": args.task, "payload": "range-coded" if args.entropy else "bit-packed", "data": str(data),
               "items": len(codes), "n_q": args.n_q, "packet_s": args.packet_s,
-              "seconds": args.seconds, "repeats": args.repeats, "server_args": args.server_arg, "warmup_s": args.warmup, "p99_target_ms": args.p99_ms,
+              "seconds": args.seconds, "repeats": args.repeats, "server_args": args.server_arg, "warmup_s": args.warmup,
+              "p99_target_ms": args.p99_ms,
               "cpu_count": os.cpu_count(),
               "largest_real_time_streams": max(ok) if ok else 0, "runs": runs}
     merge_entry(args.out, args.task + ("-entropy" if args.entropy else ""), report)
-    print(f"{args.task}: largest N served in real time with p99 <= {args.p99_ms} ms: {report['largest_real_time_streams']}"
+    print(f"{args.task}: largest N served in real time with p99 <= {args.p99_ms} ms: "
+          f"{report['largest_real_time_streams']}"
           f" -> {args.out}")
     return 0
 

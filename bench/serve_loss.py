@@ -29,15 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.corpora.featcache import TEST_SUBSET, open_dataset
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
 from acom.runtime.sender import stream_packets
 from acom.runtime.server import ServeConfig, Server
 from acom.runtime.wire import codebook_id
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import TEST_SUBSET, open_dataset
 from acom.training.metrics import wer_cer
-from acom.training.rate_accuracy import PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"accepted {row['accepted']}/{sent}, lost frames {row['frames_lost_server']}, "
                   f"accounting {'ok' if row['accounting_ok'] else 'WRONG'}")
     report = {"data": str(data), "subset": TEST_SUBSET["asr"], "items": len(codes), "n_q": args.n_q,
-              "packet_frames": args.packet_frames, "full_every": args.full_every, "duplicates": 0.1, "reorder": "20% delayed by up to 1.5 packet durations",
+              "packet_frames": args.packet_frames, "full_every": args.full_every, "duplicates": 0.1,
+              "reorder": "20% delayed by up to 1.5 packet durations",
               "lost_frames_enter_tail_as": "zero feature vectors", "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
+from acom.corpora.featcache import FeatureSet, feature_path
 from acom.training.decoding import WordNgramLM
-from acom.training.featcache import FeatureSet, feature_path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from acom.training.synth.speech import SpeechSynthConfig, generate_speech
+from acom.corpora.synth.speech import SpeechSynthConfig, generate_speech
 
 TARGET_RTF = 15 / 60
 
@@ -35,7 +35,7 @@ def main() -> None:
         # everything written, test-noisy included (it is rendered in the same pass as test-clean)
         audio_min = sum(s["minutes"] for s in m["subsets"].values())
         clean_min = sum(m["subsets"][s]["minutes"] for s in ("train", "dev", "test-clean"))
-        from acom.training.synth.urban import generate_urban
+        from acom.corpora.synth.urban import generate_urban
         t0 = time.perf_counter()
         u = generate_urban(tmp / "urban", clips_per_class=ns.clips_per_class, seed=0, workers=ns.workers)
         urban_wall = time.perf_counter() - t0

@@ -21,16 +21,15 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import torch
+from reportfile import merge_entry
 
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.corpora.featcache import cached_features
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
 from acom.runtime.engine import Work
 from acom.runtime.slot_engine import DTYPES, SlotAsrEngine
 from acom.runtime.streams import Chunk
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import cached_features
-from acom.training.rate_accuracy import PRETRAINED
-from reportfile import merge_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 

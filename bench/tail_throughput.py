@@ -28,13 +28,14 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from reportfile import merge_entry
 
+from acom.core.checkpoint import PRETRAINED
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
-from acom.runtime.engine import ENGINES, Work, make_engine, quiet_gc
+from acom.runtime.engine import Work, quiet_gc
+from acom.runtime.engines import ENGINES, make_engine
 from acom.runtime.streams import Chunk
-from acom.training.rate_accuracy import PRETRAINED
-from reportfile import merge_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,8 +142,9 @@ def measure(engine, codes: list[np.ndarray], n: int, fpp: int, steps: int, devic
 
 def spread(engine, codes: list[np.ndarray], n: int, fpp: int, packet_s: float, seconds: float, warmup: float,
            device: str, seed: int = 0) -> tuple[list[float], list[tuple[int, StepTime]]]:
-    """Latencies (s) of every packet due after ``warmup``, and (streams, ``timed_step``) per step, with n devices whose packets
-    are due at their own phase (uniform over one packet, as bench/serve_load.py sends them) plus k packets.
+    """Latencies (s) of every packet due after ``warmup``, and (streams, ``timed_step``) per step, with n devices
+    whose packets are due at their own phase (uniform over one packet, as bench/serve_load.py sends them) plus k
+    packets.
 
     The loop is the server's batcher without sockets: whenever the engine is free it takes every packet due
     by now (a device behind by several gets them in one step) and runs one step; a packet's latency runs from
@@ -259,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.arrivals == "spread":
             measure(engine, codes, n, fpp, 0, device)  # 3 warm-up steps at this many streams
             lat, steps = spread(engine, codes, n, fpp, args.packet_s, args.seconds, args.warmup_s, device)
-            lat_ms, sizes, step_ms = np.array(lat) * 1e3, [s[0] for s in steps], np.array([s[1].wall_s for s in steps]) * 1e3
+            lat_ms, sizes, step_ms = (np.array(lat) * 1e3, [s[0] for s in steps],
+                                      np.array([s[1].wall_s for s in steps]) * 1e3)
             row = {"streams": n, "packets": len(lat), "steps": len(sizes),
-                   "streams_per_step_median": int(np.median(sizes)), "latency_ms_median": round(float(np.median(lat_ms)), 2),
+                   "streams_per_step_median": int(np.median(sizes)),
+                   "latency_ms_median": round(float(np.median(lat_ms)), 2),
                    "latency_ms_p99": round(float(np.percentile(lat_ms, 99)), 2),
                    "latency_ms_max": round(float(lat_ms.max()), 2),
                    "step_ms_median": round(float(np.median(step_ms)), 2),
@@ -270,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(raw_fields(n, steps))
             rows.append(row)
             print(f"N={n}: {len(sizes)} steps of median {row['streams_per_step_median']} streams; latency median "
-                  f"{row['latency_ms_median']} ms, p99 {row['latency_ms_p99']} ms, max {row['latency_ms_max']} ms", flush=True)
+                  f"{row['latency_ms_median']} ms, p99 {row['latency_ms_p99']} ms, max {row['latency_ms_max']} ms",
+                  flush=True)
             continue
         timed = measure(engine, codes, n, fpp, args.steps, device)
         times = np.array([st.wall_s for st in timed]) * 1e3
@@ -285,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     kind = type(engine).__name__
     p99 = lambda r: r.get("latency_ms_p99", r.get("step_ms_p99"))  # noqa: E731  (spread rows / together rows)
-    report = {"task": args.task, "arrivals": args.arrivals, "device": name, "engine": kind, "tf32": args.tf32, "dtype": args.dtype, "buckets": args.buckets, "gc": args.gc,
+    report = {"task": args.task, "arrivals": args.arrivals, "device": name, "engine": kind, "tf32": args.tf32,
+              "dtype": args.dtype, "buckets": args.buckets, "gc": args.gc,
               "pin": args.pin or None, "threads": torch.get_num_threads(),
               "python_only": args.python_only, "packet_s": args.packet_s, "steps": args.steps,
               "largest_streams_p99_within_target": max([r["streams"] for r in rows if p99(r) <= args.p99_ms],

@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.corpora.featcache import TEST_SUBSET, open_dataset
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import codebook_id, frame_serial, make_payload
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import TEST_SUBSET, open_dataset
-from acom.training.rate_accuracy import PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.08  # issue 6: header and framing at most 8% of payload at one packet per second
@@ -47,7 +46,8 @@ def measure(codes: list, sizes: list[int], book: int, fpp: int, priors, full_eve
         packets += len(pk)
     return {"packets": packets, "payload_bytes": payload, "udp_bytes": udp, "serial_bytes": serial,
             "overhead_bytes_per_packet": round((udp - payload) / packets, 2),
-            "udp_overhead": round((udp - payload) / payload, 4), "serial_overhead": round((serial - payload) / payload, 4)}
+            "udp_overhead": round((udp - payload) / payload, 4),
+            "serial_overhead": round((serial - payload) / payload, 4)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         for (session, streams), seconds in itertools.product(sessions.items(), args.seconds):
             fpp = max(1, round(seconds * bundle.frame_rate))
             for coding, priors in (("bit-packed", None), ("entropy-coded", bundle.priors)):
-                for headers, every in (("full", 0), ("compact, full every 8", 8), ("compact, full first and last", 10**9)):
+                for headers, every in (("full", 0), ("compact, full every 8", 8),
+                                       ("compact, full first and last", 10**9)):
                     for tagged in (False, True):
                         r = measure(streams, sizes, book, fpp, priors, every, KEY if tagged else None)
                         rows.append({"task": task, "streams": session, "seconds_per_packet": seconds, "payload": coding,

@@ -60,6 +60,14 @@ class Emulator:
     """QEMU CPU model, e.g. ``cortex-a72``, ``cortex-m55``."""
     toolchain: str
     """Cross compiler for the board, e.g. ``aarch64-linux-gnu-g++``, ``arm-none-eabi-gcc``."""
+    uart_base: int | None = None
+    """System mode: address of the machine's UART the firmware writes packets to; None in user mode."""
+    ram_origin: int | None = None
+    """System mode: start of the RAM the firmware runs from (the linker script's ACOM_RAM_ORIGIN)."""
+    ram_length: int | None = None
+    """System mode: bytes of that RAM (ACOM_RAM_LENGTH)."""
+    fpu: str | None = None
+    """System mode: the core's FPU as ``-mfpu`` names it (hard-float ABI), e.g. ``fpv5-d16``; None: soft float."""
 
     def command(self) -> str:
         """The emulator invocation without the binary, e.g. ``qemu-system-arm -machine mps3-an547``."""
@@ -103,7 +111,8 @@ class Board:
     transports: tuple[str, ...]
     """Links the codes may travel over, from TRANSPORTS."""
     frontend: str
-    """``graph``: log-mel inside the exported graph; ``firmware``: firmware computes log-mel, graph starts from features."""
+    """``graph``: log-mel inside the exported graph; ``firmware``: firmware computes log-mel, graph starts from
+    features."""
     window_s: float
     """Fixed audio window in seconds that the graph is exported for."""
     model_ram_budget_kib: int
@@ -244,16 +253,28 @@ def _npu(table: dict[str, Any], f: _Fields) -> Npu:
                system_config=f.string(table, "system_config"), memory_mode=f.string(table, "memory_mode"))
 
 
+_SYSTEM_ONLY = ("uart_base", "ram_origin", "ram_length", "fpu")  # a whole machine's memory map and FPU
+
+
 def _emulator(table: dict[str, Any], f: _Fields) -> Emulator:
-    f.check_keys(table, ("program", "mode", "cpu", "toolchain"), ("machine",))
+    f.check_keys(table, ("program", "mode", "cpu", "toolchain"), ("machine", *_SYSTEM_ONLY))
     mode = f.string(table, "mode", EMULATOR_MODES)
-    if mode == "system" and "machine" not in table:
-        raise f.fail("machine", "missing (required when mode = \"system\")")
-    if mode == "user" and "machine" in table:
-        raise f.fail("machine", "not allowed when mode = \"user\" (user mode runs one binary, no machine)")
+    if mode == "system":
+        for key in ("machine", "uart_base", "ram_origin", "ram_length"):
+            if key not in table:
+                raise f.fail(key, "missing (required when mode = \"system\")")
+    else:
+        for key in ("machine", *_SYSTEM_ONLY):
+            if key in table:
+                raise f.fail(key, "not allowed when mode = \"user\" (user mode runs one binary, no machine)")
+    system = mode == "system"
     return Emulator(program=f.string(table, "program"), mode=mode,
-                    machine=f.string(table, "machine") if "machine" in table else None,
-                    cpu=f.string(table, "cpu"), toolchain=f.string(table, "toolchain"))
+                    machine=f.string(table, "machine") if system else None,
+                    cpu=f.string(table, "cpu"), toolchain=f.string(table, "toolchain"),
+                    uart_base=f.number(table, "uart_base", integer=True) if system else None,
+                    ram_origin=f.number(table, "ram_origin", integer=True) if system else None,
+                    ram_length=f.number(table, "ram_length", integer=True) if system else None,
+                    fpu=f.string(table, "fpu") if "fpu" in table else None)
 
 
 def _energy(table: dict[str, Any], f: _Fields, *, kind: str) -> Mapping[str, Figure]:

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from acom.core.split import SplitModel
 from acom.errors import ExportError
 from acom.runtime.bundle import SCHEMA_VERSION
-from acom.training.split import SplitModel
 
 
 def sha256(data: bytes) -> str:
@@ -84,7 +84,7 @@ def write_server_bundle(checkpoint: Path, out: Path, n_q: int | None = None, for
     """
     import time
 
-    from acom.training.checkpoint import config_dict, load_checkpoint
+    from acom.core.checkpoint import config_dict, load_checkpoint
     split, payload = load_checkpoint(checkpoint)
     if split.rvq is None:
         raise ExportError(f"{checkpoint}: an uncut model has no codes to serve; train stage 2 (acom train) first")

@@ -25,7 +25,8 @@ def parser() -> argparse.ArgumentParser:
                     "int8 .tflite checked in TFLite Micro (+ vela for Ethos-U, + C sources) for Cortex-M boards. "
                     "Every artifact is verified by the codes it emits against the PyTorch quantized reference, "
                     "and by the task metric the server tail gets from them.", 100),
-        epilog="Examples:\n  acom-export --board rpi4\n  acom-export --board cortex-m55-u55 --task ac --out bundles/ac\n"
+        epilog="Examples:\n  acom-export --board rpi4\n"
+               "  acom-export --board cortex-m55-u55 --task ac --out bundles/ac\n"
                "  acom-export --board rpi5 --checkpoint runs/asr/split.pt --n-q 1 --json\n"
                "Boards: `acom boards`. Exit codes: 0 exported and verified; 1 failure; 2 bad input, a model that "
                "does not fit the board, or failed verification (nothing written); 3 written with --keep-failed "

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from acom.core.split import SplitModel
 from acom.errors import ExportError
-from acom.training.split import SplitModel
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ import numpy as np
 import torch
 
 from acom.boards import Board, load_board
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.core.macs import edge_macs_per_second
+from acom.core.models import config_dict
+from acom.corpora.featcache import TEST_SUBSET, open_dataset
 from acom.errors import AcomError, ExportError
 from acom.export import verify
 from acom.export.bundle import priors_tensors, sha256, tail_state, write_bundle
@@ -28,12 +32,7 @@ from acom.export.graph import EdgeGraph
 from acom.export.reference import snap_biases
 from acom.export.tflite_reference import tflite_runner
 from acom.runtime.bundle import SCHEMA_VERSION
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import TEST_SUBSET, open_dataset
-from acom.training.macs import edge_macs_per_second
-from acom.training.models import config_dict
 
-PRETRAINED = Path(__file__).resolve().parent.parent / "training" / "pretrained"
 DEFAULT_DATA = {"asr": Path("data/speech"), "ac": Path("data/urban")}
 CODE_AGREEMENT_MIN = 0.99  # per stage, artifact against its PyTorch quantized reference
 METRIC_LOSS_MAX = 0.5  # points of WER or accuracy, artifact against the float model
@@ -121,10 +120,10 @@ def _data_root(opts: ExportOptions, task: str) -> Path:
         opts.log(f"acom-export: {root} is missing: generating the demo set there (as `make demo` does) "
                  "to calibrate and verify on")
         if task == "asr":
-            from acom.training.synth.speech import SpeechSynthConfig, generate_speech
+            from acom.corpora.synth.speech import SpeechSynthConfig, generate_speech
             generate_speech(root, SpeechSynthConfig(minutes=5, seed=0), progress=False)
         else:
-            from acom.training.synth.urban import generate_urban
+            from acom.corpora.synth.urban import generate_urban
             generate_urban(root, clips_per_class=20, seed=0, progress=False)
     return root
 
@@ -138,26 +137,23 @@ def _check_budget(board: Board, macs: dict, frontend_in_graph: bool) -> float:
     return need
 
 
-def _c_graph_files(model: bytes, frontend: dict, priors=None, n_q: int = 1) -> dict:
+def _c_graph_files(board: Board, model: bytes, frontend: dict, priors=None, n_q: int = 1) -> dict:
     """The int8 graph as C calls of the firmware kernels (export/c_graph.py), the kernels themselves, the
     firmware front end with its tables, the wire code and (with `priors`, a CodePriors) the range coder's tables,
-    for an MCU bundle's c/ folder: {"files": {name: bytes}, "note": manifest entry}. A graph with an operator
-    the kernels lack gets no C graph (TFLite Micro still runs it); the note says which."""
-    from importlib import resources
-
+    with a CMakeLists.txt for `board`, for an MCU bundle's c/ folder: {"files": {name: bytes}, "note": manifest
+    entry}. A graph with an operator the kernels lack gets no C graph (TFLite Micro still runs it); the note
+    says which."""
+    from acom.export.c_bundle import library_files
     from acom.export.c_graph import frontend_c, graph_c
     try:
         header, source = graph_c(model)
         tables = frontend_c(frontend, model)
     except ExportError as e:
         return {"files": {}, "note": {"written": False, "reason": str(e)}}
-    kernels = resources.files("acom.firmware_host") / "c"
-    from acom.firmware_host.priors_c import bundle_sources
+    from acom.export.c_priors import bundle_sources
     files = {"c/acom_graph.h": header.encode(), "c/acom_graph.c": source.encode(),
              "c/acom_frontend_tables.c": tables.encode(),
-             **{f"c/{n}": (kernels / n).read_bytes()
-                for n in ("acom_kernels.h", "acom_kernels.c", "acom_frontend.h", "acom_frontend.c", "acom_wire.h",
-                          "acom_wire.c", "acom_sha256.h", "acom_sha256.c", "acom_range.h", "acom_range.c")},
+             **library_files(board),
              **(bundle_sources(priors, n_q) if priors is not None else {})}
     send = ("acom_stream_packet(&stream, codes, ...) (c/acom_wire.h), range-coded with stream.priors = ACOM_PRIORS "
             "(c/acom_priors.h)" if priors is not None else "acom_stream_packet(&stream, codes, ...) (c/acom_wire.h)")
@@ -165,7 +161,8 @@ def _c_graph_files(model: bytes, frontend: dict, priors=None, n_q: int = 1) -> d
                                      "frontend_config, audio, n, features, scratch) (c/acom_frontend.h), then "
                                      "acom_graph_run(features, codes) (c/acom_graph.h); check them with python -m "
                                      "acom.firmware_host.edge_c --bundle DIR --data DATA [--frontend c]",
-                                     "send": send + "; build with -ffp-contract=off (c/acom_range.h)"}}
+                                     "send": send + "; build with -ffp-contract=off (c/acom_range.h), as "
+                                             "c/CMakeLists.txt does (add_subdirectory: the acom_bundle library)"}}
 
 
 def _check_fit(board: Board, ram_bytes: int, flash_bytes: int) -> None:
@@ -195,8 +192,8 @@ def export(opts: ExportOptions) -> dict:
     float_split, qat = split, None
     if opts.qat:
         with stage("quantization-aware fine-tuning"):
+            from acom.corpora.featcache import cached_features
             from acom.export.qat import qat_finetune
-            from acom.training.featcache import cached_features
             float_split = copy.deepcopy(split)  # the float model the result is judged against
             train = cached_features(task, "train", split.model.frontend.cfg.n_mels, root=data, progress=False)
             qat = qat_finetune(split, train, opts.n_q or 1, epochs=opts.qat_epochs, progress=False)
@@ -236,7 +233,8 @@ def export(opts: ExportOptions) -> dict:
             checks.append({"artifact": art.name, "runtime": art.runtime,
                            "agreement_vs_quantized_reference": verify.agreement(codes, ref),
                            "agreement_vs_float": verify.agreement(codes, float_codes),
-                           "metric": metric, "metric_loss_points": verify.metric_loss_points(task, metric, float_metric)})
+                           "metric": metric,
+                           "metric_loss_points": verify.metric_loss_points(task, metric, float_metric)})
             if art.quantized is not None:  # the same graph with float rounding: what the integer arithmetic changes
                 fake = verify.item_codes(verify.run(verify.torch_runner(art.quantized), windows), windows)
                 checks[-1]["agreement_vs_fake_quant_reference"] = verify.agreement(codes, fake)
@@ -281,7 +279,8 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
         from acom.export import micro
         arena = tflm_arena_or_explain(shared.data, example.numpy(), board.name)
         # On a board without LiteRT the file is saved as the TFLM artifact, checked there alone.
-        facts = {**shared.facts, "arena_bytes": arena, "reference_arithmetic": "tflite-integer (tflm reference kernels)"}
+        facts = {**shared.facts, "arena_bytes": arena,
+                 "reference_arithmetic": "tflite-integer (tflm reference kernels)"}
         return [Artifact(shared.name, shared.data, runtime, lambda xs: micro.run_tflm(shared.data, xs)[0],
                          tflite_runner(shared.quantized, "tflm"), facts, save=bool(new), quantized=shared.quantized)]
     if runtime == "ethos-u-vela":
@@ -336,7 +335,7 @@ def tflm_arena_or_explain(model: bytes, example: np.ndarray, board: str) -> int:
     return result["arena"]
 
 
-def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,
+def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,  # noqa: PLR0913
             float_metric, windows, stage, data, qat, footprint: tuple[int, int]) -> dict:
     task, rvq = split.model.task, split.rvq
     failures = []
@@ -368,23 +367,26 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
         with tempfile.TemporaryDirectory() as tmp:
             for path in micro.write_c_sources(tflm.data, Path(tmp), meta=meta):
                 files[f"c/{path.name}"] = path.read_bytes()
-        from acom.training.bitrate import CodePriors
+        from acom.codes.priors import CodePriors
         priors = CodePriors.from_tensors(payload["priors"]) if "priors" in payload else None
-        c_graph = _c_graph_files(tflm.data, {"runs_in": board.frontend, **graph.frontend.cfg.to_dict(),
-                                             "feature_mean": graph.feat_mean.flatten().tolist(),
-                                             "feature_std": graph.feat_std.flatten().tolist()}, priors, graph.n_q)
+        c_graph = _c_graph_files(board, tflm.data, {"runs_in": board.frontend, **graph.frontend.cfg.to_dict(),
+                                                    "feature_mean": graph.feat_mean.flatten().tolist(),
+                                                    "feature_std": graph.feat_std.flatten().tolist()},
+                                 priors, graph.n_q)
         files.update(c_graph["files"])
     fe = graph.frontend.cfg
     manifest = {
         "schema_version": SCHEMA_VERSION, "kind": "acom-bundle", "task": task, "board": board.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "checkpoint": {"path": str(ckpt_path), "sha256": sha256(Path(ckpt_path).read_bytes()), "command": payload.get("command")},
+        "checkpoint": {"path": str(ckpt_path), "sha256": sha256(Path(ckpt_path).read_bytes()),
+                       "command": payload.get("command")},
         "codebook_hash": rvq.codebook_hash(), "frame_rate": split.frame_rate, "n_q": graph.n_q,
         "codebook_sizes": list(rvq.config.codebook_sizes[: graph.n_q]),
         "nominal_bps": split.frame_rate * float(np.log2(rvq.config.codebook_sizes[: graph.n_q]).sum()),
         "sample_rate": fe.sample_rate,
         "frontend": {"runs_in": board.frontend, **fe.to_dict(),
-                     "feature_mean": graph.feat_mean.flatten().tolist(), "feature_std": graph.feat_std.flatten().tolist()},
+                     "feature_mean": graph.feat_mean.flatten().tolist(),
+                     "feature_std": graph.feat_std.flatten().tolist()},
         "graph": {"input_shape": list(spec.input_shape), "codes_shape": list(spec.codes_shape),
                   "window_samples": spec.window_samples, "codes_dtype": "int32"},
         "artifacts": [{"file": a.name, "runtime": a.runtime,
@@ -393,7 +395,8 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
         "verification": {"passed": passed, "failures": failures, "data": str(data),
                          "test_subset": TEST_SUBSET[task], "items": len(windows.targets),
                          "windows": len(windows.inputs), "float_metric": float_metric,
-                         "thresholds": {"code_agreement_min": CODE_AGREEMENT_MIN, "metric_loss_max_points": METRIC_LOSS_MAX},
+                         "thresholds": {"code_agreement_min": CODE_AGREEMENT_MIN,
+                                        "metric_loss_max_points": METRIC_LOSS_MAX},
                          "checks": checks},
         "macs_per_s": {k: round(v) for k, v in macs.items()}, "macs_per_s_on_device": round(need),
         "peak_memory_bytes": ram, "model_flash_bytes": flash,

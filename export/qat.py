@@ -18,11 +18,11 @@ from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, Mov
 from torch.nn.utils import parametrize
 from tqdm import tqdm
 
+from acom.core.ctc import CharVocab
+from acom.core.split import SplitModel
+from acom.corpora.featcache import FeatureSet
 from acom.errors import ExportError
 from acom.training.augment import pad_batch
-from acom.training.decoding import CharVocab
-from acom.training.featcache import FeatureSet
-from acom.training.split import SplitModel
 from acom.training.train import length_batches, task_loss
 
 

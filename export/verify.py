@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from acom.core.split import SplitModel
 from acom.export.graph import EdgeGraph
 from acom.training.evaluate import score
-from acom.training.split import SplitModel
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]  # graph input windows -> int32 codes [1, n_q, T] each
 

@@ -1,11 +1,14 @@
-"""Build the device's C sources (firmware_host/c/) for a board and give the command that runs the result under
-the board's emulator (boards/NAME.toml ``[emulator]``), or on this machine for ``host``.
+"""Build the device's C sources (firmware_host/c/) for a board with the top-level CMakeLists.txt and give the
+command that runs the result under the board's emulator (boards/NAME.toml ``[emulator]``), or on this machine
+for ``host``.
 
-- ``host``: this machine's gcc.
-- Linux boards (Raspberry Pis): a static aarch64 binary from the profile's toolchain, run by ``qemu-aarch64``.
-- Microcontrollers: bare-metal firmware (c/test/cortex_m_start.c's vector table, c/test/cortex_m.ld) run by
-  ``qemu-system-arm`` on the profile's MPS2/MPS3 image; it reports through Arm semihosting (to stdout here)
-  and its UART is the image's first CMSDK UART.
+- ``host``: this machine's gcc, no toolchain file.
+- Linux boards (Raspberry Pis): a static aarch64 binary (firmware_host/cmake/aarch64-linux-gnu.cmake), run by
+  ``qemu-aarch64``.
+- Microcontrollers: bare-metal firmware (firmware_host/cmake/arm-none-eabi.cmake; c/platform/cortex_m_start.c's
+  vector table, c/platform/cortex_m.ld with the profile's memory map) run by ``qemu-system-arm`` on the
+  profile's MPS2/MPS3 image; it reports through Arm semihosting (to stdout here) and its UART is the image's
+  first CMSDK UART.
 """
 
 from __future__ import annotations
@@ -13,32 +16,19 @@ from __future__ import annotations
 import bisect
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from acom.boards import load_board
 from acom.errors import AcomError
+from acom.export import c_constants
 
-C_DIR = Path(__file__).resolve().parent / "c"
-TEST_DIR = C_DIR / "test"
-# -ffp-contract=off: no fused multiply-adds, so the range coder's float64 sums round as numpy's do (acom_range.h)
-FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]
-LIBRARY = [C_DIR / "acom_wire.c", C_DIR / "acom_sha256.c", C_DIR / "acom_range.c", TEST_DIR / "io_numbers.c"]
-# UART0 of each QEMU image (a CMSDK APB UART): Arm AN385/AN386/AN500 and AN547 application notes' memory maps
-UART_BASE = {"mps2-an386": 0x40004000, "mps2-an500": 0x40004000, "mps3-an547": 0x49303000}
-# the floating-point unit of each core, used with the hard-float ABI (the start-up code turns it on): the M4F's
-# single-precision FPv4, the M7's double-precision FPv5 (STM32H7), the M55's own (auto: FPv5 with MVE); without
-# these the compiler emulates every float operation in software (the C front end took ~8x the instructions)
-FPU = {"cortex-m4": "fpv4-sp-d16", "cortex-m7": "fpv5-d16", "cortex-m55": "auto"}
-# (origin, length) of the RAM the program runs from, after the 1 KiB kept for the vector table at 0: the mps2
-# images' 4 MiB ZBT SSRAM1 at 0; mps3-an547's 2 MiB SRAM at 0x01000000 (its ITCM at 0 holds only 512 KiB,
-# less than the ASR graph with test audio)
-RAM = {"mps2-an386": (0x400, 0x3FFC00), "mps2-an500": (0x400, 0x3FFC00), "mps3-an547": (0x01000000, 0x200000)}
-
-
-def c_array(values) -> str:
-    """A C initializer of unsigned integers (bytes or numbers): "{1u,2u}"; "{0}" when empty (C has no {})."""
-    values = [int(v) for v in values]
-    return "{" + ",".join(f"{v}u" for v in values) + "}" if values else "{0}"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the acom package: the top-level CMakeLists.txt
+CMAKE_DIR = Path(__file__).resolve().parent / "cmake"  # one toolchain file per board kind
+C_DIR = Path(__file__).resolve().parent / "c"  # the device library
+APP_DIR = C_DIR / "app"  # the device application: send_codes.c, device_app.c, transports, io.h
+PLATFORM_DIR = C_DIR / "platform"  # start-up code, linker script, io.h on stdio or semihosting
+TEST_DIR = C_DIR / "test"  # test drivers: wire vectors, stdin encoder, graph codes, the QEMU plugin
 
 
 def tool(name: str) -> str:
@@ -49,42 +39,79 @@ def tool(name: str) -> str:
     return path
 
 
+def cmake() -> str:
+    """cmake beside this Python (the venv's, from requirements.txt) or on PATH; AcomError if neither."""
+    beside = Path(sys.executable).parent / "cmake"
+    if beside.is_file():
+        return str(beside)
+    path = shutil.which("cmake")
+    if path is None:
+        raise AcomError("cmake not found beside this Python or on PATH: `make setup` installs it (requirements.txt)")
+    return path
+
+
 def kind(board: str) -> str:
     """"host", "linux" or "mcu"."""
     return "host" if board == "host" else load_board(board).kind
 
 
+def board_options(board: str) -> list[str]:
+    """The cmake -D options that pick the board: its toolchain file, core, FPU and (mcu) memory map."""
+    if kind(board) == "host":
+        return [f"-DCMAKE_C_COMPILER={tool('gcc')}", "-DACOM_KIND=host"]
+    b = load_board(board)
+    emu = b.emulator
+    tool(emu.toolchain.replace("g++", "gcc"))  # the sources are C: the C driver of the same toolchain
+    prefix = emu.toolchain.rsplit("-", 1)[0]  # arm-none-eabi-gcc -> arm-none-eabi
+    toolchain = CMAKE_DIR / f"{prefix}.cmake"
+    if not toolchain.is_file():
+        known = ", ".join(sorted(p.stem for p in CMAKE_DIR.glob("*-*.cmake")))
+        raise AcomError(f"board {board}: no toolchain file for {emu.toolchain} (known: {known})")
+    opts = [f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", f"-DACOM_KIND={b.kind}", f"-DACOM_CPU={emu.cpu}"]
+    if b.kind == "mcu":
+        opts += [f"-DACOM_FPU={emu.fpu or ''}", f"-DACOM_UART_BASE={emu.uart_base:#x}",
+                 f"-DACOM_RAM_ORIGIN={emu.ram_origin:#x}", f"-DACOM_RAM_LENGTH={emu.ram_length:#x}",
+                 "-DACOM_FLASH_IMAGES=OFF"]  # QEMU loads the ELF; the .bin of mps3-an547 would span 16 MiB+
+    return opts
+
+
 def build(board: str, sources: list[Path], out: Path, include: Path, extra_include: Path | None = None,
           defines: tuple[str, ...] = ()) -> Path:
-    """Compile the library, `sources` and the board's platform files into `out` (a binary or an ELF);
-    `include` holds the generated headers, `extra_include` (searched before the library's) a bundle's c/;
-    `defines`: NAME=VALUE for the preprocessor. AcomError with the compiler's message if it fails."""
-    srcs = [str(p) for p in [*LIBRARY, *sources]]
-    common = [*FLAGS, *(f"-D{d}" for d in defines), "-I", str(include),
-              *(["-I", str(extra_include)] if extra_include else []), "-I", str(C_DIR)]
-    k = kind(board)
-    if k == "host":
-        cmd = [tool("gcc"), *common, *srcs, str(TEST_DIR / "io_stdio.c")]
-    else:
-        emu = load_board(board).emulator
-        cc = tool(emu.toolchain.replace("g++", "gcc"))  # the sources are C: the C driver of the same toolchain
-        if k == "linux":
-            cmd = [cc, *common, f"-mcpu={emu.cpu}", "-static", *srcs, str(TEST_DIR / "io_stdio.c")]
-        else:
-            if emu.machine not in UART_BASE or emu.machine not in RAM:
-                raise AcomError(f"board {board}: no UART address known for QEMU machine {emu.machine!r} "
-                                f"(known: {', '.join(UART_BASE)})")
-            origin, length = RAM[emu.machine]
-            fpu = [f"-mfpu={FPU[emu.cpu]}", "-mfloat-abi=hard"] if emu.cpu in FPU else []
-            cmd = [cc, *common, f"-mcpu={emu.cpu}", *fpu, "-mthumb", "-ffreestanding", "-nostartfiles",
-                   "--specs=nano.specs",
-                   f"-DUART_BASE={UART_BASE[emu.machine]:#x}u", f"-Wl,--defsym=ACOM_RAM_ORIGIN={origin:#x}",
-                   f"-Wl,--defsym=ACOM_RAM_LENGTH={length:#x}", "-T", str(TEST_DIR / "cortex_m.ld"), *srcs,
-                   str(TEST_DIR / "io_semihost.c"), str(TEST_DIR / "cortex_m_start.c")]
-    done = subprocess.run([*cmd, "-lm", "-o", str(out)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise AcomError(f"building {out.name} for {board} failed: {done.stderr[-800:]}")
+    """Compile the library, `sources` and the board's platform files into `out` (a binary or an ELF) with
+    CMake, in a build folder beside `out`; `include` holds the generated headers (acom_wire_constants.h is
+    written there too), `extra_include` (searched before the library's) a bundle's c/; `defines`: NAME=VALUE
+    for the preprocessor. AcomError with the compiler's message if it fails."""
+    c_constants.write(include)
+    work, opts = out.parent / f"{out.name}.cmake", board_options(board)
+    stamp = work / "acom-board.txt"  # a folder configured for another board keeps its compiler: start afresh
+    if work.is_dir() and (not stamp.is_file() or stamp.read_text() != "\n".join(opts)):
+        shutil.rmtree(work)
+    dirs = [include, *([extra_include] if extra_include else [])]
+    configure = [cmake(), "-S", str(PACKAGE_DIR), "-B", str(work), *opts, f"-DACOM_APP_NAME={out.name}",
+                 f"-DACOM_APP_SOURCES={_list(sources)}", f"-DACOM_INCLUDE_DIRS={_list(dirs)}",
+                 f"-DACOM_DEFINES={';'.join(defines)}", f"-DACOM_GENERATED_DIR={Path(include).resolve()}"]
+    _run(configure, out.name, board)
+    stamp.write_text("\n".join(opts))
+    _run([configure[0], "--build", str(work), "-j", "2"], out.name, board)
+    shutil.copy2(work / out.name, out)
     return out
+
+
+def _run(cmd: list[str], name: str, board: str) -> None:
+    """One cmake step; AcomError with what CMake or the compiler said (make's own lines left out)."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        said = "\n".join(x for x in (done.stderr or done.stdout).splitlines() if not x.startswith(("gmake", "make")))
+        raise AcomError(f"building {name} for {board} failed: {said[-800:]}")
+
+
+def _list(paths: list[Path]) -> str:
+    """Paths as one CMake list; a path holding ';' would split in two, so it is refused."""
+    texts = [str(Path(p).resolve()) for p in paths]
+    bad = [t for t in texts if ";" in t]
+    if bad:
+        raise AcomError(f"{bad[0]}: a source path may not contain ';' (CMake's list separator)")
+    return ";".join(texts)
 
 
 def run_command(board: str, binary: Path, uart: str | None = None) -> list[str]:
@@ -103,7 +130,8 @@ def run_command(board: str, binary: Path, uart: str | None = None) -> list[str]:
 
 
 def insn_plugin(folder: Path) -> Path:
-    """c/test/qemu_insn.c built into `folder`: a QEMU plugin that counts executed guest instructions."""
+    """c/test/qemu_insn.c built into `folder`: a QEMU plugin that counts executed guest instructions. Built by
+    this machine's gcc directly, not the CMake project: it is part of the emulator, not of any board's program."""
     out = folder / "libqemu_insn.so"
     done = subprocess.run([tool("gcc"), "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out),
                            str(TEST_DIR / "qemu_insn.c")], capture_output=True, text=True)

@@ -61,7 +61,7 @@ def checkpoint_encoder(checkpoint: Path, manifest: dict, n_q: int) -> Encoder:
     """The PyTorch float edge half of a split checkpoint (must have the bundle's codebooks)."""
     import torch
 
-    from acom.training.checkpoint import load_checkpoint
+    from acom.core.checkpoint import load_checkpoint
     split, _ = load_checkpoint(checkpoint, manifest["task"])
     if split.rvq is None or split.rvq.codebook_hash() != manifest["codebook_hash"]:
         raise AcomError(f"{checkpoint}: its codebooks are not the bundle's (codebook hash differs): the server "
@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from acom.core.audio import load_audio
     from acom.runtime.serve_cli import parse_hostport
-    from acom.training.audio import load_audio
     manifest = read_manifest(args.bundle)
     priors = _priors(args, manifest)
     if args.c_device and manifest.get("c_graph", {}).get("written") and not args.checkpoint:
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = codes.shape[1] / manifest["frame_rate"]
         print(json.dumps({"file": str(path), "stream": args.first_stream + i, "frames": codes.shape[1],
                           "n_q": codes.shape[0], "packets": len(packets), "bytes": sum(map(len, packets)),
-                          "payload": "entropy" if priors else "packed", "bps_on_wire": round(8 * sum(map(len, packets)) / max(seconds, 1e-9), 1)}), flush=True)
+                          "payload": "entropy" if priors else "packed",
+                          "bps_on_wire": round(8 * sum(map(len, packets)) / max(seconds, 1e-9), 1)}), flush=True)
     return 0
 
 
@@ -160,9 +161,9 @@ def _priors(args: argparse.Namespace, manifest: dict):
 def _device_from_c(args: argparse.Namespace, manifest: dict, priors, parse_hostport) -> int:
     """--c-device with a bundle that carries its graph in C (MCU bundles): the whole device in C, audio to
     packets, under the board's emulator."""
+    from acom.core.audio import load_audio
     from acom.firmware_host.device_c import send_audio
     from acom.firmware_host.edge_c import pcm16
-    from acom.training.audio import load_audio
     _check_c_device(args)
     if args.n_q and args.n_q != manifest["n_q"]:
         raise AcomError(f"--n-q {args.n_q}: the bundle's C graph computes {manifest['n_q']} stages")
@@ -175,7 +176,8 @@ def _device_from_c(args: argparse.Namespace, manifest: dict, priors, parse_hostp
         seconds = s["frames"] / manifest["frame_rate"]
         print(json.dumps({"file": str(path), "stream": s["stream"], "frames": s["frames"], "n_q": manifest["n_q"],
                           "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
-                          "codes_from": "c", "payload": "entropy" if priors else "packed", "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}), flush=True)
+                          "codes_from": "c", "payload": "entropy" if priors else "packed",
+                          "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}), flush=True)
     return 0
 
 
@@ -190,8 +192,8 @@ def _check_c_device(args: argparse.Namespace) -> None:
 def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q: int, fpp: int, key: bytes | None,
                  priors, parse_hostport) -> int:
     """--c-device: every file's codes sent by the C device under the board's emulator, one run for all."""
+    from acom.core.audio import load_audio
     from acom.firmware_host.device_c import send
-    from acom.training.audio import load_audio
     _check_c_device(args)
     codes = [encode(load_audio(path, manifest["sample_rate"]))[:n_q] for path in args.audio]
     streams = [(args.device_id, args.first_stream + i, c) for i, c in enumerate(codes)]
@@ -202,7 +204,8 @@ def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q:
         seconds = c.shape[1] / manifest["frame_rate"]
         print(json.dumps({"file": str(path), "stream": s["stream"], "frames": c.shape[1], "n_q": c.shape[0],
                           "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
-                          "codes_from": "host", "payload": "entropy" if priors else "packed", "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}),
+                          "codes_from": "host", "payload": "entropy" if priors else "packed",
+                          "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}),
               flush=True)
     return 0
 

@@ -1,4 +1,4 @@
-"""A device in C: streams of codes sent by firmware_host/c/test/send_codes.c, built for a board and run under
+"""A device in C: streams of codes sent by firmware_host/c/app/send_codes.c, built for a board and run under
 its emulator (cbuild). `acom send --c-device BOARD` uses it.
 
 Linux boards (rpi4, rpi5) send UDP datagrams from a static aarch64 binary under ``qemu-aarch64``;
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from acom.errors import AcomError
-from acom.firmware_host.cbuild import (TEST_DIR, build, by_function as functions_of, c_array, count_instructions, kind,
-                                      run_command)
-from acom.firmware_host.priors_c import c_tables
+from acom.export.c_priors import c_array, c_tables
+from acom.firmware_host.cbuild import APP_DIR, build, count_instructions, kind, run_command
+from acom.firmware_host.cbuild import by_function as functions_of
 
 Stream = tuple[int, int, np.ndarray]  # device id, stream id, codes [n_q, T]
 
@@ -94,19 +94,20 @@ def _udp_env(udp: tuple[str, int] | None) -> dict | None:
     return {**os.environ, "ACOM_SEND_TO": f"{ip}:{udp[1]}"}
 
 
-def send(board: str, streams: list[Stream], sizes: list[int], codebook_hash: str, *, frames_per_packet: int,
+def send(board: str,  # noqa: PLR0913 (keyword-only stream settings)
+         streams: list[Stream], sizes: list[int], codebook_hash: str, *, frames_per_packet: int,
          full_every: int = 8, key: bytes | None = None, priors=None, udp: tuple[str, int] | None = None,
          uart: str | None = None, timeout: float = 120.0) -> list[dict]:
     """Build send_codes for `board` and run it: to `udp` (host, port) from a Linux board or the host, or on
     the UART connected to the tty `uart` from a microcontroller; payloads range-coded under `priors` (the
     bundle's CodePriors) when given. What the C reported: per stream {"stream", "packets", "bytes"}."""
     k = _check_transport(board, udp, uart)
-    transport = TEST_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")
+    transport = APP_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")
     env = _udp_env(udp)
     with tempfile.TemporaryDirectory(prefix="acom-device-c-") as tmp:
         work = Path(tmp)
         write_codes(work / "codes_in.h", streams, sizes, codebook_hash, frames_per_packet, full_every, key, priors)
-        exe = build(board, [TEST_DIR / "send_codes.c", transport], work / "send_codes", work)
+        exe = build(board, [APP_DIR / "send_codes.c", transport], work / "send_codes", work)
         cmd = run_command(board, exe, uart=uart)
         stdout = _run(cmd, env, timeout)
     out = []
@@ -133,8 +134,10 @@ def write_app(path: Path, manifest: dict, clips: list[tuple[int, np.ndarray]], d
         tables = _priors_lines(priors, manifest["n_q"], "A_PRIORS")
     lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stddef.h>", "#include <stdint.h>",
              *tables,
-             f"#define A_WINDOW {window}", f"#define A_SAMPLES_PER_CODE {round(manifest['sample_rate'] / manifest['frame_rate'])}",
-             f"#define A_NQ {manifest['n_q']}", f"#define A_FPP {frames_per_packet}", f"#define A_DEVICE {device_id}u", f"#define A_FULL_EVERY {full_every}u",
+             f"#define A_WINDOW {window}",
+             f"#define A_SAMPLES_PER_CODE {round(manifest['sample_rate'] / manifest['frame_rate'])}",
+             f"#define A_NQ {manifest['n_q']}", f"#define A_FPP {frames_per_packet}", f"#define A_DEVICE {device_id}u",
+             f"#define A_FULL_EVERY {full_every}u",
              f"#define A_KEY_LEN {len(key or b'')}u", f"static const uint8_t A_KEY[] = {c_array(key or b'')};",
              f"static const uint32_t A_SIZES[] = {c_array(manifest['codebook_sizes'])};",
              f"static const uint8_t A_HASH[32] = {c_array(bytes.fromhex(manifest['codebook_hash']))};"]
@@ -150,10 +153,11 @@ def write_app(path: Path, manifest: dict, clips: list[tuple[int, np.ndarray]], d
 AUDIO_PER_RUN = 8 * 16000  # samples of embedded 16-bit audio per firmware image (the emulators' 512 KiB)
 
 
-def send_audio(board: str, bundle: Path, clips: list[tuple[int, np.ndarray]], *, device_id: int = 1,
+def send_audio(board: str,  # noqa: PLR0913 (keyword-only stream settings)
+               bundle: Path, clips: list[tuple[int, np.ndarray]], *, device_id: int = 1,
                frames_per_packet: int = 1, full_every: int = 8, key: bytes | None = None, priors=None,
                udp: tuple[str, int] | None = None, uart: str | None = None, timeout: float = 300.0) -> list[dict]:
-    """The whole device in C (c/test/device_app.c with the MCU bundle's c/ sources): each clip (stream id,
+    """The whole device in C (c/app/device_app.c with the MCU bundle's c/ sources): each clip (stream id,
     16-bit samples at the bundle's rate) through the front end, the graph and the wire code to `uart` (a
     microcontroller) or `udp` (host), `frames_per_packet` code frames a packet (as ``stream_packets`` cuts
     them), range-coded under `priors` when given. Per clip what the C reported: {"stream", "packets", "bytes",
@@ -184,9 +188,9 @@ def _run_app(board, bundle, m, clips, sending, uart, env, timeout) -> list[dict]
         c = bundle / "c"
         own = priors is not None and (c / "acom_priors.c").exists()  # bundles exported before it lack the file
         write_app(work / "app_in.h", m, clips, device_id, full_every, key, "bundle" if own else priors, fpp)
-        sources = [TEST_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
+        sources = [APP_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
                    c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if own else []),
-                   TEST_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")]
+                   APP_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")]
         exe = build(board, sources, work / "device_app", work, extra_include=c)
         cmd = run_command(board, exe, uart=uart)
         stdout = _run(cmd, env, timeout)
@@ -206,8 +210,8 @@ def app_instructions(board: str, bundle: Path, clips: list[tuple[int, np.ndarray
     m = read_manifest(bundle)
     write_app(work / "app_in.h", m, clips, 1, 8, None, "bundle" if entropy else None, max(1, round(m["frame_rate"])))
     c = bundle / "c"
-    sources = [TEST_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
-               c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if entropy else []), TEST_DIR / "transport_uart.c"]
+    sources = [APP_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
+               c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if entropy else []), APP_DIR / "transport_uart.c"]
     exe = build(board, sources, work / "device_app", work, extra_include=c, defines=(f"ACOM_STAGES={stages}",))
     stdout, n, blocks = count_instructions(run_command(board, exe), plugin, by_block=by_function)
     if "device: done" not in stdout:

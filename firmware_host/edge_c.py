@@ -104,11 +104,11 @@ def feature_windows(bundle: Path, data: Path, items: int, checkpoint: Path | Non
     """(float features [1, n_mels, F], 16-bit audio [window]) of the first test items' windows: the features
     from the Python front end (the bundle's checkpoint's, with its normalization), the audio as a device's
     microphone gives it (the data sets are 16-bit files, so the conversion is exact)."""
+    from acom.core.checkpoint import load_checkpoint
+    from acom.corpora.featcache import TEST_SUBSET, open_dataset
     from acom.export.graph import EdgeGraph
     from acom.export.verify import make_windows
     from acom.runtime.bundle import read_manifest
-    from acom.training.checkpoint import load_checkpoint
-    from acom.training.featcache import TEST_SUBSET, open_dataset
     m = read_manifest(bundle)
     if m["frontend"].get("runs_in") != "firmware":
         raise AcomError(f"{bundle}: board {m['board']} runs the front end in the graph; the C graph is for "

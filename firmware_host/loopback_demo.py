@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from acom.boards import load_board
+from acom.corpora.datasets import US8K_CLASSES
 from acom.errors import AcomError
-from acom.training.datasets import US8K_CLASSES
 
 
 def main(argv: list[str] | None = None) -> int:

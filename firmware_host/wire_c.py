@@ -5,7 +5,7 @@ Builds ``c/test/wire_vectors.c`` with the board's cross compiler (boards/NAME.to
 aarch64 Linux binary run by ``qemu-aarch64`` for Raspberry Pi boards, bare-metal firmware run by
 ``qemu-system-arm -semihosting`` on the board's MPS2/MPS3 image for Cortex-M boards. Its output (every vector
 case's packets and serial frames; CRC-32C, SHA-256, HMAC-SHA256 and COBS of extra inputs; the refusals) is
-compared with tests/vectors/wire_v2.json and Python's own libraries, byte for byte. Exit 0: all equal; 1:
+compared with runtime/wire_vectors/wire_v2.json and Python's own libraries, byte for byte. Exit 0: all equal; 1:
 something differs (listed); 2: bad arguments or a tool missing.
 """
 
@@ -27,12 +27,13 @@ from google_crc32c import value as crc32c
 
 from acom.boards import known_boards
 from acom.errors import AcomError
-from acom.firmware_host.cbuild import TEST_DIR, build, c_array, run_command
-from acom.firmware_host.priors_c import c_tables
+from acom.export.c_priors import c_array, c_tables
+from acom.firmware_host.cbuild import TEST_DIR, build, run_command
 from acom.runtime.sender import stream_packets
+from acom.runtime.vectors import VECTORS_DIR
 from acom.runtime.wire import Packet, WireError, codebook_id, frame_serial
 
-VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "wire_v2.json"
+VECTORS = VECTORS_DIR / "wire_v2.json"
 ERRORS = "01020102"  # -ACOM_E_FIELD, -ACOM_E_SIZE, -ACOM_E_FIELD, -ACOM_E_SIZE (wire_vectors.c's refusals)
 
 
@@ -84,10 +85,11 @@ def random_cases(seed: int = 0) -> list[StreamCase]:
     3, 1024, 65536), 15 stages (the most a compact packet holds) and 16 (full headers only), a payload over
     1 KiB (long COBS blocks), a key longer than a hash block, ids and sequence numbers near their limits; and 3
     range-coded streams (K 2 to 65536, a K = 1 stage, codes the priors never saw)."""
-    from acom.training.bitrate import CodePriors
+    from acom.codes.priors import CodePriors
     rng = np.random.default_rng(seed)
     spec = [([2], 1, 40, 7, 3, None, (1, 0, 0)), ([3, 1024, 65536], 3, 30, 4, 1, b"k" * 100, (2, 1, 5)),
-            ([512, 64, 64], 2, 50, 25, 8, b"acom-test-key-0001", (3, 2, 9)), ([256] * 15, 15, 10, 3, 2, None, (4, 3, 0)),
+            ([512, 64, 64], 2, 50, 25, 8, b"acom-test-key-0001", (3, 2, 9)),
+            ([256] * 15, 15, 10, 3, 2, None, (4, 3, 0)),
             ([256] * 16, 16, 6, 2, 2, b"key", (5, 4, 1)), ([4096], 1, 700, 700, 1, None, (6, 5, 2)),
             ([1024, 32], 2, 90, 9, 4, b"K" * 64, (0xFFFFFFFF, 0xFFFF, 0xFFFFFFF0))]
     # range-coded: priors counted on skewed "training" codes; the streams mix likely codes and unseen ones
@@ -135,7 +137,8 @@ def write_inputs(cases: list[StreamCase], extras: list[tuple[bytes, bytes]], pat
               "                 const acom_prior *priors; } v_case;",
               f"#define V_NCASES {len(rows)}", f"static const v_case V_CASES[] = {{{', '.join(rows)}}};",
               f"#define V_NEXTRA {len(extra_rows)}",
-              f"static const struct {{ uint32_t off, len, key_off, key_len; }} V_EXTRA[] = {{{', '.join(extra_rows)}}};",
+              "static const struct { uint32_t off, len, key_off, key_len; } "
+              f"V_EXTRA[] = {{{', '.join(extra_rows)}}};",
               f"static const uint8_t V_BLOB[] = {c_array(blob)};"]
     path.write_text("\n".join(lines) + "\n")
 
@@ -190,7 +193,7 @@ def frame_record(data: bytes) -> bytes:
 
 def entropy_record(codes: np.ndarray, priors) -> bytes:
     """An encode_stdin.c 'E' record: range-code codes [n_q, T] under the first n_q stages of `priors`."""
-    from acom.firmware_host.priors_c import stage_tables
+    from acom.export.c_priors import stage_tables
     out = [b"E" + struct.pack("<BH", *codes.shape)]
     for s in range(codes.shape[0]):
         t = stage_tables(priors, s)
@@ -246,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--board", action="append", choices=["host", *known_boards()],
                    help="where to build and run (repeat; default: host and every board)")
-    p.add_argument("--vectors", type=Path, default=VECTORS, help=f"the vectors to reproduce (default: tests/vectors/{VECTORS.name})")
+    p.add_argument("--vectors", type=Path, default=VECTORS, 
+                   help="the vectors to reproduce (default: the copy shipped in acom/runtime/wire_vectors/)")
     p.add_argument("--json", action="store_true", help="print one JSON object per board")
     ns = p.parse_args(argv)
     status = 0

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from acom.codes.priors import CodePriors
+from acom.core.models import build_model
+from acom.core.rvq import ResidualVQ, RVQConfig
+from acom.core.split import SplitModel
 from acom.errors import ExportError
-from acom.training.bitrate import CodePriors
-from acom.training.models import build_model
-from acom.training.rvq import ResidualVQ, RVQConfig
-from acom.training.split import SplitModel
 
 SCHEMA_VERSION = 1
 
@@ -63,7 +63,8 @@ def load_tail(bundle: Path) -> SplitModel:
     edge = tuple(f"model.blocks.{i}." for i in range(m["split_layer"] + 1))
     if unexpected or any(not k.startswith(edge) for k in missing):
         raise ExportError(f"{bundle / 'tail.safetensors'}: weights do not fit the model in the manifest "
-                          f"(missing {[k for k in missing if not k.startswith(edge)][:5]}, unexpected {unexpected[:5]})")
+                          f"(missing {[k for k in missing if not k.startswith(edge)][:5]}, "
+                          f"unexpected {unexpected[:5]})")
     if split.rvq.codebook_hash() != manifest["codebook_hash"]:
         raise ExportError(f"{bundle / 'tail.safetensors'}: its codebooks hash to {split.rvq.codebook_hash()[:16]}..., "
                           f"the manifest says {manifest['codebook_hash'][:16]}...")

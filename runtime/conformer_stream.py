@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acom.training.blocks import ConformerBlock
+from acom.core.blocks import ConformerBlock
 
 
 def _lin(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:

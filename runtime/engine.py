@@ -7,7 +7,7 @@ last run alone so its end is padded exactly as offline). A stream's final transc
 on the whole stream (tested). CTC greedy decoding carries across steps.
 
 ``SlotAsrEngine`` (runtime/slot_engine.py) gives the same ASR results with all streams' state in shared
-tensors; ``make_engine`` picks it on CUDA when the tail is all Conformer blocks.
+tensors; ``acom.runtime.engines.make_engine`` picks it on CUDA when the tail is all Conformer blocks.
 
 ``ClassifierEngine`` runs its blocks the same way on new frames only and pools the last ``window_s`` seconds
 of final outputs (windows of equal length batched together).
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from acom.core.blocks import ConformerBlock, TDNNBlock
+from acom.core.ctc import CharVocab
 from acom.errors import AcomError
 from acom.runtime.bundle import Bundle
 from acom.runtime.conformer_stream import ConformerStreamer
 from acom.runtime.streams import Chunk, StreamKey
-from acom.training.blocks import ConformerBlock, TDNNBlock
-from acom.training.decoding import CharVocab
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__, and a step
@@ -295,9 +295,6 @@ def _result(k: StreamKey, w: Work, frames: int, missing: int, **out) -> Result:
     return Result(k, w.ended, frames, missing, *_span(w), **out)
 
 
-ENGINES = ("auto", "slot", "stream")
-
-
 def quiet_gc() -> None:
     """Call once the model is loaded: collect, freeze what exists (model, imports) so later collections skip it,
     and collect the young generation less often. A step makes a few objects per stream; at 5,000 streams the
@@ -307,33 +304,3 @@ def quiet_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 50, 100)
-
-
-def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0, kind: str = "auto",
-                dtype: str = "float32", buckets: bool = False):
-    """The engine for the bundle's task. ASR, ``auto``: on CUDA ``slot`` (runtime/slot_engine.py: all streams'
-    state in shared tensors, a step's kernels independent of the number of streams) when every tail block is
-    a Conformer block; otherwise ``stream`` (``AsrEngine``), which costs less for the one or two streams a CPU
-    server's step holds (measured here: 8.0 against 11.6 ms a step for two streams, 10.4-10.6 since the slot
-    engine's rows per pass shrank; p99 at 50 served streams 39-43 against 55-56 ms; docs/serve.md). ``kind`` forces one. Classification: ``ClassifierEngine``. ``dtype`` "bfloat16": the
-    slot engine's blocks in bfloat16 (the others run float32 only); ``buckets``: its tensor sizes rounded up to a
-    few (runtime/slot_engine.py)."""
-    if kind not in ENGINES:
-        raise AcomError(f"engine {kind!r}: allowed {', '.join(ENGINES)}")
-    from acom.runtime.slot_engine import DTYPES, SlotAsrEngine
-    if dtype not in DTYPES:
-        raise AcomError(f"tail dtype {dtype!r}: allowed {', '.join(DTYPES)}")
-    tail = bundle.split.model.blocks[bundle.split.split_layer + 1:]
-    cuda = torch.device(device).type == "cuda"
-    slot = bundle.task == "asr" and (kind == "slot" or (kind == "auto" and cuda and all(isinstance(b, ConformerBlock)
-                                                                                        for b in tail)))
-    if buckets and not slot:
-        raise AcomError("tail buckets: only the ASR slot engine pads its batches (use --engine slot)")
-    if dtype != "float32" and not slot:
-        raise AcomError(f"tail dtype {dtype}: only the ASR slot engine runs it (this {bundle.task} bundle would run "
-                        f"on the {'classifier' if bundle.task != 'asr' else 'per-stream'} engine); use float32")
-    if bundle.task != "asr":
-        return ClassifierEngine(bundle, device, window_s)
-    if slot:
-        return SlotAsrEngine(bundle, device, dtype=dtype, buckets=buckets)
-    return AsrEngine(bundle, device)

@@ -28,13 +28,12 @@ from typing import Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
+from acom.codes.budget import nominal_bps
 from acom.errors import ExportError
 from acom.runtime.bundle import Bundle
-from acom.training.bitrate import nominal_bps
 
 OPSET = 18  # ONNX Runtime 1.14 or newer runs it, so older Triton releases too (the exporter's default is 20)
 TOLERANCE = 1e-3  # max |onnxruntime - torch| on log-probs / logits; measured diffs are ~1e-5 (see docs/triton.md)
@@ -178,6 +177,8 @@ def check_tail_onnx(bundle: Bundle, onnx_path: Path, n_q: int, *, cases: Sequenc
     (ASR) out_lengths_equal}], max_abs_diff, argmax_agreement (the worst case), (ASR) out_lengths_equal}``.
     """
     check_n_q(bundle, n_q)
+    import onnxruntime as ort  # optional: only `acom triton` checks its export with it
+
     sess = ort.InferenceSession(str(onnx_path), providers=list(providers))
     shapes = {i.name: i.shape for i in sess.get_inputs()}
     if set(shapes) != set(INPUTS) or shapes["codes"][1] != n_q:

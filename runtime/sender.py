@@ -12,7 +12,8 @@ import numpy as np
 from acom.runtime.wire import MAX_FRAMES, Packet, encode_packet, make_payload
 
 
-def stream_packets(codes: np.ndarray, codebook_sizes: Sequence[int], book: int, *, device_id: int = 1,
+def stream_packets(codes: np.ndarray,  # noqa: PLR0913 (keyword-only stream settings)
+                   codebook_sizes: Sequence[int], book: int, *, device_id: int = 1,
                    stream_id: int = 0, frames_per_packet: int = 25, key: bytes | None = None, priors=None,
                    first_seq: int = 0, full_every: int = 1) -> list[bytes]:
     """Packets of codes ``[n_q, T]`` (``frames_per_packet`` frames each; the last one flagged end of stream).

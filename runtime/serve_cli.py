@@ -13,8 +13,8 @@ from pathlib import Path
 
 from acom.errors import AcomError
 from acom.runtime.engine import quiet_gc
-from acom.runtime.streams import ReassemblyConfig
 from acom.runtime.server import ServeConfig, Server
+from acom.runtime.streams import ReassemblyConfig
 
 
 def load_keys(path: Path) -> dict[int, bytes]:

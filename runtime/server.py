@@ -23,11 +23,11 @@ from typing import TextIO
 
 from acom.errors import WireError
 from acom.runtime.bundle import Bundle
-from acom.runtime.engine import Result, Work, make_engine
+from acom.runtime.engine import Result, Work
+from acom.runtime.engines import make_engine
 from acom.runtime.metrics import Metrics
-from acom.runtime.streams import Delivery, ReassemblyConfig, Reassembler, StreamKey
-from acom.runtime.wire import (Packet, SerialDeframer, SourceContexts, codebook_id, decode_packet,
-                              packet_codes)
+from acom.runtime.streams import Delivery, Reassembler, ReassemblyConfig, StreamKey
+from acom.runtime.wire import Packet, SerialDeframer, SourceContexts, codebook_id, decode_packet, packet_codes
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,14 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from acom.core.blocks import ConformerBlock
+from acom.core.ctc import CharVocab
 from acom.errors import AcomError
 from acom.runtime.bundle import Bundle
 from acom.runtime.conformer_stream import ConformerStreamer, _ff, _lin, _ln
 from acom.runtime.engine import Result, Work, _Engine, _span
 from acom.runtime.streams import StreamKey
-from acom.training.blocks import ConformerBlock
-from acom.training.decoding import CharVocab
-
 
 # bfloat16 halves the bytes every ring read and write moves and runs the matrix products on tensor cores; its
 # 8-bit mantissa changes a few characters of a transcript (tests/runtime/test_slot_engine.py bounds how many)
@@ -270,7 +269,8 @@ class SlotAsrEngine(_Engine):
             if self.buckets:  # padding rows: no frames, the scratch slot
                 width = min(self.chunk, _round8(width))
                 pad = _bucket(len(rows)) - len(rows)
-                on, n_new = np.concatenate([on, np.zeros(pad, on.dtype)]), np.concatenate([n_new, np.zeros(pad, n_new.dtype)])
+                on, n_new = (np.concatenate([on, np.zeros(pad, on.dtype)]),
+                             np.concatenate([n_new, np.zeros(pad, n_new.dtype)]))
                 last, rows_in = np.concatenate([last, np.zeros(pad, bool)]), np.concatenate([rows, np.full(pad, -1)])
             else:
                 rows_in = rows

@@ -55,8 +55,17 @@ def main(argv: list[str] | None = None) -> int:
 def _build_and_check(ns: argparse.Namespace) -> dict:
     """Build in a folder beside --out, check every model, and rename it into place only if all pass."""
     from acom.runtime.bundle import open_bundle
-    from acom.runtime.onnx_tail import (TOLERANCE, TritonSettings, build_triton_repository, check_failures,
-                                        check_out, check_tail_onnx, publish, relocated, staging_dir)
+    from acom.runtime.onnx_tail import (
+        TOLERANCE,
+        TritonSettings,
+        build_triton_repository,
+        check_failures,
+        check_out,
+        check_tail_onnx,
+        publish,
+        relocated,
+        staging_dir,
+    )
 
     settings = TritonSettings(max_batch_size=ns.max_batch_size, instance_kind=ns.instance_kind)
     check_out(ns.out, ns.force)  # before loading and exporting, not after

@@ -1,5 +1,5 @@
 """Wire-format test vectors: audio -> codes -> packet bytes, for the C implementation on the device to
-reproduce byte for byte. ``python -m acom.runtime.vectors tests/vectors`` (re)writes them; a test checks that
+reproduce byte for byte. ``python -m acom.runtime.vectors runtime/wire_vectors`` (re)writes them; a test checks that
 the shipped classifier and this module still produce exactly what is stored.
 
 The cases are sent bit-packed, and (``entropy_coded``) range-coded under the classifier's code priors, which the
@@ -19,6 +19,8 @@ import numpy as np
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import VERSION, codebook_id, frame_serial, make_payload
 
+# the shipped vectors (package data), read by the C checks (acom.firmware_host.wire_c) and the tests
+VECTORS_DIR = Path(__file__).resolve().parent / "wire_vectors"
 KEY = b"acom-test-key-0001"  # the HMAC key of device 7 in the vectors (a test key, not a secret)
 SAMPLE_RATE = 16000
 
@@ -49,21 +51,24 @@ def make_vectors(codes: np.ndarray, codebook_sizes: list[int], codebook_hash: st
                               **({"entropy_coded": True} if coded else {}),
                               "payloads": [make_payload(c, codebook_sizes, priors if coded else None)[0].hex()
                                            for c in pieces],
-                              "packets": [d.hex() for d in packets], "serial": [frame_serial(d).hex() for d in packets]})
+                              "packets": [d.hex() for d in packets],
+                              "serial": [frame_serial(d).hex() for d in packets]})
     return cases
 
 
 def priors_to_json(priors) -> dict:
     """A CodePriors as JSON: alpha and per stage the counts (``CodePriors.to_tensors``' fields)."""
     return {"alpha": priors.alpha, "stages": [{"codebook_size": s.codebook_size, "unigram": s.unigram.tolist(),
-                                               "bigram_prev": s.bigram_prev.tolist(), "bigram_cur": s.bigram_cur.tolist(),
+                                               "bigram_prev": s.bigram_prev.tolist(),
+                                               "bigram_cur": s.bigram_cur.tolist(),
                                                "bigram_count": s.bigram_count.tolist()} for s in priors.stages]}
 
 
 def priors_from_json(d: dict):
     """Inverse of ``priors_to_json``."""
-    from acom.training.bitrate import CodePriors, StageCounts
-    return CodePriors(stages=tuple(StageCounts(**{k: (np.asarray(v) if isinstance(v, list) else v) for k, v in s.items()})
+    from acom.codes.priors import CodePriors, StageCounts
+    return CodePriors(stages=tuple(StageCounts(**{k: (np.asarray(v) if isinstance(v, list) else v)
+                                                  for k, v in s.items()})
                                    for s in d["stages"]), alpha=float(d["alpha"]))
 
 
@@ -71,30 +76,30 @@ def shipped_classifier_vectors() -> dict:
     """Vectors from the shipped classifier's float edge half on ``vector_audio()``."""
     import torch
 
-    from acom.training.checkpoint import load_checkpoint
-    from acom.training.rate_accuracy import PRETRAINED
-
-    from acom.training.bitrate import CodePriors
+    from acom.codes.priors import CodePriors
+    from acom.core.checkpoint import PRETRAINED, load_checkpoint
 
     split, payload = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")
     with torch.no_grad():
         codes = split.edge()(torch.from_numpy(vector_audio())[None])[0].numpy()
     sizes = list(split.rvq.config.codebook_sizes)
     priors = CodePriors.from_tensors(payload["priors"])
-    return {"wire_version": VERSION, "model": "training/pretrained/ac/split.pt", "codebook_hash": split.rvq.codebook_hash(),
+    return {"wire_version": VERSION, "model": "core/pretrained/ac/split.pt", "codebook_hash": split.rvq.codebook_hash(),
             "codebook_sizes": sizes, "audio": "vector_audio(): 1 s, see acom/runtime/vectors.py (also clip.raw: "
             "float32 little-endian)", "codes": codes.tolist(), "priors": priors_to_json(priors),
             "cases": make_vectors(codes, sizes, split.rvq.codebook_hash(), priors)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    out = Path((argv or sys.argv[1:] or ["tests/vectors"])[0])
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0]) if args else VECTORS_DIR
     out.mkdir(parents=True, exist_ok=True)
     (out / "clip.raw").write_bytes(vector_audio().astype("<f4").tobytes())
     name = out / f"wire_v{VERSION}.json"
     text = json.dumps(shipped_classifier_vectors(), indent=1)
     # lists of numbers on one line each (the priors' counts would take thousands of lines)
-    text = re.sub(r"\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)
+    text = re.sub(r"\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]",
+                  lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)
     name.write_text(text + "\n")
     print(f"wrote {name} and {out / 'clip.raw'}")
     return 0

@@ -370,7 +370,7 @@ def make_payload(codes: np.ndarray, codebook_sizes: Sequence[int], priors=None) 
     given, else bit-packed."""
     if priors is None:
         return pack_codes(codes, codebook_sizes), False
-    from acom.training.bitrate import encode_codes
+    from acom.codes.priors import encode_codes
     return encode_codes(np.asarray(codes), priors), True
 
 
@@ -382,8 +382,8 @@ def packet_codes(p: Packet, codebook_sizes: Sequence[int], priors=None) -> np.nd
         raise WireError("entropy-coded packet, but no priors are loaded for its codebook", "payload")
     if p.n_q > priors.n_q:
         raise WireError(f"n_q {p.n_q}: the priors hold {priors.n_q} stages", "field")
+    from acom.codes.priors import decode_codes
     from acom.errors import AcomError
-    from acom.training.bitrate import decode_codes
     try:
         return decode_codes(p.payload, priors, p.n_q, p.n_frames)
     except AcomError as e:  # range coding has no redundancy: some damage decodes, some raises

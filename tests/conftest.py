@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from acom.training.synth.speech import SpeechSynthConfig, generate_speech
+from acom.corpora.synth.speech import SpeechSynthConfig, generate_speech
 
 # Two xdist workers share two cores: one thread each avoids oversubscription (tiny ops ran ~100x slower).
 torch.set_num_threads(1)
@@ -26,7 +26,7 @@ def speech_set(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def urban_set(tmp_path_factory) -> Path:
     """A small UrbanSound8K-layout set: train folds 1-8 for calibration and test fold 10 (2 clips per class)."""
-    from acom.training.synth.urban import generate_urban
+    from acom.corpora.synth.urban import generate_urban
 
     out = tmp_path_factory.mktemp("urban") / "set"
     generate_urban(out, clips_per_class=20, seed=0, folds=(1, 2, 10), progress=False)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from acom.codes.budget import nominal_bps
+from acom.codes.priors import CodePriors, entropy_bps
+from acom.core.ctc import CharVocab, ctc_greedy
+from acom.core.split import SplitModel
+from acom.corpora.featcache import FeatureSet
 from acom.training.augment import pad_batch
-from acom.training.bitrate import CodePriors, entropy_bps, nominal_bps
-from acom.training.decoding import CharVocab, WordNgramLM, ctc_beam_search_many, ctc_greedy
-from acom.training.featcache import FeatureSet
+from acom.training.decoding import WordNgramLM, ctc_beam_search_many
 from acom.training.metrics import classification_metrics, wer_cer
-from acom.training.split import SplitModel
 
 
 @torch.no_grad()

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from acom.core.checkpoint import load_checkpoint, save_checkpoint
+from acom.core.ctc import CharVocab
+from acom.core.split import SplitModel, make_rvq
+from acom.corpora.featcache import FeatureSet
 from acom.errors import AcomError, DataError
 from acom.training import augment as A
-from acom.training.checkpoint import load_checkpoint, save_checkpoint
-from acom.training.decoding import CharVocab
 from acom.training.evaluate import evaluate
-from acom.training.featcache import FeatureSet
-from acom.training.split import SplitModel, make_rvq
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,7 +119,7 @@ def set_normalization(split: SplitModel, train: FeatureSet) -> None:
     split.model.set_normalization(allf.mean(dim=1), allf.std(dim=1))
 
 
-def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig, epoch: int, device,
+def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig, epoch: int, device,  # noqa: PLR0913
               vocab, rank: int = 0, world: int = 1, progress: bool = True, teacher=None) -> dict:
     """One pass over the train set; returns mean losses. ``teacher`` (frozen, eval mode): its posteriors on the
     same augmented batch pull the model's towards them with weight ``cfg.distill``."""
@@ -190,7 +190,8 @@ def insert_quantizer(split_full: SplitModel, split_layer: int, codebook_sizes: t
     return split
 
 
-def fit(split: SplitModel, train: FeatureSet, dev: FeatureSet, cfg: TrainConfig, out_dir: Path, stage: str,
+def fit(split: SplitModel,  # noqa: PLR0913 (the run's data, settings and resume state)
+        train: FeatureSet, dev: FeatureSet, cfg: TrainConfig, out_dir: Path, stage: str,
         meta: dict, resume: bool = False, progress: bool = True, teacher: SplitModel | None = None) -> dict:
     """Train `split` for cfg.epochs, evaluating on `dev` after each epoch; returns the last dev metrics.
     With ``cfg.distill`` > 0, ``teacher`` (the uncut model stage 2 started from) is distilled into `split`.

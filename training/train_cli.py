@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
+from acom.codes.priors import CodePriors
+from acom.core.checkpoint import PRETRAINED, load_checkpoint, uncut
+from acom.core.split import make_rvq
+from acom.corpora.featcache import TEST_SUBSET, cached_features, subsets_for
 from acom.errors import AcomError, DataError
 from acom.training import recipes
-from acom.training.bitrate import CodePriors
-from acom.training.checkpoint import load_checkpoint, uncut
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, rate_fields, score
-from acom.training.featcache import TEST_SUBSET, cached_features, subsets_for
-from acom.training.split import make_rvq
 from acom.training.train import TrainConfig, fit, insert_quantizer, seed_everything, set_normalization
 
 
@@ -87,7 +87,8 @@ def train_main(argv: list[str]) -> int:
         full = uncut(ns.task, recipe.model)
         set_normalization(full, train)
         fit(full, train, dev, TrainConfig(epochs=ns.epochs, lr=lr, batch_frames=ns.batch_frames, seed=ns.seed,
-                                          device=ns.device, eval_every=ns.eval_every), ns.out, "full", meta, resume=ns.resume)
+                                          device=ns.device, eval_every=ns.eval_every), ns.out, "full", meta,
+            resume=ns.resume)
     # the uncut model as it is now, before stage 2 changes the blocks it shares with the split model
     teacher = copy.deepcopy(full) if ns.distill > 0 else None
     split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **recipe.rvq)
@@ -117,7 +118,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="acom eval", description="Task metrics of a checkpoint on a subset: WER/CER "
                                 "(greedy, or --beam N with the word LM) or accuracy/macro-F1/confusion, for the "
                                 "uncut model and for each number of quantizer stages, with bit/s.")
-    p.add_argument("--checkpoint", type=Path, required=True, help="split.pt (or full.pt for the uncut model)")
+    p.add_argument("--checkpoint", type=Path, help="split.pt (or full.pt for the uncut model); default: the shipped "
+                   "demonstration model of --task (trained on synthetic sets)")
     p.add_argument("--task", choices=("asr", "ac"), required=True)
     _data_args(p)
     p.add_argument("--subset", default=None, help="subset name (default: the task's test set)")
@@ -132,6 +134,7 @@ def eval_parser() -> argparse.ArgumentParser:
 
 def eval_main(argv: list[str]) -> int:
     ns = eval_parser().parse_args(argv)
+    ns.checkpoint = ns.checkpoint or PRETRAINED / ns.task / "split.pt"
     split, payload = load_checkpoint(ns.checkpoint, ns.task)
     if ns.lexicon and not ns.beam:
         raise DataError("--lexicon constrains the beam search: give --beam N too (e.g. --beam 64)")
@@ -141,8 +144,8 @@ def eval_main(argv: list[str]) -> int:
     n_mels = split.model.frontend.cfg.n_mels
     codec = None
     if ns.codec:
-        from acom.training.baselines import coded_set
-        from acom.training.codecs import get_codec
+        from acom.baselines.codecs import get_codec
+        from acom.baselines.coded_sets import coded_set
         if ns.data is None:
             raise DataError("--codec needs --data: the audio goes through the codec")
         cs = coded_set(ns.task, ns.data, subset, get_codec(ns.codec).system, n_mels)

@@ -1,4 +1,4 @@
-/* The firmware's front end: audio -> normalized log-mel -> the graph's int8 input, as training/features.py
+/* The firmware's front end: audio -> normalized log-mel -> the graph's int8 input, as core/features.py
  * computes it (frames of win samples every hop, no centre padding; periodic Hann window; the frame
  * zero-padded to n_fft; power spectrum; HTK mel filters; log(mel + floor); (x - mean) / std; rounded to
  * the input's int8 grid). A radix-2 FFT of half the frame's length (the real frame as complex pairs, then

@@ -1,4 +1,4 @@
-/* Range-coded payloads (see acom_range.h; the byte layout is acom.training.bitrate's, docs/wire.md). */
+/* Range-coded payloads (see acom_range.h; the byte layout is acom.codes.priors's, docs/wire.md). */
 #include "acom_range.h"
 #include "acom_wire.h"
 

@@ -1,11 +1,11 @@
 /* Entropy-coded payloads on the device: the codes of one packet range-coded under the bundle's code priors,
- * byte for byte what acom.training.bitrate.encode_codes writes (so acom serve decodes them with constriction).
+ * byte for byte what acom.codes.priors.encode_codes writes (so acom serve decodes them with constriction).
  *
  * The coder is constriction's queue range coder as its Python binding uses it (32-bit words, a 64-bit state,
  * 24-bit probabilities); the models are its "fast" quantization of the float64 probabilities of the priors:
  * p(c) for a stage's first code, p(c | previous code of the stage) (Witten-Bell, docs/wire.md) after it. The
  * float64 arithmetic is the Python's, operation for operation, so the build must not fuse multiply-adds
- * (-ffp-contract=off; cbuild.py passes it). Written by hand: no range coder that reproduces constriction's
+ * (-ffp-contract=off: CMakeLists.txt sets it). Written by hand: no range coder that reproduces constriction's
  * output exists for a microcontroller. C99, no allocation, O(1) memory beyond the tables, O(K) time per code. */
 #ifndef ACOM_RANGE_H
 #define ACOM_RANGE_H

@@ -73,8 +73,8 @@ static uint8_t *put32(uint8_t *p, uint32_t v) { return put16(put16(p, v), v >> 1
 /* The 31-byte full header: what a full packet sends and what tag and CRC cover for either kind. */
 static void full_header(const acom_packet *p, uint8_t flags, uint16_t payload_len, uint8_t h[ACOM_FULL_HEADER]) {
     uint8_t *q = h;
-    *q++ = 'A';
-    *q++ = 'C';
+    *q++ = ACOM_MAGIC_0;  /* "AC" */
+    *q++ = ACOM_MAGIC_1;
     *q++ = ACOM_WIRE_VERSION;
     *q++ = flags;
     q = put32(q, p->device_id);
@@ -101,7 +101,7 @@ int acom_encode_packet(const acom_packet *p, const uint8_t *payload, size_t payl
     memmove(out + head, payload, payload_len);  /* the payload may already sit in out (acom_stream_packet) */
     if (compact) {
         uint8_t *q = out;
-        *q++ = 0x61;  /* "a" */
+        *q++ = ACOM_COMPACT_MAGIC;  /* "a" */
         *q++ = (uint8_t)(ACOM_WIRE_VERSION << 4 | flags);
         *q++ = (uint8_t)p->stream_id;
         q = put16(q, p->seq & 0xFFFF);

@@ -1,5 +1,5 @@
 /* acom wire format v2 on the device: packets of bit-packed RVQ codes, full and compact headers, CRC-32C,
- * HMAC-SHA256 tags and COBS serial framing, as docs/wire.md specifies and tests/vectors/wire_v2.json pins
+ * HMAC-SHA256 tags and COBS serial framing, as docs/wire.md specifies and runtime/wire_vectors/wire_v2.json pins
  * byte for byte. C99, no allocation, no I/O: the caller owns every buffer. Written by hand (no library fits
  * a microcontroller here); checked against the Python implementation on the host, an aarch64 Linux binary
  * under qemu-aarch64 and Cortex-M firmware under qemu-system-arm (tests/firmware_host/test_wire_c.py). */
@@ -11,20 +11,11 @@
 
 #include "acom_range.h"
 
-#define ACOM_WIRE_VERSION 2
-#define ACOM_MAX_PACKET 1400    /* one UDP datagram on any Ethernet path */
-#define ACOM_MAX_FRAMES 4096
-#define ACOM_MAX_STAGES 255
-#define ACOM_FULL_HEADER 31
-#define ACOM_COMPACT_HEADER 9
-#define ACOM_TAG_SIZE 16
-#define ACOM_CRC_SIZE 4
-#define ACOM_MAX_SERIAL (ACOM_MAX_PACKET + ACOM_MAX_PACKET / 254 + 2)  /* COBS + the zero delimiter */
+/* ACOM_WIRE_VERSION, ACOM_MAX_PACKET (1400: one UDP datagram on any Ethernet path), header, tag and CRC sizes,
+ * the flags: generated from acom/runtime/wire.py (acom.firmware_host.c_constants), never copied by hand */
+#include "acom_wire_constants.h"
 
-#define ACOM_FLAG_ENTROPY 0x01
-#define ACOM_FLAG_END 0x02
-#define ACOM_FLAG_TAG 0x04
-#define ACOM_FLAG_COMPACT 0x08
+#define ACOM_MAX_SERIAL (ACOM_MAX_PACKET + ACOM_MAX_PACKET / 254 + 2)  /* COBS + the zero delimiter */
 
 /* Errors (negative returns), named as the Python WireError reasons. */
 #define ACOM_E_FIELD (-1)  /* a field out of range (codes >= K, n_q, n_frames) */

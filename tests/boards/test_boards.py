@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from acom.boards import (BOARDS_DIR, REQUIRED_ENERGY, RUNTIMES, TRANSPORTS, Board, all_boards, known_boards,
-                         load_board)
+from acom.boards import BOARDS_DIR, REQUIRED_ENERGY, RUNTIMES, TRANSPORTS, Board, all_boards, known_boards, load_board
 from acom.boards.cli import main
 from acom.errors import ExportError
 
@@ -101,6 +100,39 @@ def test_round_trip_writer_is_faithful(tmp_path):
 ])
 def test_malformed_profile_names_file_field_and_allowed(tmp_path, changes, field, allowed):
     path = _write_variant(tmp_path, **changes)
+    with pytest.raises(ExportError) as e:
+        load_board(str(path))
+    msg = str(e.value)
+    assert str(path) in msg and f"'{field}'" in msg and allowed in msg, msg
+
+
+def test_emulated_machines_memory_map_and_fpu():
+    """The firmware's UART, RAM and FPU per emulated machine (the linker script's symbols, -DUART_BASE, -mfpu)."""
+    got = {b.name: (b.emulator.machine, b.emulator.uart_base, b.emulator.ram_origin, b.emulator.ram_length,
+                    b.emulator.fpu) for b in all_boards()}
+    assert got == {
+        "cortex-m4": ("mps2-an386", 0x40004000, 0x400, 0x3FFC00, "fpv4-sp-d16"),
+        "cortex-m7": ("mps2-an500", 0x40004000, 0x400, 0x3FFC00, "fpv5-d16"),
+        "cortex-m55-u55": ("mps3-an547", 0x49303000, 0x01000000, 0x200000, "auto"),
+        "rpi4": (None, None, None, None, None), "rpi5": (None, None, None, None, None)}
+
+
+@pytest.mark.parametrize("edit, field, allowed", [
+    ({"uart_base": None}, "emulator.uart_base", "missing (required when mode = \"system\")"),
+    ({"ram_length": "4 MiB"}, "emulator.ram_length", "positive integer"),
+    ({"ram_origin": 0}, "emulator.ram_origin", "positive integer"),
+    ({"fpu": 5}, "emulator.fpu", "non-empty string"),
+    ({"mode": "user", "machine": None}, "emulator.uart_base", "not allowed when mode = \"user\""),
+])
+def test_malformed_memory_map_names_file_and_field(tmp_path, edit, field, allowed):
+    data = tomllib.loads((BOARDS_DIR / "cortex-m4.toml").read_text())
+    for key, value in edit.items():
+        if value is None:
+            del data["emulator"][key]
+        else:
+            data["emulator"][key] = value
+    path = tmp_path / "bad-m4.toml"
+    path.write_text(_dump(data))
     with pytest.raises(ExportError) as e:
         load_board(str(path))
     msg = str(e.value)

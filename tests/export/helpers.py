@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.corpora.datasets import UrbanSound8K
+from acom.corpora.synth.urban import generate_urban
 from acom.export import pipeline
 from acom.export.graph import EdgeGraph
-from acom.training.checkpoint import load_checkpoint
-from acom.training.datasets import UrbanSound8K
-from acom.training.rate_accuracy import PRETRAINED
-from acom.training.synth.urban import generate_urban
 
 WINDOW = 16000  # 1 s at 16 kHz
 

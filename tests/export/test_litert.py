@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -10,6 +9,7 @@ import torch
 from acom.errors import ExportError
 from acom.export.litert import convert, input_quantization, quantize, run_litert, tflite_ops
 from tests.export.helpers import ac_graph_and_windows
+
 
 @pytest.fixture(scope="module")
 def lowered(tmp_path_factory) -> dict:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from acom.errors import ExportError
-from tests.export.helpers import edited_board
 from acom.export.pipeline import ExportOptions, export, tflm_arena_or_explain
+from tests.export.helpers import edited_board
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,28 @@ def test_m55_c_sources_cross_compile_for_cortex_m55(m55_bundle, tmp_path: Path) 
     text, data = (int(x) for x in sizes.strip().splitlines()[-1].split()[:2])
     # the flatbuffer array (read-only, so in .text) is all there, and nothing is in RAM-initialized .data
     assert text >= m["files"]["edge_int8.tflite"]["bytes"] and data == 0
+
+
+def test_m55_bundle_c_builds_with_its_cmakelists(m55_bundle, tmp_path: Path) -> None:
+    """c/CMakeLists.txt builds the bundle's C (graph, front end, kernels, wire code, TFLM model array) into
+    the static library acom_bundle that a firmware adds with add_subdirectory(), here for the M55."""
+    out, m = m55_bundle
+    from acom.export import c_constants
+    from acom.firmware_host import cbuild
+    assert {"c/CMakeLists.txt", f"c/{c_constants.HEADER_NAME}"} <= set(m["files"])
+    assert (out / "c" / c_constants.HEADER_NAME).read_text() == c_constants.render()
+    build = tmp_path / "build"
+    toolchain = cbuild.CMAKE_DIR / "arm-none-eabi.cmake"
+    for cmd in ([cbuild.cmake(), "-S", str(out / "c"), "-B", str(build), f"-DCMAKE_TOOLCHAIN_FILE={toolchain}",
+                 "-DACOM_CPU=cortex-m55", "-DACOM_FPU=auto"], [cbuild.cmake(), "--build", str(build), "-j", "2"]):
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+    archive = build / "libacom_bundle.a"
+    members = subprocess.run(["arm-none-eabi-ar", "t", str(archive)], check=True, capture_output=True,
+                             text=True).stdout.split()
+    stems = {name.split(".")[0] for name in members}
+    assert {"acom_graph", "acom_frontend", "acom_frontend_tables", "acom_kernels", "acom_wire", "acom_sha256",
+            "acom_range", "acom_model"} <= stems
+    assert stems == {c.stem for c in (out / "c").glob("*.c")}
 
 
 def test_model_over_the_ram_budget_says_by_how_much(urban_set: Path, tmp_path: Path) -> None:

@@ -11,14 +11,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from acom.core.checkpoint import load_checkpoint
 from acom.errors import ExportError
 from acom.export import pipeline
-from acom.runtime.bundle import load_tail
 from acom.export.cli import main as export_main
 from acom.export.executorch import PteRunner
-from tests.export.helpers import edited_board
 from acom.export.pipeline import ExportOptions, export
-from acom.training.checkpoint import load_checkpoint
+from acom.runtime.bundle import load_tail
+from tests.export.helpers import edited_board
 
 
 def test_bundle_lists_every_file_with_its_hash(ac_bundle) -> None:

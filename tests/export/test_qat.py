@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.corpora.featcache import FeatureSet, cached_features
 from acom.errors import ExportError
 from acom.export.qat import qat_finetune
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import FeatureSet, cached_features
-from acom.training.rate_accuracy import PRETRAINED
 
 
 def test_qat_tunes_only_the_edge_blocks(urban_set: Path, tmp_path: Path) -> None:

@@ -59,12 +59,12 @@ def test_the_conformer_head_in_litert_and_tflm(speech_set) -> None:
     """The shipped ASR head (negative conv outputs, fully connected layers, float islands): LiteRT's builtin
     kernels follow the reference with ruy's rounding, TFLite Micro the one with gemmlowp's, each far closer than
     the fake-quant graph is on the later stages."""
+    from acom.core.checkpoint import load_checkpoint
     from acom.export import litert, verify
     from acom.export.graph import EdgeGraph
     from acom.export.micro import run_tflm
     from acom.export.pipeline import PRETRAINED, _dataset_items
     from acom.export.tflite_reference import tflite_runner
-    from acom.training.checkpoint import load_checkpoint
 
     split, _ = load_checkpoint(PRETRAINED / "asr" / "split.pt", "asr")
     graph = EdgeGraph(split, frontend=False).eval()

@@ -13,13 +13,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from acom.core.audio import load_audio
+from acom.corpora.featcache import TEST_SUBSET, open_dataset
 from acom.firmware_host.client import artifact_encoder
 from acom.firmware_host.loopback_demo import pty_pair
 from acom.runtime.bundle import open_bundle, read_manifest
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import codebook_id
-from acom.training.audio import load_audio
-from acom.training.featcache import TEST_SUBSET, open_dataset
 
 ACOM = [sys.executable, "-m", "acom.cli"]
 

@@ -13,23 +13,22 @@ from pathlib import Path
 import pytest
 import torch
 
+from acom.core.audio import load_audio
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.corpora.featcache import TEST_SUBSET, open_dataset
 from acom.errors import ExportError
 from acom.export.c_graph import graph_c, integer_part_end
-from acom.export.pipeline import ExportOptions, export
+from acom.export.c_priors import bundle_sources
 from acom.export.graph import EdgeGraph
 from acom.export.micro import run_tflm
+from acom.export.pipeline import ExportOptions, export
 from acom.export.verify import item_codes, make_windows
 from acom.firmware_host import cbuild, edge_c
 from acom.firmware_host.device_c import app_instructions
-from acom.firmware_host.priors_c import bundle_sources
+from acom.firmware_host.loopback_demo import pty_pair
 from acom.runtime.bundle import open_bundle, read_manifest
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import codebook_id
-from acom.training.audio import load_audio
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import TEST_SUBSET, open_dataset
-from acom.training.rate_accuracy import PRETRAINED
-from acom.firmware_host.loopback_demo import pty_pair
 from tests.firmware_host.test_client import ACOM, serve, wait_finals
 
 
@@ -100,8 +99,8 @@ def test_a_probe_catches_what_the_codes_hide(m55_ac: Path, urban_set: Path, tmp_
 
 
 def test_an_operator_without_a_kernel_is_named(m55_ac: Path) -> None:
-    from ai_edge_litert import schema_py_generated as s
     import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
     m = s.ModelT.InitFromObj(s.Model.GetRootAsModel((m55_ac / "edge_int8.tflite").read_bytes(), 0))
     abs_code = next(c for c in m.operatorCodes if max(c.builtinCode, c.deprecatedBuiltinCode) == s.BuiltinOperator.ABS)
     abs_code.builtinCode = abs_code.deprecatedBuiltinCode = s.BuiltinOperator.TANH

@@ -1,4 +1,4 @@
-"""The device's range coder (firmware_host/c/acom_range.c) writes the bytes of acom.training.bitrate.encode_codes
+"""The device's range coder (firmware_host/c/acom_range.c) writes the bytes of acom.codes.priors.encode_codes
 for any priors and codes (hypothesis, this machine's gcc; a seeded batch under qemu-aarch64), refuses a code
 outside its codebook as Python does, and the server's decoder gets the codes back. The Cortex-M builds run the
 vectors' range-coded cases in test_wire_c.py."""
@@ -9,9 +9,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from acom.codes.priors import CodePriors, decode_codes, encode_codes
 from acom.errors import DataError
 from acom.firmware_host import wire_c
-from acom.training.bitrate import CodePriors, decode_codes, encode_codes
 
 SIZES = [1, 2, 3, 7, 64, 255, 512, 4096, 65536]
 

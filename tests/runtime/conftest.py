@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.core.ctc import CharVocab, ctc_greedy
+from acom.corpora.featcache import TEST_SUBSET, open_dataset
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import Bundle, open_bundle
-from acom.training.checkpoint import load_checkpoint
-from acom.training.decoding import CharVocab, ctc_greedy
-from acom.training.featcache import TEST_SUBSET, open_dataset
-from acom.training.rate_accuracy import PRETRAINED
 
 
 def edge_codes(task: str, data: Path, n_q: int | None, items: int) -> list[np.ndarray]:

@@ -7,12 +7,11 @@ import random
 import numpy as np
 import torch
 
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.core.ctc import CharVocab, ctc_greedy
 from acom.runtime.conformer_stream import ConformerStreamer
 from acom.runtime.engine import AsrEngine, ClassifierEngine, WindowRunner, Work
 from acom.runtime.streams import Chunk
-from acom.training.checkpoint import load_checkpoint
-from acom.training.decoding import CharVocab, ctc_greedy
-from acom.training.rate_accuracy import PRETRAINED
 from tests.runtime.conftest import offline_text
 
 

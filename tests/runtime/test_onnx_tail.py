@@ -16,15 +16,23 @@ import onnx
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
+from acom.core.checkpoint import PRETRAINED
 from acom.errors import ExportError
 from acom.export.bundle import write_server_bundle
 from acom.runtime import onnx_tail
 from acom.runtime.bundle import open_bundle
-from acom.runtime.onnx_tail import (TOLERANCE, TritonSettings, check_failures, check_tail_onnx, export_tail_onnx,
-                                    pad_batch, triton_config, write_triton_repository)
+from acom.runtime.onnx_tail import (
+    TOLERANCE,
+    TritonSettings,
+    check_failures,
+    check_tail_onnx,
+    export_tail_onnx,
+    pad_batch,
+    triton_config,
+    write_triton_repository,
+)
 from acom.runtime.triton_cli import main
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "training" / "pretrained"
 # (batch, seconds): one frame alone, a long item alone, padded batches of mixed lengths
 CASES = ((1, 0.04), (1, 4.0), (4, 2.0), (5, 6.0))
 

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from acom.errors import AcomError
-from acom.runtime.engine import AsrEngine, Work, make_engine
+from acom.runtime.engine import AsrEngine, Work
+from acom.runtime.engines import make_engine
 from acom.runtime.slot_engine import SlotAsrEngine, _bucket, _Text
 from acom.runtime.streams import Chunk
 from tests.runtime.conftest import offline_text

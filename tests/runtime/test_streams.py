@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acom.runtime.streams import ReassemblyConfig, Reassembler
+from acom.runtime.streams import Reassembler, ReassemblyConfig
 from acom.runtime.wire import Packet
 
 FPP = 5  # frames per packet

@@ -1,9 +1,9 @@
-"""Wire format v2 (full packets; compact ones: test_wire_compact.py): round trips from one table of cases, every corruption a WireError, serial resync, vectors."""
+"""Wire format v2 (full packets; compact ones: test_wire_compact.py): round trips from one table of cases, every
+corruption a WireError, serial resync, vectors."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +12,24 @@ from hypothesis import strategies as st
 
 from acom.errors import WireError
 from acom.runtime import vectors
-from acom.runtime.wire import (HEADER_SIZE, MAX_PACKET, Contexts, Packet, SerialDeframer, codebook_id, decode_packet,
-                               encode_packet, frame_serial, make_payload, pack_codes, packet_codes, unpack_codes)
+from acom.runtime.vectors import VECTORS_DIR
+from acom.runtime.wire import (
+    HEADER_SIZE,
+    MAX_PACKET,
+    Contexts,
+    Packet,
+    SerialDeframer,
+    codebook_id,
+    decode_packet,
+    encode_packet,
+    frame_serial,
+    make_payload,
+    pack_codes,
+    packet_codes,
+    unpack_codes,
+)
 
-VECTORS = Path(__file__).parent.parent / "vectors"
+VECTORS = VECTORS_DIR
 KEYS = {7: b"device-seven-key", 9: b"another-key"}
 rng = np.random.default_rng(0)
 # (codebook sizes, n_q sent, frames, tagged, end of stream): the table that drives pack and unpack
@@ -77,7 +91,7 @@ def test_reasons_name_what_was_wrong() -> None:
 
 
 def test_entropy_coded_payload_round_trip() -> None:
-    from acom.training.bitrate import CodePriors
+    from acom.codes.priors import CodePriors
 
     sizes = [64, 64]
     train = [np.stack([rng.integers(0, 8, 200), rng.integers(0, 64, 200)]) for _ in range(5)]

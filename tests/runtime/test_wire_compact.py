@@ -9,8 +9,18 @@ from hypothesis import strategies as st
 
 from acom.errors import WireError
 from acom.runtime.sender import stream_packets
-from acom.runtime.wire import (COMPACT_SIZE, Contexts, Packet, SerialDeframer, SourceContexts, decode_packet,
-                               encode_packet, frame_serial, pack_codes, packet_codes)
+from acom.runtime.wire import (
+    COMPACT_SIZE,
+    Contexts,
+    Packet,
+    SerialDeframer,
+    SourceContexts,
+    decode_packet,
+    encode_packet,
+    frame_serial,
+    pack_codes,
+    packet_codes,
+)
 
 KEYS = {7: b"device-seven-key"}
 rng = np.random.default_rng(1)

@@ -14,17 +14,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from acom.core.ctc import CharVocab, ctc_greedy, ctc_greedy_batch
 from acom.errors import AcomError, DataError
-from acom.training.decoding import (
-    EOS,
-    UNK,
-    CharVocab,
-    WordNgramLM,
-    ctc_beam_search,
-    ctc_beam_search_many,
-    ctc_greedy,
-    ctc_greedy_batch,
-)
+from acom.training.decoding import EOS, UNK, WordNgramLM, ctc_beam_search, ctc_beam_search_many
 
 VOCAB = CharVocab()
 SENTENCES = ["THE CAT SAT ON THE MAT", "THE CAT IS BLACK", "A DOG SAT ON THE CAT", "THE DOG SAT"]

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
+from acom.comparisons.rate_accuracy import _decoders
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.corpora.featcache import cached_features
 from acom.errors import DataError
-from acom.training.checkpoint import load_checkpoint
 from acom.training.decoding import WordNgramLM
-from acom.training.featcache import cached_features
-from acom.training.rate_accuracy import PRETRAINED, _decoders
 from acom.training.train_cli import eval_main, evaluate_checkpoint
 
 SPLIT = PRETRAINED / "asr" / "split.pt"

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from acom.cli import main as acom
+from acom.core.checkpoint import load_checkpoint
+from acom.core.models import build_model
+from acom.core.split import SplitModel, make_rvq
+from acom.corpora.featcache import FeatureSet, cached_features, feature_path
 from acom.errors import AcomError
 from acom.training import recipes
-from acom.training.checkpoint import load_checkpoint
-from acom.training.featcache import FeatureSet, cached_features, feature_path
-from acom.training.models import build_model
-from acom.training.split import SplitModel, make_rvq
-from acom.training.train import TrainConfig, run_epoch, make_optimizer
-from tests.training.test_split import _toy_features
+from acom.training.train import TrainConfig, make_optimizer, run_epoch
+from tests.core.test_split import _toy_features
 
 
 @pytest.mark.parametrize("name", ["paper-librispeech", "paper-us8k"])
@@ -44,7 +44,7 @@ def test_paper_recipes_take_real_steps(name: str, speech_set: Path, tmp_path: Pa
 
 
 def _vocab(task: str):
-    from acom.training.decoding import CharVocab
+    from acom.core.ctc import CharVocab
     return CharVocab() if task == "asr" else None
 
 
@@ -174,7 +174,7 @@ def test_rate_accuracy_scores_a_shared_uncut_model_once(tmp_path: Path) -> None:
 def test_lm_weights_are_chosen_for_each_model_scored(monkeypatch: pytest.MonkeyPatch) -> None:
     """The uncut model and the split model at each number of stages get their own LM weights on dev (as each
     fine-tuned codec model does), not the uncut model's for all."""
-    from acom.training import rate_accuracy as ra
+    from acom.comparisons import rate_accuracy as ra
 
     full, split, lm = object(), object(), object()
     dev = SimpleNamespace(targets=["a b"])

@@ -1,5 +1,5 @@
 /* Prints what the C wire implementation makes of the inputs in vectors_in.h (written by
- * acom.firmware_host.wire_c from tests/vectors/wire_v2.json and more streams): every stream's packets and
+ * acom.firmware_host.wire_c from runtime/wire_vectors/wire_v2.json and more streams): every stream's packets and
  * serial frames, and CRC-32C, SHA-256, HMAC and COBS of extra inputs, one hex line each, for Python to compare. */
 #include <stdint.h>
 #include <string.h>

@@ -1,0 +1,83 @@
+"""Checkpoints: plain tensors and fields only, loadable with `torch.load(weights_only=True)` (no pickled code).
+
+A checkpoint holds the task, the model config, the cut (split layer and quantizer config, or none for the
+uncut model), the weights, and whatever the stage adds: optimizer state and epoch for resuming, the
+entropy-coder priors, the word language model, the metrics and the command that produced it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from acom.core.models import build_model, config_dict, default_split_layer
+from acom.core.rvq import ResidualVQ, RVQConfig
+from acom.core.split import SplitModel
+from acom.errors import AcomError
+
+# the shipped demonstration models (package data): pretrained/{asr,ac}/{full,split}.pt, trained on synthetic sets
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+
+KIND, VERSION = "acom-checkpoint", 1
+
+
+def save_checkpoint(path: Path, split: SplitModel, **extra) -> None:
+    """Write `split` (and `extra` plain fields/tensors) to `path` atomically."""
+    m = split.model
+    payload = {"kind": KIND, "version": VERSION, "task": m.task, "model_config": config_dict(m),
+               "split_layer": split.split_layer,
+               "rvq_config": asdict(split.rvq.config) if split.rvq is not None else None,
+               "state_dict": {k: v.detach().cpu() for k, v in split.state_dict().items()}, **extra}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The raw payload, checked to be an acom checkpoint of a known version."""
+    path = Path(path)
+    if not path.is_file():
+        raise AcomError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise AcomError(f"{path}: not a readable checkpoint (corrupt, truncated, or holding pickled code): "
+                        f"{str(e).splitlines()[0][:200]}") from e
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise AcomError(f"{path}: not an acom checkpoint (expected kind {KIND!r})")
+    if payload.get("version") != VERSION:
+        raise AcomError(f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})")
+    return payload
+
+
+def load_checkpoint(path: Path, task: str | None = None) -> tuple[SplitModel, dict]:
+    """(model, payload) from `path`; AcomError if it is for another task or its weights do not fit."""
+    payload = read_checkpoint(path)
+    if task is not None and payload["task"] != task:
+        raise AcomError(f"{path}: checkpoint is for task {payload['task']!r}, not {task!r}")
+    model = build_model(payload["task"], payload["model_config"])
+    rvq_cfg = payload["rvq_config"]
+    rvq = None
+    if rvq_cfg is not None:
+        rvq = ResidualVQ(RVQConfig(**{**rvq_cfg, "codebook_sizes": tuple(rvq_cfg["codebook_sizes"])}))
+    split = SplitModel(model, payload["split_layer"], rvq)
+    try:
+        missing, unexpected = split.load_state_dict(payload["state_dict"], strict=False)
+    except RuntimeError as e:  # tensor shapes differ: weights of another model
+        raise AcomError(f"{path}: weights do not fit the model they claim: {str(e).splitlines()[1][:200]}") from e
+    if missing or unexpected:
+        raise AcomError(f"{path}: weights do not fit the model they claim: missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]}")
+    return split.eval(), payload
+
+
+def uncut(task: str, config: dict | None = None) -> SplitModel:
+    """A new uncut model (no quantizer) of `task`, cut point at the task's default."""
+    model = build_model(task, config)
+    return SplitModel(model, default_split_layer(model), None)

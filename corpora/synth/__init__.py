@@ -1,0 +1,1 @@
+"""acom.corpora.synth."""

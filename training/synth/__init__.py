@@ -1,1 +1,0 @@
-"""acom.training.synth."""
