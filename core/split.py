@@ -79,12 +79,19 @@ class EdgeEncoder(nn.Module):
         self.register_buffer("feat_std", split.model.feat_std)
         self.blocks = nn.ModuleList(split.model.blocks[: split.split_layer + 1])
 
-    def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """Features at the cut [B, D, T_cut] for waveform [B, N]."""
-        x = (self.frontend(wave) - self.feat_mean) / self.feat_std
+    def logmel(self, wave: torch.Tensor) -> torch.Tensor:
+        """Normalized log-mel [B, n_mels, F] for waveform [B, N] (what a microcontroller's firmware computes)."""
+        return (self.frontend(wave) - self.feat_mean) / self.feat_std
+
+    def cut(self, x: torch.Tensor) -> torch.Tensor:
+        """Features at the cut [B, D, T_cut] from normalized log-mel [B, n_mels, F]: blocks 0..L."""
         for block in self.blocks:
             x = block(x)
         return x
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """Features at the cut [B, D, T_cut] for waveform [B, N]."""
+        return self.cut(self.logmel(wave))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.rvq.encode(self.features(wave), self.n_q)

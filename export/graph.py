@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from acom.core.split import SplitModel
+from acom.core.split import EdgeEncoder, SplitModel
 from acom.errors import ExportError
 
 
@@ -58,43 +58,35 @@ def _replace_batchnorm(module: nn.Module) -> None:
             _replace_batchnorm(child)
 
 
-class EdgeGraph(nn.Module):
-    """Front-end (optional) + edge blocks + RVQ nearest-codeword search -> int32 codes ``[1, n_q, T]``."""
+class EdgeGraph(EdgeEncoder):
+    """``EdgeEncoder`` as the exporters lower it: front end optional, BatchNorm as mul + add, int32 codes.
+
+    Waveform ``[1, N]`` (``frontend=True``) or normalized log-mel ``[1, n_mels, F]`` -> int32 ``[1, n_q, T]``.
+    """
 
     def __init__(self, split: SplitModel, n_q: int | None = None, frontend: bool = True) -> None:
-        super().__init__()
         if split.rvq is None:
             raise ExportError("the checkpoint has no quantizer at the cut (an uncut model): export needs a "
                               "split checkpoint from stage 2 of `acom train`")
         n_q = split.rvq.n_q if n_q is None else n_q
         if not 1 <= n_q <= split.rvq.n_q:
             raise ExportError(f"--n-q {n_q} is not allowed: this model has 1..{split.rvq.n_q} quantizer stages")
-        m = split.model
-        self.use_frontend, self.n_q = frontend, n_q
-        self.frontend = m.frontend
-        self.register_buffer("feat_mean", m.feat_mean.clone())
-        self.register_buffer("feat_std", m.feat_std.clone())
+        super().__init__(split, n_q)
+        self.use_frontend = frontend
         # A copy, so replacing BatchNorm (below) leaves the caller's model as it was.
-        self.blocks = copy.deepcopy(nn.ModuleList(m.blocks[: split.split_layer + 1])).eval()
+        self.blocks = copy.deepcopy(self.blocks).eval()
         _replace_batchnorm(self.blocks)
-        self.rvq = split.rvq
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalized log-mel ``[B, n_mels, F]`` from a waveform ``[B, N]`` (what the firmware computes)."""
-        return (self.frontend(x) - self.feat_mean) / self.feat_std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Waveform ``[1, N]`` (frontend) or normalized log-mel ``[1, n_mels, F]`` -> int32 ``[1, n_q, T]``."""
         if self.use_frontend:
-            x = self.features(x)
-        for block in self.blocks:
-            x = block(x)
-        return self.rvq.encode_int32(x, self.n_q)
+            x = self.logmel(x)
+        return self.rvq.encode_int32(self.cut(x), self.n_q)
 
     def example_input(self, window_samples: int) -> torch.Tensor:
         """A zero input of the exported shape for a window of ``window_samples`` samples."""
         wave = torch.zeros(1, window_samples)
-        return wave if self.use_frontend else self.features(wave)
+        return wave if self.use_frontend else self.logmel(wave)
 
     def spec(self, window_samples: int) -> GraphSpec:
         x = self.example_input(window_samples)

@@ -40,7 +40,7 @@ def make_windows(graph: EdgeGraph, items: Sequence[tuple[np.ndarray, object]], w
         padded[: len(audio)] = audio
         for w in range(n_win):
             wave = torch.from_numpy(padded[w * window: (w + 1) * window])[None]
-            x = wave if graph.use_frontend else graph.features(wave).detach()
+            x = wave if graph.use_frontend else graph.logmel(wave).detach()
             out.inputs.append(x.numpy().astype(np.float32))
             out.owner.append(k)
         out.code_frames.append(max(1, -(-len(audio) // samples_per_code)))

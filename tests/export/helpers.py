@@ -38,5 +38,5 @@ def ac_graph_and_windows(root: Path, clips_per_class: int, seed: int) -> tuple[E
         audio = ds[i][0][:WINDOW]
         wave = torch.from_numpy(np.pad(audio, (0, WINDOW - len(audio))))[None]
         with torch.no_grad():
-            out.append(graph.features(wave))
+            out.append(graph.logmel(wave))
     return graph, out
