@@ -1,6 +1,6 @@
-"""Benchmark: `acom-export` of the shipped models for every board, with the issue's targets checked.
+"""Benchmark: `acom-export` of the shipped models for every board, with its targets checked.
 
-Targets (issue 5): code agreement >= 99% per stage for every artifact against its PyTorch quantized reference;
+Targets: code agreement >= 99% per stage for every artifact against its PyTorch quantized reference;
 task metric within 0.5 points of the float model; default models on cortex-m55-u55 within 256 KiB RAM and
 512 KiB flash; one board's export under 2 minutes here. Exports run with --keep-failed so that a failed verification
 is still measured (the report says it failed). Writes reports/export.json and reports/export.md.

@@ -1,4 +1,4 @@
-"""Benchmark: a mutation fuzzer over the wire format (issue 6): any bytes give a Packet or a WireError.
+"""Benchmark: a mutation fuzzer over the wire format: any bytes give a Packet or a WireError.
 
 Inputs: random bytes, and valid packets (full and compact headers, tagged and untagged) with random bit flips,
 byte changes, insertions, truncations and splices; each goes through decode_packet (with and without keys, with

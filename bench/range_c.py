@@ -1,4 +1,4 @@
-"""Benchmark: the device's range coder in C (firmware_host/c/acom_range.c) on real codes (issue 6's entropy-coded
+"""Benchmark: the device's range coder in C (firmware_host/c/acom_range.c) on real codes (the entropy-coded
 payloads, sent by a device).
 
 The test set's codes (the model's float edge half, n_q = 1) are cut into packets of ``--seconds`` of audio, as

@@ -1,4 +1,4 @@
-"""Benchmark: how many devices one `acom serve` serves in real time on this machine (issue 6).
+"""Benchmark: how many devices one `acom serve` serves in real time on this machine.
 
 For each N, N simulated devices stream real codes (the shipped model's edge half on the data set's test audio,
 utterance after utterance, one packet per second of audio sent when that second has been captured) over UDP

@@ -1,4 +1,4 @@
-"""Benchmark: WER against packet loss, with reordering and duplication, through a real server on loopback (issue 6).
+"""Benchmark: WER against packet loss, with reordering and duplication, through a real server on loopback.
 
 Real codes of the test utterances (the shipped ASR model's float edge half) go as UDP packets to an in-process
 `acom serve` server on 127.0.0.1, every stream in real time (a packet when its audio is captured). Per loss

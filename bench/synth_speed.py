@@ -1,6 +1,6 @@
 """Benchmark: how fast `acom data synth-speech` and `synth-urban` generate, as a real-time factor.
 
-Target (issue 2): 60 minutes of speech in at most 15 minutes on this machine's 2 cores, i.e. a real-time
+Target: 60 minutes of speech in at most 15 minutes on this machine's 2 cores, i.e. a real-time
 factor (wall seconds per second of audio generated) of at most 0.25. Writes reports/synth_speed.json.
 """
 

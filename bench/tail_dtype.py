@@ -1,4 +1,4 @@
-"""Benchmark: what bfloat16 does to the slot engine's transcripts (issue 6), on CUDA when present, else CPU.
+"""Benchmark: what bfloat16 does to the slot engine's transcripts, on CUDA when present, else CPU.
 
 The shipped ASR model's edge half turns the test-clean features into codes (one stage, as
 bench/tail_throughput.py serves); every utterance then streams through ``SlotAsrEngine`` in 1 s packets,

@@ -1,4 +1,4 @@
-"""Benchmark: the batched tail alone (no sockets), on CUDA when present, else CPU (issue 6).
+"""Benchmark: the batched tail alone (no sockets), on CUDA when present, else CPU.
 
 Two arrival models (``--arrivals``), random codes of utterance lengths (the cost does not depend on the values):
 - together (the worst case: every device synchronized): N streams each bring one packet (``--packet-s`` of

@@ -1,7 +1,7 @@
-"""Benchmark: header and framing overhead of the wire format against the codes it carries (issue 6).
+"""Benchmark: header and framing overhead of the wire format against the codes it carries.
 
 Real codes of the test sets (the shipped models' float edge halves, n_q = 1) are cut into packets of
-``--seconds`` of audio (1: the issue's "one packet per second") and sent through ``stream_packets`` with full
+``--seconds`` of audio (1: one packet per second) and sent through ``stream_packets`` with full
 headers only and with compact ones (one full header in ``full_every``), untagged and tagged, bit-packed and
 range-coded. Overhead = (bytes sent - payload bytes) / payload bytes, over every packet of the test set: as a
 UDP payload (the 28 bytes of IPv4 + UDP headers are the network's, left out and noted) and as serial frames
@@ -29,7 +29,7 @@ from acom.runtime.sender import stream_packets
 from acom.runtime.wire import codebook_id, frame_serial, make_payload
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = 0.08  # issue 6: header and framing at most 8% of payload at one packet per second
+TARGET = 0.08  # header and framing at most 8% of payload at one packet per second
 KEY = b"k" * 32
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -19,7 +20,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.xdist_group("wheel")  # one worker builds and installs the wheel once
+pytestmark = pytest.mark.xdist_group("wheel")
+# what a checkout holds beside the source (environments, data, outputs): not copied to build the wheel
+NOT_SOURCE = (".venv", ".git", "data", "build", "export-*", "*.egg-info", "__pycache__", ".pytest_cache",
+              ".hypothesis", "runs", "reports", "serve-demo.jsonl")  # one worker builds and installs the wheel once
 # what the commands read at run time: each must be inside the wheel
 PACKAGE_DATA = ["acom/core/pretrained/asr/split.pt", "acom/core/pretrained/ac/split.pt",
                 "acom/core/pretrained/ac/full.pt", "acom/runtime/wire_vectors/wire_v2.json",
@@ -34,8 +38,11 @@ def _run(cmd: list, cwd: Path, env: dict, timeout: float = 900) -> subprocess.Co
 def installed(tmp_path_factory) -> tuple[Path, dict, Path]:
     """(the new environment's bin folder, the environment variables to run it with, an empty work folder)."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # built from a copy: setuptools writes build/ into the source folder, which must stay as it is
+    source = tmp / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                  tmp / "dist", ROOT], tmp, dict(os.environ))
+                  tmp / "dist", source], tmp, dict(os.environ))
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next((tmp / "dist").glob("acom-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
