@@ -69,6 +69,11 @@ class Emulator:
     fpu: str | None = None
     """System mode: the core's FPU as ``-mfpu`` names it (hard-float ABI), e.g. ``fpv5-d16``; None: soft float."""
 
+    @property
+    def toolchain_prefix(self) -> str:
+        """The cross toolchain's target triple, e.g. ``arm-none-eabi`` (names its CMake toolchain file)."""
+        return self.toolchain.rsplit("-", 1)[0]
+
     def command(self) -> str:
         """The emulator invocation without the binary, e.g. ``qemu-system-arm -machine mps3-an547``."""
         if self.mode == "system":

@@ -14,7 +14,7 @@ import torch
 
 from acom.errors import AcomError, DataError
 
-__all__ = ["CharVocab", "ctc_greedy", "ctc_greedy_batch"]
+__all__ = ["CharVocab", "ctc_greedy", "ctc_greedy_batch", "log_probs_array"]
 
 
 class CharVocab:
@@ -63,7 +63,8 @@ class CharVocab:
         return "".join(out)
 
 
-def _as_numpy(log_probs: torch.Tensor | np.ndarray, ndim: int, vocab: CharVocab) -> np.ndarray:
+def log_probs_array(log_probs: torch.Tensor | np.ndarray, ndim: int, vocab: CharVocab) -> np.ndarray:
+    """`log_probs` as numpy, checked to be [T, V] (ndim 2) or [B, T, V] (ndim 3) over `vocab`; AcomError if not."""
     arr = log_probs.detach().cpu().numpy() if isinstance(log_probs, torch.Tensor) else np.asarray(log_probs)
     if arr.ndim != ndim or arr.shape[-1] != vocab.size:
         want = "[T, V]" if ndim == 2 else "[B, T, V]"
@@ -81,7 +82,7 @@ def ctc_greedy(log_probs: torch.Tensor | np.ndarray, vocab: CharVocab) -> str:
 
     Spaces are tidied (no leading, trailing or doubled spaces), as in LibriSpeech transcripts.
     """
-    arr = _as_numpy(log_probs, 2, vocab)
+    arr = log_probs_array(log_probs, 2, vocab)
     return _collapse(arr.argmax(axis=-1).tolist(), vocab)
 
 
@@ -89,7 +90,7 @@ def ctc_greedy_batch(
     log_probs: torch.Tensor | np.ndarray, lengths: torch.Tensor | np.ndarray | Sequence[int], vocab: CharVocab
 ) -> list[str]:
     """:func:`ctc_greedy` for a padded batch: ``log_probs`` [B, T, V], valid frames ``lengths`` [B]."""
-    arr = _as_numpy(log_probs, 3, vocab)
+    arr = log_probs_array(log_probs, 3, vocab)
     lens = lengths.detach().cpu().numpy() if isinstance(lengths, torch.Tensor) else np.asarray(lengths)
     if lens.shape != (arr.shape[0],) or (lens < 0).any() or (lens > arr.shape[1]).any():
         raise AcomError(f"lengths must be [B={arr.shape[0]}] with values in 0..{arr.shape[1]}, got {lens.tolist()}")

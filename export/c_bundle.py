@@ -23,7 +23,7 @@ def cmake_lists(board: Board) -> str:
     emu = board.emulator
     options = f"-DACOM_CPU={emu.cpu}" + (f" -DACOM_FPU={emu.fpu}" if emu.fpu else "")
     text = TEMPLATE.read_text()
-    for key, value in (("@BOARD@", board.name), ("@TOOLCHAIN@", emu.toolchain.rsplit("-", 1)[0]),
+    for key, value in (("@BOARD@", board.name), ("@TOOLCHAIN@", emu.toolchain_prefix),
                        ("@CORE_OPTIONS@", options)):
         text = text.replace(key, value)
     return text

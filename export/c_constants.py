@@ -10,25 +10,12 @@ the bundle's ``acom_frontend_config`` (export/c_graph.py), not in a macro.
 
 from __future__ import annotations
 
-import re
-import struct
 import sys
 from pathlib import Path
 
-from acom.errors import AcomError
 from acom.runtime import wire
 
 HEADER_NAME = "acom_wire_constants.h"
-_N_Q_FIELD = 8  # n_q's place among the full header's fields (magic version flags device stream seq first codebook n_q)
-
-
-def _field_max(fmt: str, index: int) -> int:
-    """The largest unsigned value of the struct format's `index`-th field (e.g. "B" -> 255)."""
-    fields = re.findall(r"\d*[a-zA-Z]", fmt.lstrip("<>=!@"))
-    code = fields[index]
-    if code not in ("B", "H", "I", "Q"):
-        raise AcomError(f"wire header field {index} is {code!r}: expected an unsigned integer (B, H, I or Q)")
-    return (1 << 8 * struct.calcsize("<" + code)) - 1
 
 
 def constants() -> dict[str, int]:
@@ -37,7 +24,7 @@ def constants() -> dict[str, int]:
         "WIRE_VERSION": wire.VERSION,
         "MAGIC_0": wire.MAGIC[0], "MAGIC_1": wire.MAGIC[1], "COMPACT_MAGIC": wire.COMPACT_MAGIC,
         "MAX_PACKET": wire.MAX_PACKET, "MAX_FRAMES": wire.MAX_FRAMES,
-        "MAX_STAGES": _field_max(wire.HEADER.format, _N_Q_FIELD),
+        "MAX_STAGES": wire.MAX_STAGES,
         "FULL_HEADER": wire.HEADER_SIZE, "COMPACT_HEADER": wire.COMPACT_SIZE,
         "TAG_SIZE": wire.TAG_SIZE, "CRC_SIZE": wire.CRC_SIZE,
         "FLAG_ENTROPY": wire.FLAG_ENTROPY, "FLAG_END": wire.FLAG_END, "FLAG_TAG": wire.FLAG_TAG,

@@ -22,10 +22,9 @@ from pathlib import Path
 from acom.boards import load_board
 from acom.errors import AcomError
 from acom.export import c_constants
+from acom.export.c_bundle import C_DIR, CMAKE_DIR  # the device library; one toolchain file per board kind
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the acom package: the top-level CMakeLists.txt
-CMAKE_DIR = Path(__file__).resolve().parent / "cmake"  # one toolchain file per board kind
-C_DIR = Path(__file__).resolve().parent / "c"  # the device library
 APP_DIR = C_DIR / "app"  # the device application: send_codes.c, device_app.c, transports, io.h
 PLATFORM_DIR = C_DIR / "platform"  # start-up code, linker script, io.h on stdio or semihosting
 TEST_DIR = C_DIR / "test"  # test drivers: wire vectors, stdin encoder, graph codes, the QEMU plugin
@@ -62,8 +61,7 @@ def board_options(board: str) -> list[str]:
     b = load_board(board)
     emu = b.emulator
     tool(emu.toolchain.replace("g++", "gcc"))  # the sources are C: the C driver of the same toolchain
-    prefix = emu.toolchain.rsplit("-", 1)[0]  # arm-none-eabi-gcc -> arm-none-eabi
-    toolchain = CMAKE_DIR / f"{prefix}.cmake"
+    toolchain = CMAKE_DIR / f"{emu.toolchain_prefix}.cmake"
     if not toolchain.is_file():
         known = ", ".join(sorted(p.stem for p in CMAKE_DIR.glob("*-*.cmake")))
         raise AcomError(f"board {board}: no toolchain file for {emu.toolchain} (known: {known})")

@@ -39,6 +39,7 @@ TAG_SIZE = 16  # HMAC-SHA256 truncated to 128 bits
 CRC_SIZE = 4
 MAX_PACKET = 1400  # fits one UDP datagram on any Ethernet path without fragmentation
 MAX_FRAMES = 4096
+MAX_STAGES = 255  # n_q is one byte of the full header (a compact packet holds 15)
 
 FLAG_ENTROPY = 0x01  # payload is range-coded with the bundle's priors (else bit-packed)
 FLAG_END = 0x02  # last packet of the stream
@@ -87,8 +88,8 @@ def encode_packet(p: Packet, key: bytes | None = None, compact: bool = False) ->
                               ("first_frame", p.first_frame, 32), ("codebook_id", p.codebook_id, 64)):
         if not 0 <= value < 1 << bits:
             raise WireError(f"{name} {value}: expected 0..{(1 << bits) - 1}", "field")
-    if not 1 <= p.n_q <= (15 if compact else 255):
-        raise WireError(f"n_q {p.n_q}: expected 1..{15 if compact else 255}" + " in a compact packet" * compact,
+    if not 1 <= p.n_q <= (15 if compact else MAX_STAGES):
+        raise WireError(f"n_q {p.n_q}: expected 1..{15 if compact else MAX_STAGES}" + " in a compact packet" * compact,
                         "field")
     if not 0 <= p.n_frames <= (MAX_FRAMES - compact):
         raise WireError(f"n_frames {p.n_frames}: expected 0..{MAX_FRAMES - compact}", "field")

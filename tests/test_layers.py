@@ -4,7 +4,6 @@ imports itself through others, and the server's code needs neither the training 
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 import grimp
@@ -30,9 +29,6 @@ HEAVY = ("executorch", "ai_edge_litert", "litert_torch", "tflite_micro", "ethosu
 
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
-    root = str(Path(__file__).resolve().parents[2])  # the folder holding the acom package
-    if root not in sys.path:
-        sys.path.insert(0, root)
     g = grimp.build_graph("acom", include_external_packages=True)
     for m in [m for m in g.modules if m == "acom.tests" or m.startswith("acom.tests.")]:
         g.remove_module(m)  # the tests import everything; they are not a layer

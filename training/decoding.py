@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from acom.core.ctc import CharVocab, _as_numpy
+from acom.core.ctc import CharVocab, log_probs_array
 from acom.errors import AcomError, DataError
 
 __all__ = [
@@ -220,7 +220,7 @@ def ctc_beam_search(
     recognized, so it pays where the vocabulary is closed (dev here, 10% of its words unseen in training: the
     uncut dev WER 51% -> 39% at beam 64, reports/asr-edge-gpu3); it wants a wider beam than the open search.
     """
-    arr = _as_numpy(log_probs, 2, vocab).astype(np.float64)
+    arr = log_probs_array(log_probs, 2, vocab).astype(np.float64)
     if beam < 1:
         raise AcomError(f"beam must be >= 1, got {beam}")
     if lexicon and lm is None:
@@ -253,7 +253,7 @@ def ctc_beam_search_many(
     """:func:`ctc_beam_search` of each utterance ([T_i, V] each; ``kwargs`` as there), in order, the work shared
     by ``jobs`` worker processes (default: ``ACOM_DECODE_JOBS``, else the CPUs this process may use). The
     search is plain Python, one core per process; results equal the one-by-one search's."""
-    arrs = [_as_numpy(o, 2, vocab) for o in log_probs]
+    arrs = [log_probs_array(o, 2, vocab) for o in log_probs]
     if jobs is None:
         jobs = int(os.environ.get("ACOM_DECODE_JOBS", 0)) or len(os.sched_getaffinity(0))
     jobs = min(jobs, len(arrs))
