@@ -71,14 +71,16 @@ def litert_reference_agreement(bundle: Path, data: Path, items: int) -> float:
 def wire_code_cortex_m4(work: Path) -> dict:
     """The device's wire code (acom_wire.c, acom_sha256.c) for a Cortex-M4: .text at -O2 and -Os, and the
     stack of each function (gcc -fstack-usage at -O2)."""
+    from acom.export import c_constants
     from acom.firmware_host.cbuild import C_DIR
+    c_constants.write(work)  # acom_wire.h includes the generated acom_wire_constants.h
     out: dict = {"text_bytes": {}, "stack_bytes": {}}
     for opt in ("-O2", "-Os"):
         total = 0
         for name in ("acom_wire.c", "acom_sha256.c"):
             obj = work / f"{name}{opt}.o"
             subprocess.run(["arm-none-eabi-gcc", "-std=c99", opt, "-mcpu=cortex-m4", "-mthumb", "-fstack-usage",
-                            "-c", str(C_DIR / name), "-o", str(obj)], check=True, cwd=work)
+                            "-I", str(work), "-c", str(C_DIR / name), "-o", str(obj)], check=True, cwd=work)
             size = subprocess.run(["arm-none-eabi-size", str(obj)], check=True, capture_output=True, text=True)
             total += int(size.stdout.splitlines()[1].split()[0])
             if opt == "-O2":

@@ -1,9 +1,9 @@
 """Benchmark: a mutation fuzzer over the wire format: any bytes give a Packet or a WireError.
 
-Inputs: random bytes, and valid packets (full and compact headers, tagged and untagged) with random bit flips,
-byte changes, insertions, truncations and splices; each goes through decode_packet (with and without keys, with
-stream contexts that know the seeds' stream, so compact packets are expanded and checked) and, COBS-framed and
-cut at random, through SerialDeframer. Any other exception is a finding: it is
+Inputs: random bytes, and valid packets (v3 full and short, v2 full and compact; tagged and untagged) with random
+bit flips, byte changes, insertions, truncations and splices; each goes through decode_packet (with and without
+keys, with stream contexts that know the seeds' stream, so short and compact packets are expanded and checked)
+and, COBS-framed and cut at random, through SerialDeframer. Any other exception is a finding: it is
 recorded with its input (hex) and the run fails. Not coverage-guided (atheris is not used); seeded, so a
 finding reproduces. Writes reports/fuzz_wire.json.
 """
@@ -18,17 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from acom.errors import WireError
-from acom.runtime.wire import Contexts, Packet, SerialDeframer, decode_packet, encode_packet, frame_serial, pack_codes
+from acom.runtime.sender import stream_packets
+from acom.runtime.wire import Contexts, Packet, SerialDeframer, decode_packet, frame_serial, pack_codes
+from acom.runtime.wire_v2 import encode_v2
 
 KEYS = {7: b"fuzz-key"}
 
 
 def seeds(rng: np.random.Generator) -> list[bytes]:
+    """Valid packets of stream 1 of device 7: v3 streams (full, short, ...) untagged and with 4- and 16-byte tags,
+    and v2 full and compact packets."""
     out = []
-    for sizes, n_q, frames in (([64], 1, 25), ([64, 64, 64], 3, 25), ([1000, 7], 2, 9), ([2], 1, 0)):
-        codes = np.stack([rng.integers(0, k, frames) for k in sizes[:n_q]]) if frames else np.zeros((n_q, 0), int)
-        p = Packet(7, 1, 5, 125, 0x1122334455667788, n_q, frames, pack_codes(codes, sizes))
-        out += [encode_packet(p, key, compact) for key in (None, KEYS[7]) for compact in (False, True)]
+    for sizes, n_q, frames in (([64], 1, 25), ([64, 64, 64], 3, 25), ([1000, 7], 2, 9), ([2], 1, 1)):
+        codes = np.stack([rng.integers(0, k, 3 * frames) for k in sizes[:n_q]])
+        for key, tag in ((None, 8), (KEYS[7], 4), (KEYS[7], 16)):
+            out += stream_packets(codes, sizes, 0x1122334455667788, device_id=7, stream_id=1, frames_per_packet=frames,
+                                  key=key, tag_len=tag, first_seq=5, full_every=2)
+        p = Packet(7, 1, 5, 125, 0x1122334455667788, n_q, frames, pack_codes(codes[:, :frames], sizes), version=2)
+        out += [encode_v2(p, key, compact) for key in (None, KEYS[7]) for compact in (False, True)]
     return out
 
 
@@ -65,8 +72,12 @@ def main() -> None:
     findings = []
     deframer = SerialDeframer(KEYS)
     contexts = {None: Contexts(), "keys": Contexts()}
-    for key, c in contexts.items():
-        decode_packet(pool[0 if key is None else 2], KEYS if key else None, c)  # a full packet of stream 1
+    for key, c in contexts.items():  # the full packets of stream 1 set its contexts (v3 and v2)
+        for d in pool:
+            try:
+                decode_packet(d, KEYS if key else None, c)
+            except WireError:
+                pass
     t0 = time.perf_counter()
     for n in range(ns.inputs):
         data = mutate(rng, pool[n % len(pool)], pool)

@@ -6,8 +6,8 @@ rate, each packet except a stream's last is dropped with that probability; 20% o
 to 1.5 packet durations (reordering; past the 200 ms reorder timeout their frames count as lost and they
 arrive late) and 10% are sent twice. The final
 transcripts are scored against the reference texts (WER) and against the lossless transcripts. Accounting is
-checked on every run: accepted + duplicate + late + closed (after the stream's end) + context (compact packets
-held for a full header that never came, with --full-every > 1) = sent, and frames received + lost = frames of the audio.
+checked on every run: accepted + duplicate + late + closed (after the stream's end) + context (short packets
+held for a full packet that never came, with --full-every > 1) = sent, and frames received + lost = frames of the audio.
 Writes reports/serve_loss.json and reports/serve_loss.png.
 
     python bench/serve_loss.py --data data/speech90 --rates 0,0.05,0.1,0.2,0.3
@@ -35,10 +35,24 @@ from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
 from acom.runtime.sender import stream_packets
 from acom.runtime.server import ServeConfig, Server
-from acom.runtime.wire import codebook_id
+from acom.runtime.wire import Packet, codebook_id, pack_codes
+from acom.runtime.wire_v2 import encode_v2
 from acom.training.metrics import wer_cer
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def v2_stream_packets(codes: np.ndarray, sizes: list[int], book: int, *, device_id: int, stream_id: int,
+                      frames_per_packet: int, full_every: int) -> list[bytes]:
+    """The packets a version 2 device sends for codes [n_q, T]: full first, one in ``full_every`` and last."""
+    starts = list(range(0, codes.shape[1], frames_per_packet)) or [0]
+    out = []
+    for i, s in enumerate(starts):
+        part = codes[:, s: s + frames_per_packet]
+        p = Packet(device_id, stream_id, i, s, book, codes.shape[0], part.shape[1], pack_codes(part, sizes),
+                   end_of_stream=i == len(starts) - 1, version=2)
+        out.append(encode_v2(p, compact=i % full_every != 0 and i != len(starts) - 1))
+    return out
 
 
 def impaired(packets: list[bytes], loss: float, pace: float, rng: random.Random) -> tuple[list, set[int]]:
@@ -84,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=0, help="test-clean utterances (0: all)")
     ap.add_argument("--n-q", type=int, default=1)
     ap.add_argument("--packet-frames", type=int, default=5, help="frames per packet (5 = 200 ms)")
-    ap.add_argument("--full-every", type=int, default=1, help="one full header in N packets (and the last), the rest "
-                    "compact (1: all full; the server holds compact packets that arrive before a full one)")
+    ap.add_argument("--full-every", type=int, default=1, help="one full packet in N (and the last), the rest "
+                    "short (1: all full; the server holds short packets that arrive before a full one)")
+    ap.add_argument("--wire", type=int, default=3, choices=[2, 3], help="wire format version the devices send "
+                    "(2: full and compact packets, which servers still read; for a comparison on the same codes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "serve_loss.json")
     args = ap.parse_args(argv)
@@ -105,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             rng = random.Random(args.seed)
             plan, lost_frames = [], 0
             for i, c in enumerate(codes):
-                pk = stream_packets(c, sizes, book, device_id=1, stream_id=i, frames_per_packet=args.packet_frames,
-                                full_every=args.full_every)
+                send = stream_packets if args.wire == 3 else v2_stream_packets
+                pk = send(c, sizes, book, device_id=1, stream_id=i, frames_per_packet=args.packet_frames,
+                          full_every=args.full_every)
                 wire, dropped = impaired(pk, rate, args.packet_frames / bundle.frame_rate, rng)
                 phase = rng.uniform(0, 1.0)  # devices do not start in step
                 plan += [(t + phase, p) for t, p in wire]
@@ -117,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             p = summary["packets"]
             sent = len(plan)
             row = {"loss": rate, "wer": wer_cer(refs, hyps)["wer"], "wer_vs_lossless": wer_cer(clean, hyps)["wer"],
-                   "packets_sent": sent, "accepted": p.get("accepted", 0), "duplicate": p.get("duplicate", 0),
+                   "packets_sent": sent, "bytes_sent": sum(len(p) for _, p in plan),
+                   "accepted": p.get("accepted", 0), "duplicate": p.get("duplicate", 0),
                    "late": p.get("late", 0), "closed": p.get("closed", 0), "context": p.get("context", 0),
                    "frames_lost_sent": lost_frames,
                    "frames_lost_server": summary["frames"].get("lost", 0), "finals": len(finals)}
@@ -130,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"accepted {row['accepted']}/{sent}, lost frames {row['frames_lost_server']}, "
                   f"accounting {'ok' if row['accounting_ok'] else 'WRONG'}")
     report = {"data": str(data), "subset": TEST_SUBSET["asr"], "items": len(codes), "n_q": args.n_q,
-              "packet_frames": args.packet_frames, "full_every": args.full_every, "duplicates": 0.1,
+              "packet_frames": args.packet_frames, "full_every": args.full_every, "wire_version": args.wire,
+              "duplicates": 0.1,
               "reorder": "20% delayed by up to 1.5 packet durations",
               "lost_frames_enter_tail_as": "zero feature vectors", "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import numpy as np
 
 from acom.baselines import codecs as C
 from acom.baselines.coded_sets import CLEAN_SET, CodedSet, coded_set, encoder_cpu_s_per_s, subset_dataset
+from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
 from acom.comparisons.rate_accuracy import BEAM_LM, _decoders, _metric, lm_weights, mean_over_seeds, tune_lm_weights
 from acom.core.checkpoint import load_checkpoint
@@ -100,7 +101,7 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
                     points += _score_rows(task, model, cs, lm, w, {
                         **base, "system": codec.system, "family": family, "full_model": kind, "test_set": ts,
                         "nominal_bps": codec.target_bps, "measured_bps": round(cs.measured_bps, 1),
-                        "padded_clips": cs.padded})
+                        "wire_bps": framed_bps(cs.measured_bps, cs.seconds), "padded_clips": cs.padded})
     return full_rows, points
 
 

@@ -117,7 +117,9 @@ def write_markdown(report: dict, path: Path) -> None:
              f"Runs: {', '.join(report['runs'])} (seeds {report['seeds']}; metrics are means over seeds). "
              "Written by `acom bench codecs`; the numbers are in "
              f"`{task}_rate_accuracy.json`. Bit/s: ACoM's codes after the range coder (entropy_bps); a codec's "
-             "payload bits as sent (measured_bps), on the clean test set. 'as-trained': the full model as "
+             "payload bits as sent (measured_bps), on the clean test set. On the wire (wire_bps, in the JSON): "
+             "both framed as acom's packets (wire v3, 1 s packets, no key, a full packet every 8), which adds "
+             "the same bytes a packet to ACoM's codes and to a codec's bitstream. 'as-trained': the full model as "
              "trained on clean audio; 'fine-tuned': the same model fine-tuned on decoded audio of that codec "
              "family.", "", "## Targets", "", "| target | value | bound | met | note |", "|---|---|---|---|---|"]
     for t in report["targets"]:

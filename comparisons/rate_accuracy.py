@@ -122,7 +122,7 @@ def mean_over_seeds(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
     out = []
     for group in groups.values():
         row = {k: group[0].get(k) for k in keys}
-        for m in ("wer", "cer", "accuracy", "macro_f1", "entropy_bps"):
+        for m in ("wer", "cer", "accuracy", "macro_f1", "entropy_bps", "payload_bps", "wire_bps"):
             if m in group[0]:
                 row[m] = round(statistics.mean(g[m] for g in group), 4)
                 row[f"{m}_per_seed"] = [g[m] for g in group]

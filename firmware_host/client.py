@@ -21,7 +21,7 @@ import numpy as np
 from acom.errors import AcomError
 from acom.runtime.bundle import read_manifest
 from acom.runtime.sender import stream_packets
-from acom.runtime.wire import codebook_id, frame_serial
+from acom.runtime.wire import Contexts, codebook_id, decode_packet, frame_serial
 
 Encoder = Callable[[np.ndarray], np.ndarray]  # audio float32 [N] at the bundle's rate -> codes int64 [n_q, T]
 
@@ -91,10 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-stream", type=int, default=0, help="stream id of the first file (then +1 per file)")
     p.add_argument("--packet-s", type=float, default=1.0, help="seconds of audio per packet (default 1)")
     p.add_argument("--full-every", type=int, default=8, metavar="N",
-                   help="one packet in N (and the last) has the full 31-byte header, the others the 9-byte "
-                   "compact one that the server expands with it (default 8; 1: all full, for receivers without "
-                   "contexts)")
+                   help="one packet in N (and the last) is a full packet (32-byte header: the stream's ids and "
+                   "settings), the others short ones (2-byte header) that the server expands with it (default 8; "
+                   "1: all full, for receivers without contexts)")
     p.add_argument("--key", help="HMAC key of this device, in hex (the server's --keys entry)")
+    p.add_argument("--tag-bytes", type=int, default=8, choices=[4, 8, 16],
+                   help="with --key: bytes of HMAC tag per packet (default 8; 4 for slow links: the server ignores "
+                   "a source that sends many bad tags)")
     p.add_argument("--entropy", action="store_true", help="range-code each packet's codes under the bundle's "
                    "priors (priors.safetensors; the rates the reports call entropy-coded) instead of bit-packing "
                    "them; the C device (--c-device) does it in C, byte for byte as here")
@@ -132,17 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     for i, path in enumerate(args.audio):
         codes = encode(load_audio(path, manifest["sample_rate"]))[:n_q]
         packets = stream_packets(codes, sizes, book, device_id=args.device_id, stream_id=args.first_stream + i,
-                                 frames_per_packet=fpp, key=key, priors=priors, full_every=args.full_every)
+                                 frames_per_packet=fpp, key=key, tag_len=args.tag_bytes, priors=priors,
+                                 full_every=args.full_every)
         start = time.monotonic()
         for j, packet in enumerate(packets):
             if args.realtime:
                 time.sleep(max(0.0, start + (j + 1) * args.packet_s - time.monotonic()))
             send(packet)
-        seconds = codes.shape[1] / manifest["frame_rate"]
+        seconds = max(codes.shape[1] / manifest["frame_rate"], 1e-9)
+        contexts = Contexts()  # what the server will read: the payload's share of the bytes sent
+        payload = sum(len(decode_packet(d, {args.device_id: key} if key else None, contexts).payload)
+                      for d in packets)
         print(json.dumps({"file": str(path), "stream": args.first_stream + i, "frames": codes.shape[1],
                           "n_q": codes.shape[0], "packets": len(packets), "bytes": sum(map(len, packets)),
                           "payload": "entropy" if priors else "packed",
-                          "bps_on_wire": round(8 * sum(map(len, packets)) / max(seconds, 1e-9), 1)}), flush=True)
+                          "payload_bps": round(8 * payload / seconds, 1),
+                          "bps_on_wire": round(8 * sum(map(len, packets)) / seconds, 1)}), flush=True)
     return 0
 
 
@@ -169,6 +177,7 @@ def _device_from_c(args: argparse.Namespace, manifest: dict, priors, parse_hostp
         raise AcomError(f"--n-q {args.n_q}: the bundle's C graph computes {manifest['n_q']} stages")
     clips = [(args.first_stream + i, pcm16(load_audio(p, manifest["sample_rate"]))) for i, p in enumerate(args.audio)]
     sent = send_audio(args.c_device, args.bundle, clips, device_id=args.device_id, full_every=args.full_every,
+                      tag_len=args.tag_bytes,
                       frames_per_packet=max(1, round(args.packet_s * manifest["frame_rate"])),
                       key=bytes.fromhex(args.key) if args.key else None, priors=priors,
                       udp=parse_hostport(args.udp) if args.udp else None, uart=args.serial)
@@ -177,6 +186,7 @@ def _device_from_c(args: argparse.Namespace, manifest: dict, priors, parse_hostp
         print(json.dumps({"file": str(path), "stream": s["stream"], "frames": s["frames"], "n_q": manifest["n_q"],
                           "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
                           "codes_from": "c", "payload": "entropy" if priors else "packed",
+                          "payload_bps": round(8 * s["payload_bytes"] / max(seconds, 1e-9), 1),
                           "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}), flush=True)
     return 0
 
@@ -198,13 +208,14 @@ def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q:
     codes = [encode(load_audio(path, manifest["sample_rate"]))[:n_q] for path in args.audio]
     streams = [(args.device_id, args.first_stream + i, c) for i, c in enumerate(codes)]
     sent = send(args.c_device, streams, manifest["model"]["rvq_config"]["codebook_sizes"], manifest["codebook_hash"],
-                frames_per_packet=fpp, full_every=args.full_every, key=key, priors=priors,
+                frames_per_packet=fpp, full_every=args.full_every, key=key, tag_len=args.tag_bytes, priors=priors,
                 udp=parse_hostport(args.udp) if args.udp else None, uart=args.serial)
     for path, c, s in zip(args.audio, codes, sent):
         seconds = c.shape[1] / manifest["frame_rate"]
         print(json.dumps({"file": str(path), "stream": s["stream"], "frames": c.shape[1], "n_q": c.shape[0],
                           "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
                           "codes_from": "host", "payload": "entropy" if priors else "packed",
+                          "payload_bps": round(8 * s["payload_bytes"] / max(seconds, 1e-9), 1),
                           "bps_on_wire": round(8 * s["bytes"] / max(seconds, 1e-9), 1)}),
               flush=True)
     return 0

@@ -5,7 +5,9 @@ Linux boards (rpi4, rpi5) send UDP datagrams from a static aarch64 binary under 
 microcontrollers send COBS frames on their emulated UART (``qemu-system-arm``), which is connected to a host
 tty (a pty from ``socat``, or a real port). ``send`` sends codes computed on the host (everything from codes to
 bytes on the link is the device's C); ``send_audio`` runs the whole device in C (an MCU bundle's front end and
-graph too). Payloads are bit-packed, or range-coded under the bundle's priors (c/acom_range.c).
+graph too). Payloads are bit-packed, or range-coded under the bundle's priors (c/acom_range.c); with a key each
+packet ends in an HMAC tag of the stream's tag length (4, 8 or 16 bytes). Both report per stream the packets, the
+bytes sent and the payload's share of them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from acom.errors import AcomError
 from acom.export.c_priors import c_array, c_tables
 from acom.firmware_host.cbuild import APP_DIR, build, count_instructions, kind, run_command
 from acom.firmware_host.cbuild import by_function as functions_of
+from acom.runtime.wire import DEFAULT_TAG, MAX_FRAMES, TAG_SIZES
 
 Stream = tuple[int, int, np.ndarray]  # device id, stream id, codes [n_q, T]
 
@@ -33,10 +36,22 @@ def _priors_lines(priors, n_q: int, name: str) -> list[str]:
     return [*c_tables(priors, n_q, name + "_TABLE"), f"#define {name} {name}_TABLE"]
 
 
-def write_codes(path: Path, streams: list[Stream], sizes: list[int], codebook_hash: str, frames_per_packet: int,
-                full_every: int, key: bytes | None, priors=None) -> None:
+def _check_settings(frames_per_packet: int, full_every: int, key: bytes | None, tag_len: int) -> None:
+    """AcomError for stream settings the device would refuse packet by packet."""
+    if not 1 <= frames_per_packet <= MAX_FRAMES:
+        raise AcomError(f"frames_per_packet {frames_per_packet}: expected 1..{MAX_FRAMES}")
+    if full_every < 1:
+        raise AcomError(f"full_every {full_every}: expected 1 or more")
+    if key is not None and tag_len not in TAG_SIZES[1:]:
+        raise AcomError(f"tag_len {tag_len}: expected one of {', '.join(map(str, TAG_SIZES[1:]))} (bytes of HMAC tag)")
+
+
+def write_codes(path: Path, streams: list[Stream], sizes: list[int], codebook_hash: str,
+                frames_per_packet: int, full_every: int, key: bytes | None, priors=None,
+                tag_len: int = DEFAULT_TAG) -> None:
     """codes_in.h for send_codes.c: the streams' codes (all with the same n_q) and how to send them (range-coded
-    under `priors`, a CodePriors, when given)."""
+    under `priors`, a CodePriors, when given; `tag_len` bytes of tag with a key)."""
+    _check_settings(frames_per_packet, full_every, key, tag_len)
     n_q = {s[2].shape[0] for s in streams}
     if len(n_q) != 1:
         raise AcomError(f"streams with different numbers of stages {sorted(n_q)}: one n_q per run")
@@ -44,6 +59,7 @@ def write_codes(path: Path, streams: list[Stream], sizes: list[int], codebook_ha
              *_priors_lines(priors, next(iter(n_q)), "C_PRIORS"),
              f"#define C_NQ {n_q.pop()}", f"#define C_FRAMES_PER_PACKET {frames_per_packet}",
              f"#define C_FULL_EVERY {full_every}u", f"#define C_KEY_LEN {len(key or b'')}u",
+             f"#define C_TAG_LEN {tag_len if key is not None else 0}u",
              f"static const uint8_t C_KEY[] = {c_array(key or b'')};",
              f"static const uint32_t C_SIZES[] = {c_array(sizes)};",
              f"static const uint8_t C_HASH[32] = {c_array(bytes.fromhex(codebook_hash))};"]
@@ -96,37 +112,41 @@ def _udp_env(udp: tuple[str, int] | None) -> dict | None:
 
 def send(board: str,  # noqa: PLR0913 (keyword-only stream settings)
          streams: list[Stream], sizes: list[int], codebook_hash: str, *, frames_per_packet: int,
-         full_every: int = 8, key: bytes | None = None, priors=None, udp: tuple[str, int] | None = None,
-         uart: str | None = None, timeout: float = 120.0) -> list[dict]:
+         full_every: int = 8, key: bytes | None = None, tag_len: int = DEFAULT_TAG, priors=None,
+         udp: tuple[str, int] | None = None, uart: str | None = None, timeout: float = 120.0) -> list[dict]:
     """Build send_codes for `board` and run it: to `udp` (host, port) from a Linux board or the host, or on
     the UART connected to the tty `uart` from a microcontroller; payloads range-coded under `priors` (the
-    bundle's CodePriors) when given. What the C reported: per stream {"stream", "packets", "bytes"}."""
+    bundle's CodePriors) when given; with `key` tags of `tag_len` bytes. The packets are those
+    ``sender.stream_packets`` makes of the same settings. What the C reported: per stream {"stream", "packets",
+    "bytes", "payload_bytes"} (bytes: whole packets; payload_bytes: their payloads, the codes)."""
+    _check_settings(frames_per_packet, full_every, key, tag_len)
     k = _check_transport(board, udp, uart)
     transport = APP_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")
     env = _udp_env(udp)
     with tempfile.TemporaryDirectory(prefix="acom-device-c-") as tmp:
         work = Path(tmp)
-        write_codes(work / "codes_in.h", streams, sizes, codebook_hash, frames_per_packet, full_every, key, priors)
+        write_codes(work / "codes_in.h", streams, sizes, codebook_hash, frames_per_packet, full_every, key, priors,
+                    tag_len)
         exe = build(board, [APP_DIR / "send_codes.c", transport], work / "send_codes", work)
         cmd = run_command(board, exe, uart=uart)
         stdout = _run(cmd, env, timeout)
     out = []
     for line in stdout.splitlines():
         if line.startswith("stream "):
-            i, packets, nbytes = map(int, line.split()[1:])
-            out.append({"stream": streams[i][1], "packets": packets, "bytes": nbytes})
+            i, packets, nbytes, payload = map(int, line.split()[1:])
+            out.append({"stream": streams[i][1], "packets": packets, "bytes": nbytes, "payload_bytes": payload})
     if len(out) != len(streams):
         raise AcomError(f"{' '.join(cmd[:3])}: reported {len(out)} of {len(streams)} streams: {stdout[-300:]}")
     return out
 
 
-def write_app(path: Path, manifest: dict, clips: list[tuple[int, np.ndarray]], device_id: int, full_every: int,
-              key: bytes | None, priors=None, frames_per_packet: int = 1) -> None:
+def write_app(path: Path, manifest: dict, clips: list[tuple[int, np.ndarray]], device_id: int,
+              full_every: int, key: bytes | None, priors=None, frames_per_packet: int = 1,
+              tag_len: int = DEFAULT_TAG) -> None:
     """app_in.h for device_app.c: the clips (stream id, 16-bit samples) and how the bundle's device sends:
     `frames_per_packet` code frames a packet, range-coded under `priors` when given ("bundle": the bundle's
-    c/acom_priors.h, else a CodePriors whose tables go into app_in.h)."""
-    if frames_per_packet < 1:
-        raise AcomError(f"frames_per_packet {frames_per_packet}: expected 1 or more")
+    c/acom_priors.h, else a CodePriors whose tables go into app_in.h), with `key` tags of `tag_len` bytes."""
+    _check_settings(frames_per_packet, full_every, key, tag_len)
     window = manifest["graph"]["window_samples"]
     if priors == "bundle":  # the bundle's own c/acom_priors.c, built with the app
         tables = ['#include "acom_priors.h"', "#define A_PRIORS ACOM_PRIORS"]
@@ -137,7 +157,7 @@ def write_app(path: Path, manifest: dict, clips: list[tuple[int, np.ndarray]], d
              f"#define A_WINDOW {window}",
              f"#define A_SAMPLES_PER_CODE {round(manifest['sample_rate'] / manifest['frame_rate'])}",
              f"#define A_NQ {manifest['n_q']}", f"#define A_FPP {frames_per_packet}", f"#define A_DEVICE {device_id}u",
-             f"#define A_FULL_EVERY {full_every}u",
+             f"#define A_FULL_EVERY {full_every}u", f"#define A_TAG_LEN {tag_len if key is not None else 0}u",
              f"#define A_KEY_LEN {len(key or b'')}u", f"static const uint8_t A_KEY[] = {c_array(key or b'')};",
              f"static const uint32_t A_SIZES[] = {c_array(manifest['codebook_sizes'])};",
              f"static const uint8_t A_HASH[32] = {c_array(bytes.fromhex(manifest['codebook_hash']))};"]
@@ -155,18 +175,20 @@ AUDIO_PER_RUN = 8 * 16000  # samples of embedded 16-bit audio per firmware image
 
 def send_audio(board: str,  # noqa: PLR0913 (keyword-only stream settings)
                bundle: Path, clips: list[tuple[int, np.ndarray]], *, device_id: int = 1,
-               frames_per_packet: int = 1, full_every: int = 8, key: bytes | None = None, priors=None,
-               udp: tuple[str, int] | None = None, uart: str | None = None, timeout: float = 300.0) -> list[dict]:
+               frames_per_packet: int = 1, full_every: int = 8, key: bytes | None = None,
+               tag_len: int = DEFAULT_TAG, priors=None, udp: tuple[str, int] | None = None,
+               uart: str | None = None, timeout: float = 300.0) -> list[dict]:
     """The whole device in C (c/app/device_app.c with the MCU bundle's c/ sources): each clip (stream id,
     16-bit samples at the bundle's rate) through the front end, the graph and the wire code to `uart` (a
     microcontroller) or `udp` (host), `frames_per_packet` code frames a packet (as ``stream_packets`` cuts
-    them), range-coded under `priors` when given. Per clip what the C reported: {"stream", "packets", "bytes",
-    "frames"}."""
+    them), range-coded under `priors` when given, with `key` tags of `tag_len` bytes. Per clip what the C
+    reported: {"stream", "packets", "bytes", "frames", "payload_bytes"}."""
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
     if not m.get("c_graph", {}).get("written"):
         why = m.get("c_graph", {}).get("reason", "not an MCU bundle")
         raise AcomError(f"{bundle}: no C graph in this bundle ({why}); send codes computed on the host instead")
+    _check_settings(frames_per_packet, full_every, key, tag_len)
     _check_transport(board, udp, uart)
     env = _udp_env(udp)
     out: list[dict] = []
@@ -174,20 +196,20 @@ def send_audio(board: str,  # noqa: PLR0913 (keyword-only stream settings)
     for i, clip in enumerate(clips):
         batch.append(clip)
         if i + 1 == len(clips) or sum(len(c[1]) for c in batch) + len(clips[i + 1][1]) > AUDIO_PER_RUN:
-            out += _run_app(board, bundle, m, batch, (device_id, frames_per_packet, full_every, key, priors), uart,
-                            env, timeout)
+            out += _run_app(board, bundle, m, batch, (device_id, frames_per_packet, full_every, key, tag_len, priors),
+                            uart, env, timeout)
             batch = []
     return out
 
 
 def _run_app(board, bundle, m, clips, sending, uart, env, timeout) -> list[dict]:
-    device_id, fpp, full_every, key, priors = sending
+    device_id, fpp, full_every, key, tag_len, priors = sending
     k = kind(board)
     with tempfile.TemporaryDirectory(prefix="acom-device-c-") as tmp:
         work = Path(tmp)
         c = bundle / "c"
         own = priors is not None and (c / "acom_priors.c").exists()  # bundles exported before it lack the file
-        write_app(work / "app_in.h", m, clips, device_id, full_every, key, "bundle" if own else priors, fpp)
+        write_app(work / "app_in.h", m, clips, device_id, full_every, key, "bundle" if own else priors, fpp, tag_len)
         sources = [APP_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
                    c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if own else []),
                    APP_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")]
@@ -197,7 +219,8 @@ def _run_app(board, bundle, m, clips, sending, uart, env, timeout) -> list[dict]
     rows = [x.split()[1:] for x in stdout.splitlines() if x.startswith("stream ")]
     if len(rows) != len(clips):
         raise AcomError(f"{' '.join(cmd[:3])}: reported {len(rows)} of {len(clips)} clips: {stdout[-300:]}")
-    return [{"stream": clips[int(i)][0], "packets": int(p), "bytes": int(b), "frames": int(f)} for i, p, b, f in rows]
+    return [{"stream": clips[int(i)][0], "packets": int(p), "bytes": int(b), "frames": int(f), "payload_bytes": int(n)}
+            for i, p, b, f, n in rows]
 
 
 def app_instructions(board: str, bundle: Path, clips: list[tuple[int, np.ndarray]], stages: int, entropy: bool,

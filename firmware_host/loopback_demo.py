@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--c-device", metavar="BOARD", help="send with the device's C code for this board under its "
                     "emulator (`acom send --c-device`): rpi4/rpi5 over UDP; a Cortex-M board over a serial pty pair")
     ap.add_argument("--entropy", action="store_true", help="range-coded payloads (`acom send --entropy`)")
+    ap.add_argument("--packet-s", type=float, default=1.0, help="seconds of audio per packet (`acom send --packet-s`)")
     args = ap.parse_args(argv)
     args.out.unlink(missing_ok=True)
     acom = [sys.executable, "-m", "acom.cli"]
@@ -57,13 +58,14 @@ def _run(args: argparse.Namespace, acom: list[str], ttys: tuple[Path, Path] | No
             to = ["--udp", f"127.0.0.1:{json.loads(line)['udp'][1]}"]
         c_device = ["--c-device", args.c_device] if args.c_device else []
         sent = subprocess.run([*acom, "send", "--bundle", str(args.bundle), *to, *c_device,
-                               *(["--entropy"] if args.entropy else []), *map(str, args.audio)],
+                               *(["--entropy"] if args.entropy else []), "--packet-s", str(args.packet_s),
+                               *map(str, args.audio)],
                               capture_output=True, text=True)
         if sent.returncode:
             raise AcomError(f"acom send failed: {sent.stderr.strip()[-500:]}")
         for r in map(json.loads, sent.stdout.splitlines()):
-            print(f"device: stream {r['stream']}: {r['packets']} packets, {r['bytes']} bytes, {r['bps_on_wire']} bit/s "
-                  f"on the wire ({r['payload']} payloads)")
+            print(f"device: stream {r['stream']}: {r['packets']} packets, {r['bytes']} bytes: {r['payload_bps']} bit/s "
+                  f"of codes ({r['payload']}), {r['bps_on_wire']} bit/s on the wire")
         deadline = time.monotonic() + 60
         while _count_finals(args.out) < len(args.audio) and time.monotonic() < deadline:
             time.sleep(0.1)

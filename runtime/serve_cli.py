@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a serial port to read (/dev/ttyUSB0, a pty, socket://HOST:PORT, loop://); repeatable")
     p.add_argument("--baudrate", type=int, default=115200, help="serial speed (default 115200)")
     p.add_argument("--keys", type=Path, help="JSON {device id: hex key}: packets must carry a valid HMAC tag")
+    p.add_argument("--max-bad-tags", type=int, default=64, metavar="N",
+                   help="with --keys: a source that sends more than N bad tags in a minute is ignored for 5 "
+                   "minutes (default 64), so a short tag cannot be guessed at line rate")
     p.add_argument("--out", type=Path, help="write JSON lines here (default: stdout)")
     p.add_argument("--metrics-port", type=int, help="Prometheus text endpoint on 127.0.0.1:PORT (0: any free port)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the tail runs")
@@ -106,12 +109,12 @@ def make_server(args: argparse.Namespace, out) -> Server:
         raise AcomError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
     if args.tf32 and device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    for name in ("max_batch", "max_delay_ms", "reorder_ms", "idle_s", "window_s"):
+    for name in ("max_batch", "max_delay_ms", "reorder_ms", "idle_s", "window_s", "max_bad_tags"):
         if getattr(args, name) <= 0:
             raise AcomError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
     config = ServeConfig(max_batch=args.max_batch, max_delay=args.max_delay_ms / 1e3, device=device,
                          window_s=args.window_s, engine=args.engine, dtype=args.dtype, buckets=args.tail_buckets,
-                         partial=not args.no_partial,
+                         partial=not args.no_partial, max_bad_tags=args.max_bad_tags,
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
     server = Server(open_bundle(args.bundle), out, config, keys)

@@ -26,8 +26,9 @@ from acom.runtime.bundle import Bundle
 from acom.runtime.engine import Result, Work
 from acom.runtime.engines import make_engine
 from acom.runtime.metrics import Metrics
+from acom.runtime.sources import SourceContexts, TagGuard
 from acom.runtime.streams import Delivery, Reassembler, ReassemblyConfig, StreamKey
-from acom.runtime.wire import Packet, SerialDeframer, SourceContexts, codebook_id, decode_packet, packet_codes
+from acom.runtime.wire import Packet, SerialDeframer, codebook_id, decode_packet, packet_codes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +43,7 @@ class ServeConfig:
     dtype: str = "float32"  # the ASR slot engine's blocks: float32 or bfloat16
     buckets: bool = False  # the ASR slot engine's tensor sizes rounded up to a few (slot_engine.py)
     partial: bool = True  # write partial results, not only final ones
+    max_bad_tags: int = 64  # with keys: a source with more bad tags than this in a minute is ignored for 5 min
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
 
 
@@ -55,7 +57,8 @@ class Server:
         self.engine = make_engine(bundle, config.device, config.window_s, config.engine, config.dtype, config.buckets)
         self.streams = Reassembler(config.reassembly, keyed=keys is not None)
         self.book = codebook_id(bundle.manifest["codebook_hash"])
-        self.contexts = SourceContexts(config.reassembly.max_streams)  # compact-packet contexts per source
+        self.contexts = SourceContexts(config.reassembly.max_streams)  # short-packet contexts per source
+        self.guard = TagGuard(config.max_bad_tags, max_sources=config.reassembly.max_streams)
         self.pending: dict[StreamKey, Work] = {}
         self._wake = asyncio.Event()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="acom-tail")
@@ -67,24 +70,29 @@ class Server:
     # ---- receiving (event loop thread) ----
 
     def handle_bytes(self, data: bytes, transport: str, source=None, count_bytes: bool = True) -> None:
-        """One packet's bytes from ``source`` (a UDP address, ``("serial", url)``): a packet, a held compact
-        packet (its stream's full header has not arrived yet), or a rejection counted by reason."""
+        """One packet's bytes from ``source`` (a UDP address, ``("serial", url)``): a packet, a held short
+        packet (its stream's full packet has not arrived yet), or a rejection counted by reason."""
         if count_bytes:
             self.metrics.bytes.labels(transport).inc(len(data))
+        if self.keys is not None and self.guard.ignored(source, time.monotonic()):
+            self.metrics.count("ignored")
+            return
         self._decode(data, source)
 
     def _decode(self, data: bytes, source, retried: bool = False) -> None:
         try:
             packet = decode_packet(data, self.keys, self.contexts.get(source))
         except WireError as e:
-            if e.reason == "context" and not retried:  # lost or overtaken full header: wait for the next one
+            if e.reason == "context" and not retried:  # lost or overtaken full packet: wait for the next one
                 self.metrics.count("context", self.contexts.hold(source, data, time.monotonic()))
             else:
                 self.metrics.count(e.reason)
+                if e.reason == "tag" and self.keys is not None and self.guard.bad_tag(source, time.monotonic()):
+                    self.metrics.count("source_ignored")
             return
         self.handle_packet(packet)
         if not packet.compact:
-            for held in self.contexts.release(source, packet.stream_id & 0xFF):
+            for held in self.contexts.release(source, packet.context):
                 self._decode(held, source, retried=True)
 
     def handle_packet(self, p: Packet | WireError) -> None:

@@ -1,6 +1,7 @@
 """Wire-format test vectors: audio -> codes -> packet bytes, for the C implementation on the device to
-reproduce byte for byte. ``python -m acom.runtime.vectors runtime/wire_vectors`` (re)writes them; a test checks that
-the shipped classifier and this module still produce exactly what is stored.
+reproduce byte for byte. ``python -m acom.runtime.vectors runtime/wire_vectors`` (re)writes them (``wire_v3.json``);
+a test checks that the shipped classifier and this module still produce exactly what is stored. ``wire_v2.json``
+holds version 2's vectors, which servers still read.
 
 The cases are sent bit-packed, and (``entropy_coded``) range-coded under the classifier's code priors, which the
 file carries as counts (``priors``: the fields of ``bitrate.CodePriors.to_tensors``); docs/wire.md gives the
@@ -34,19 +35,19 @@ def vector_audio(seconds: float = 1.0) -> np.ndarray:
 
 
 def make_vectors(codes: np.ndarray, codebook_sizes: list[int], codebook_hash: str, priors=None) -> list[dict]:
-    """The cases: codes [n_q, T] sent with 1 and all stages, untagged and tagged, as one stream of three
-    packets (full header, compact, full with end of stream), and their serial frames; then, with `priors` (a
-    CodePriors), the same range-coded (stream 2). Each case names the stream it was sent as
-    (``sender.stream_packets``' arguments), so that another implementation can send it."""
-    cases, third = [], -(-codes.shape[1] // 3)
+    """The cases: codes [n_q, T] sent with 1 and all stages, untagged and with 4-, 8- and 16-byte tags, as one
+    stream of one frame per packet (full, short, short, full, ...; the last full with end of stream), and their
+    serial frames; then, with ``priors`` (a CodePriors), the same range-coded (stream 2). Each case names the
+    stream it was sent as (``sender.stream_packets``' arguments), so that another implementation can send it."""
+    cases = []
     for coded in [False] + ([True] if priors is not None else []):
         for n_q in sorted({1, codes.shape[0]}):
-            for key in (None, KEY):
-                stream = {"device_id": 7, "stream_id": 1 + coded, "first_seq": n_q, "frames_per_packet": third,
-                          "full_every": 2}
+            for key, tag_len in ((None, 0), (KEY, 4), (KEY, 8), (KEY, 16)):
+                stream = {"device_id": 7, "stream_id": 1 + coded, "first_seq": 253 + n_q,  # seq's low byte wraps
+                          "frames_per_packet": 1, "full_every": 3, "tag_len": tag_len}
                 packets = stream_packets(codes[:n_q], codebook_sizes, codebook_id(codebook_hash), key=key,
                                          priors=priors if coded else None, **stream)
-                pieces = [codes[:n_q, s: s + third] for s in range(0, codes.shape[1], third)]
+                pieces = [codes[:n_q, s: s + 1] for s in range(codes.shape[1])]
                 cases.append({"n_q": n_q, "hmac_key": key.decode() if key else None, **stream,
                               **({"entropy_coded": True} if coded else {}),
                               "payloads": [make_payload(c, codebook_sizes, priors if coded else None)[0].hex()

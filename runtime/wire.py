@@ -1,24 +1,25 @@
-"""acom wire format v2: packets of RVQ codes, and their serial framing. Spec: docs/wire.md.
+"""acom wire format v3: packets of RVQ codes, and their serial framing. Spec: docs/wire.md.
 
-Pure functions, no sockets: bytes in, a ``Packet`` or a precise ``WireError`` out. A packet is
+Pure functions, no sockets: bytes in, a ``Packet`` or a precise ``WireError`` out. What a stream repeats is said
+by its **full** packets (the first, every N-th, the last); the others are **short**:
 
-    full:    header (31 bytes, little-endian) | payload | [HMAC-SHA256 tag, 16 bytes] | CRC-32C (4 bytes)
-    compact: header (9 bytes)                 | payload | [tag, 16 bytes]               | CRC-32C (4 bytes)
+    full:  header (32 bytes: "AC", version, flags, ids, seq, first frame, codebook, sizes, stream settings)
+           | payload | HMAC-SHA256 tag (4, 8 or 16 bytes: a stream setting) or CRC-32C (4 bytes, no key)
+    short: 1 byte (short, end, n_q follows, n_frames follows, context) | seq & 0xFF | [n_q] | [n_frames]
+           | payload | tag (the stream's length) or CRC-16 (2 bytes, no key)
 
-A compact packet leaves out what its stream's last full packet from the same source already said (device,
-stream, codebook) and sends the low 16 bits of seq and first frame; ``Contexts`` holds those full headers and
-rebuilds the full one. Tag and CRC are computed over the rebuilt full header, so a compact packet matched to
-the wrong context or extended to the wrong seq fails its CRC. On a serial line each packet is COBS-encoded and
-ends with one zero byte, so a reader resynchronizes at the next zero after garbage. The payload is the codes of
-``n_frames`` frames with ``n_q`` stages, bit-packed (fixed length) or range-coded with the bundle's priors.
+``Contexts`` keeps, per source, the last full packet of each context (stream id & 15) and rebuilds a short
+packet's full header from it: seq extended from its low byte, first frame from seq and the stream's frames per
+packet. Tag and check are computed over that rebuilt header (``SIGNED``), so a short packet read with the wrong
+context or extended to the wrong seq fails them. Version 2 packets are still read (``wire_v2``). On a serial
+line each packet is COBS-encoded and ends with one zero byte. The payload is the codes of ``n_frames`` frames with
+``n_q`` stages, bit-packed (fixed length) or range-coded with the bundle's priors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
-from collections import OrderedDict
+from binascii import crc_hqx
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,97 +28,259 @@ from cobs import cobs
 from google_crc32c import value as crc32c
 
 from acom.errors import WireError
+from acom.runtime import wire_v2
+from acom.runtime.packet import Packet, check_tag, codebook_id, hmac_tag
+
+__all__ = ["Packet", "codebook_id", "Contexts", "StreamContext", "SerialDeframer", "decode_packet", "encode_packet",
+           "encode_short", "frame_serial", "make_payload", "pack_codes", "packet_codes", "unpack_codes"]
 
 MAGIC = b"AC"
-VERSION = 2
-HEADER = struct.Struct("<2sBBIHIIQBHH")  # magic version flags device stream seq first_frame codebook n_q frames len
-HEADER_SIZE = HEADER.size  # 31
-COMPACT_MAGIC = 0x61  # "a"
-COMPACT = struct.Struct("<BBBHHH")  # magic, version << 4 | flags, context, seq & 0xFFFF, first_frame & 0xFFFF,
-COMPACT_SIZE = COMPACT.size  # 9                                                         n_q << 12 | n_frames
-TAG_SIZE = 16  # HMAC-SHA256 truncated to 128 bits
-CRC_SIZE = 4
-MAX_PACKET = 1400  # fits one UDP datagram on any Ethernet path without fragmentation
-MAX_FRAMES = 4096
-MAX_STAGES = 255  # n_q is one byte of the full header (a compact packet holds 15)
-
+VERSION = 3
+# magic version flags device stream seq first_frame codebook n_q n_frames frames_per_packet stream_n_q
+HEADER = struct.Struct("<2sBBIHIIQBHHB")
+HEADER_SIZE = HEADER.size  # 32
+SIGNED = struct.Struct("<2sBBIHIIQBHHBH")  # the full header + payload length: what tags and checks cover
+SHORT = 0x80  # first byte of a short packet: this bit set (a v2 packet starts with 0x41 or 0x61)
+SHORT_END = 0x40  # end of stream
+SHORT_NQ = 0x20  # a byte n_q follows (else the stream's n_q)
+SHORT_NFRAMES = 0x10  # two bytes n_frames follow (else the stream's frames per packet)
+SHORT_HEADER = 2  # first byte, seq & 0xFF
+CONTEXTS = 16  # contexts per source: a short packet names its stream by stream_id & 15
 FLAG_ENTROPY = 0x01  # payload is range-coded with the bundle's priors (else bit-packed)
 FLAG_END = 0x02  # last packet of the stream
-FLAG_TAG = 0x04  # an HMAC tag precedes the CRC
-FLAG_COMPACT = 0x08  # sent as a compact packet (set in the rebuilt full header too, so tags of the two differ)
-FULL_FLAGS = FLAG_ENTROPY | FLAG_END | FLAG_TAG  # the flags a full packet may carry
+TAG_SHIFT = 2  # flags bits 2-3: the tag length's code (TAG_SIZES)
+FLAG_SHORT = 0x10  # in the rebuilt header of a short packet only, so the tags of the two kinds differ
+FULL_FLAGS = 0x0F  # the flags a full packet may carry
+TAG_SIZES = (0, 4, 8, 16)  # HMAC-SHA256 truncated to this many bytes (0: no key; a CRC instead)
+DEFAULT_TAG = 8
+CRC_SIZE = 4  # CRC-32C of an untagged full packet
+CHECK_SIZE = 2  # CRC-16/CCITT-FALSE of an untagged short packet
+MAX_PACKET = 1400  # fits one UDP datagram on any Ethernet path without fragmentation
+MAX_FRAMES = 4096
+MAX_STAGES = 255  # n_q is one byte
+READS = (2, 3)  # the versions decode_packet reads
 
 
-@dataclass(frozen=True)
-class Packet:
-    """One parsed packet. ``codebook_id``: the first 8 bytes of the bundle's codebook hash, as an int."""
+@dataclass
+class StreamContext:
+    """What a stream's full packet tells its short packets (``seq``/``first_frame``: that full packet's);
+    ``high_seq``: the highest seq seen, which a short packet's low byte is extended around."""
 
     device_id: int
     stream_id: int
-    seq: int
-    first_frame: int  # index of the packet's first frame in the stream: its timestamp in frames
     codebook_id: int
-    n_q: int
-    n_frames: int
-    payload: bytes
-    entropy_coded: bool = False
-    end_of_stream: bool = False
-    tagged: bool = False
-    compact: bool = False  # arrived as a compact packet (its header rebuilt from its stream's context)
+    seq: int
+    first_frame: int
+    frames_per_packet: int
+    n_q: int  # the stream's usual n_q: a short packet that says none has this many stages
+    entropy_coded: bool
+    tag_len: int
+    high_seq: int
+
+    @classmethod
+    def of(cls, p: Packet) -> StreamContext:
+        """The context a full packet ``p`` sets."""
+        return cls(p.device_id, p.stream_id, p.codebook_id, p.seq, p.first_frame, p.frames_per_packet,
+                   p.stream_n_q, p.entropy_coded, p.tag_len, p.seq)
+
+    def implied_first_frame(self, seq: int) -> int:
+        """The first frame of packet ``seq`` of this stream when every packet holds ``frames_per_packet``."""
+        return self.first_frame + (seq - self.seq) * self.frames_per_packet
 
 
-def codebook_id(codebook_hash: str) -> int:
-    """The 64-bit id packets carry for a bundle: the first 8 bytes of its codebook hash (hex SHA-256)."""
-    try:
-        raw = bytes.fromhex(codebook_hash)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise WireError(f"codebook hash {codebook_hash!r}: expected 64 hex digits (a SHA-256)", "codebook")
-    return int.from_bytes(raw[:8], "little")
-
-
-def _tag(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha256).digest()[:TAG_SIZE]
-
-
-def encode_packet(p: Packet, key: bytes | None = None, compact: bool = False) -> bytes:
-    """Packet bytes of ``p`` (with an HMAC tag when ``key`` is given); ``compact``: the 9-byte header, which
-    the receiver expands with the last full packet of the stream (n_q <= 15, n_frames <= 4095)."""
+def _check_fields(p: Packet, tag_len: int) -> None:
     for name, value, bits in (("device_id", p.device_id, 32), ("stream_id", p.stream_id, 16), ("seq", p.seq, 32),
                               ("first_frame", p.first_frame, 32), ("codebook_id", p.codebook_id, 64)):
         if not 0 <= value < 1 << bits:
             raise WireError(f"{name} {value}: expected 0..{(1 << bits) - 1}", "field")
-    if not 1 <= p.n_q <= (15 if compact else MAX_STAGES):
-        raise WireError(f"n_q {p.n_q}: expected 1..{15 if compact else MAX_STAGES}" + " in a compact packet" * compact,
-                        "field")
-    if not 0 <= p.n_frames <= (MAX_FRAMES - compact):
-        raise WireError(f"n_frames {p.n_frames}: expected 0..{MAX_FRAMES - compact}", "field")
-    flags = ((FLAG_ENTROPY * p.entropy_coded) | (FLAG_END * p.end_of_stream) | (FLAG_TAG * (key is not None))
-             | (FLAG_COMPACT * compact))
-    signed = _full_header(flags, p.device_id, p.stream_id, p.seq, p.first_frame, p.codebook_id, p.n_q, p.n_frames,
-                          len(p.payload)) + p.payload
-    tag = b"" if key is None else _tag(key, signed)
-    crc = struct.pack("<I", crc32c(signed + tag))
-    if compact:
-        head = COMPACT.pack(COMPACT_MAGIC, VERSION << 4 | flags, p.stream_id & 0xFF, p.seq & 0xFFFF,
-                            p.first_frame & 0xFFFF, p.n_q << 12 | p.n_frames)
-        data = head + p.payload + tag + crc
+    for name, value, low, high in (("n_q", p.n_q, 1, MAX_STAGES), ("n_frames", p.n_frames, 0, MAX_FRAMES),
+                                   ("frames_per_packet", p.frames_per_packet, 1, MAX_FRAMES),
+                                   ("stream_n_q", p.stream_n_q, 1, MAX_STAGES)):
+        if not low <= value <= high:
+            raise WireError(f"{name} {value}: expected {low}..{high}", "field")
+    if tag_len not in TAG_SIZES:
+        raise WireError(f"tag length {tag_len}: expected one of {TAG_SIZES}", "field")
+
+
+def _flags(p: Packet, tag_len: int, short: bool) -> int:
+    return ((FLAG_ENTROPY * p.entropy_coded) | (FLAG_END * p.end_of_stream)
+            | TAG_SIZES.index(tag_len) << TAG_SHIFT | (FLAG_SHORT * short))
+
+
+def _signed(p: Packet, flags: int) -> bytes:
+    """The full header a packet stands for, with its payload's length, then the payload."""
+    return SIGNED.pack(MAGIC, VERSION, flags, p.device_id, p.stream_id, p.seq, p.first_frame, p.codebook_id, p.n_q,
+                       p.n_frames, p.frames_per_packet, p.stream_n_q, len(p.payload)) + p.payload
+
+
+def _seal(signed: bytes, key: bytes | None, tag_len: int, short: bool) -> bytes:
+    """The packet's last bytes: its tag, or without a key its CRC (CRC-32C full, CRC-16 short)."""
+    if key is not None:
+        return hmac_tag(key, signed, tag_len)
+    return struct.pack("<H", crc_hqx(signed, 0xFFFF)) if short else struct.pack("<I", crc32c(signed))
+
+
+def _check_size(header: int, payload: int, seal: int) -> None:
+    if header + payload + seal > MAX_PACKET:
+        raise WireError(f"packet of {header + payload + seal} bytes: at most {MAX_PACKET} (send fewer frames per "
+                        f"packet)", "size")
+
+
+def encode_packet(p: Packet, key: bytes | None = None, tag_len: int = DEFAULT_TAG) -> bytes:
+    """Full-packet bytes of ``p``: its header says the stream's settings (``p.frames_per_packet``,
+    ``p.stream_n_q``); with ``key`` an HMAC tag of ``tag_len`` bytes (4, 8 or 16) ends it, else a CRC-32C."""
+    tag_len = tag_len if key is not None else 0
+    _check_fields(p, tag_len)
+    if key is not None and not tag_len:
+        raise WireError("tag length 0 with a key: expected 4, 8 or 16", "field")
+    _check_size(HEADER_SIZE, len(p.payload), tag_len or CRC_SIZE)
+    flags = _flags(p, tag_len, short=False)
+    head = HEADER.pack(MAGIC, VERSION, flags, p.device_id, p.stream_id, p.seq, p.first_frame, p.codebook_id, p.n_q,
+                       p.n_frames, p.frames_per_packet, p.stream_n_q)
+    return head + p.payload + _seal(_signed(p, flags), key, tag_len, short=False)
+
+
+def encode_short(p: Packet, ctx: StreamContext, key: bytes | None = None) -> bytes:
+    """Short-packet bytes of ``p``, whose stream's receiver holds ``ctx`` (from the stream's full packets).
+
+    ``p`` must be of that stream (ids, codebook, coding, settings) at the first frame its seq implies;
+    ``key`` signs with the stream's tag length."""
+    _check_fields(p, ctx.tag_len)
+    same = ((p.device_id, p.stream_id, p.codebook_id, p.entropy_coded, p.frames_per_packet, p.stream_n_q)
+            == (ctx.device_id, ctx.stream_id, ctx.codebook_id, ctx.entropy_coded, ctx.frames_per_packet, ctx.n_q))
+    if not same or p.first_frame != ctx.implied_first_frame(p.seq):
+        raise WireError(f"packet seq {p.seq} does not follow its stream's full packet (seq {ctx.seq}): send it "
+                        f"as a full packet", "field")
+    if (key is None) != (ctx.tag_len == 0):
+        raise WireError(f"stream tag length {ctx.tag_len}, key {'missing' if key is None else 'given'}", "field")
+    first = (SHORT | SHORT_END * p.end_of_stream | SHORT_NQ * (p.n_q != ctx.n_q)
+             | SHORT_NFRAMES * (p.n_frames != ctx.frames_per_packet) | p.stream_id % CONTEXTS)
+    head = bytes([first, p.seq & 0xFF])
+    if first & SHORT_NQ:
+        head += bytes([p.n_q])
+    if first & SHORT_NFRAMES:
+        head += struct.pack("<H", p.n_frames)
+    _check_size(len(head), len(p.payload), ctx.tag_len or CHECK_SIZE)
+    signed = _signed(p, _flags(p, ctx.tag_len, short=True))
+    return head + p.payload + _seal(signed, key, ctx.tag_len, short=True)
+
+
+def _verify(signed: bytes, seal: bytes, keys: dict[int, bytes] | None, p: Packet, short: bool) -> Packet:
+    """``p`` if ``seal`` (its tag, or its CRC) is right for ``signed`` and its fields are in range."""
+    if p.tag_len:
+        if keys is None:
+            raise WireError(f"device {p.device_id}: packet has a tag and this reader has no keys to check it", "tag")
+        check_tag(keys, p.device_id, True, signed, seal)
     else:
-        data = signed + tag + crc
-    if len(data) > MAX_PACKET:
-        raise WireError(f"packet of {len(data)} bytes: at most {MAX_PACKET} (send fewer frames per packet)", "size")
-    return data
+        want = crc_hqx(signed, 0xFFFF) if short else crc32c(signed)
+        got = int.from_bytes(seal, "little")
+        if got != want:
+            kind = "CRC-16" if short else "CRC-32C"
+            raise WireError(f"{kind} 0x{got:0{len(seal) * 2}x} does not match the packet (0x{want:0{len(seal) * 2}x})",
+                            "crc")
+        if keys is not None:
+            raise WireError(f"device {p.device_id}: packet has no tag and keys are required", "tag")
+    if not (1 <= p.n_q and p.n_frames <= MAX_FRAMES and 1 <= p.frames_per_packet <= MAX_FRAMES
+            and p.stream_n_q >= 1):
+        raise WireError(f"n_q {p.n_q} / n_frames {p.n_frames} / frames per packet {p.frames_per_packet} / stream "
+                        f"n_q {p.stream_n_q}: expected n_q >= 1 and frame counts 1..{MAX_FRAMES}", "field")
+    return p
 
 
-def _full_header(flags: int, device: int, stream: int, seq: int, first: int, book: int, n_q: int, n_frames: int,
-                 length: int) -> bytes:
-    return HEADER.pack(MAGIC, VERSION, flags, device, stream, seq, first, book, n_q, n_frames, length)
+def _decode_full(data: bytes, keys: dict[int, bytes] | None) -> Packet:
+    (_, _, flags, device, stream, seq, first, book, n_q, n_frames, fpp, stream_n_q) = HEADER.unpack_from(data)
+    if flags & ~FULL_FLAGS:
+        raise WireError(f"flags 0x{flags:02x}: unknown bits 0x{flags & ~FULL_FLAGS:02x}", "flags")
+    tag_len = TAG_SIZES[flags >> TAG_SHIFT & 3]
+    seal_len = tag_len or CRC_SIZE
+    length = len(data) - HEADER_SIZE - seal_len
+    if length < 0:
+        raise WireError(f"packet of {len(data)} bytes: shorter than header + tag ({HEADER_SIZE + seal_len})", "length")
+    p = Packet(device, stream, seq, first, book, n_q, n_frames, data[HEADER_SIZE: HEADER_SIZE + length],
+               bool(flags & FLAG_ENTROPY), bool(flags & FLAG_END), tag_len > 0, False, fpp, tag_len,
+               stream_n_q=stream_n_q)
+    return _verify(_signed(p, flags), data[HEADER_SIZE + length:], keys, p, short=False)
+
+
+SEQ_BEHIND = 32  # a short packet's seq is taken within [highest seen - 32, highest seen + 223]
+
+
+def _extend8(ref: int, low: int) -> int:
+    """The value whose low 8 bits are ``low`` in [``ref`` - 32, ``ref`` + 223] (not negative): up to 222
+    packets may be lost in a row, and a packet may arrive 32 packets late (the server's reorder window)."""
+    value = ref + ((low - ref + SEQ_BEHIND) & 0xFF) - SEQ_BEHIND
+    return value if value >= 0 else value + 0x100
+
+
+def _decode_short(data: bytes, c: StreamContext | None, keys: dict[int, bytes] | None) -> Packet:
+    first = data[0]
+    if c is None:
+        raise WireError(f"short packet for context {first % CONTEXTS}: no full packet of that stream from this "
+                        f"source yet (it repeats every few packets)", "context")
+    pos, n_q, n_frames = SHORT_HEADER, c.n_q, c.frames_per_packet
+    if first & SHORT_NQ:
+        n_q, pos = data[pos] if len(data) > pos else 0, pos + 1
+    if first & SHORT_NFRAMES:
+        n_frames, pos = int.from_bytes(data[pos: pos + 2], "little"), pos + 2
+    seal_len = c.tag_len or CHECK_SIZE
+    length = len(data) - pos - seal_len
+    if length < 0:
+        raise WireError(f"short packet of {len(data)} bytes: shorter than its header + tag ({pos + seal_len})",
+                        "length")
+    seq = _extend8(c.high_seq, data[1])
+    first_frame = c.implied_first_frame(seq)
+    if not (0 <= first_frame < 1 << 32 and seq < 1 << 32):
+        raise WireError(f"short packet seq {seq}: outside its stream (first frame {first_frame})", "field")
+    p = Packet(c.device_id, c.stream_id, seq, first_frame, c.codebook_id, n_q, n_frames, data[pos: pos + length],
+               c.entropy_coded, bool(first & SHORT_END), c.tag_len > 0, True, c.frames_per_packet, c.tag_len,
+               stream_n_q=c.n_q)
+    flags = _flags(p, c.tag_len, short=True)
+    return _verify(_signed(p, flags), data[pos + length:], keys, p, short=True)
+
+
+class Contexts:
+    """The stream contexts of one source (a UDP address, a serial line): per (version, context number), what
+    the last full packet of that stream said. At most 16 v3 and 256 v2 entries."""
+
+    def __init__(self) -> None:
+        self._by: dict[tuple[int, int], object] = {}
+
+    def items(self):
+        return self._by.items()
+
+    def learn(self, p: Packet) -> None:
+        """Remember a checked packet's stream (a full packet sets it, a short one moves its highest seq on)."""
+        if p.version == 2:
+            wire_v2.learn_v2(self._by, p)
+            return
+        c = self._by.get(p.context)
+        if p.compact:
+            c.high_seq = max(c.high_seq, p.seq)
+        elif c is None or (c.device_id, c.stream_id, c.codebook_id) != (p.device_id, p.stream_id, p.codebook_id):
+            self._by[p.context] = StreamContext.of(p)
+        else:
+            high = max(c.high_seq, p.seq)
+            self._by[p.context] = StreamContext.of(p)
+            self._by[p.context].high_seq = high
+
+    def expand(self, data: bytes, keys: dict[int, bytes] | None = None) -> Packet:
+        """A short (v3) or compact (v2) packet, checked against the full header it stands for."""
+        if data[0] & SHORT:
+            p = _decode_short(data, self._by.get((VERSION, data[0] % CONTEXTS)), keys)
+        else:
+            p = wire_v2.expand_v2_compact(data, self._by, keys)
+        self.learn(p)
+        return p
+
+
+def context_of(data: bytes) -> tuple[int, int]:
+    """(version, context number) of a short or compact packet's bytes (as ``Packet.context``)."""
+    return (VERSION, data[0] % CONTEXTS) if data[0] & SHORT else (2, wire_v2.compact_context(data))
 
 
 def decode_packet(data: bytes, keys: dict[int, bytes] | None = None, contexts: Contexts | None = None) -> Packet:
-    """Parse and check one packet. With ``keys`` (device id -> key) every packet must carry a valid tag. A
-    compact packet needs ``contexts`` (its source's ``Contexts``), which each full packet that passes updates.
+    """Parse and check one packet (v3, or v2). With ``keys`` (device id -> key) every packet must carry a valid
+    tag. A short or compact packet needs ``contexts`` (its source's), which each packet that passes updates.
 
     Raises:
         WireError: with ``reason`` one of size, magic, version, flags, length, crc, tag, field, context.
@@ -125,154 +288,25 @@ def decode_packet(data: bytes, keys: dict[int, bytes] | None = None, contexts: C
     data = bytes(data)
     if len(data) > MAX_PACKET:
         raise WireError(f"packet of {len(data)} bytes: at most {MAX_PACKET}", "size")
-    if data[:1] == bytes([COMPACT_MAGIC]):
+    if data[:1] and (data[0] & SHORT or data[0] == wire_v2.COMPACT_MAGIC):
         if contexts is None:
-            raise WireError("compact packet, but this reader keeps no stream contexts", "context")
+            raise WireError("short packet, but this reader keeps no stream contexts", "context")
+        if len(data) < SHORT_HEADER + CHECK_SIZE or (data[0] == wire_v2.COMPACT_MAGIC and len(data) < 3):
+            raise WireError(f"short packet of {len(data)} bytes: shorter than header + check "
+                            f"({SHORT_HEADER + CHECK_SIZE})", "size")
         return contexts.expand(data, keys)
-    if len(data) < HEADER_SIZE + CRC_SIZE:
-        raise WireError(f"packet of {len(data)} bytes: shorter than header + CRC ({HEADER_SIZE + CRC_SIZE})", "size")
+    if len(data) < HEADER_SIZE + CRC_SIZE - 1:  # v2's 31 + 4, v3's 32 + 4 (a 4-byte tag or the CRC) less a byte
+        raise WireError(f"packet of {len(data)} bytes: shorter than any full packet ({HEADER_SIZE + CRC_SIZE - 1})",
+                        "size")
     if data[:2] != MAGIC:
-        raise WireError(f"magic {data[:2].hex()}: expected {MAGIC.hex()} ('AC') or {COMPACT_MAGIC:02x} ('a')",
-                        "magic")
-    (_, version, flags, device, stream, seq, first, book, n_q, n_frames, length) = HEADER.unpack_from(data)
-    if version != VERSION:
-        raise WireError(f"protocol version {version}: this server speaks {VERSION}", "version")
-    if flags & ~FULL_FLAGS:
-        raise WireError(f"flags 0x{flags:02x}: unknown bits 0x{flags & ~FULL_FLAGS:02x}", "flags")
-    tagged = bool(flags & FLAG_TAG)
-    expected = HEADER_SIZE + length + TAG_SIZE * tagged + CRC_SIZE
-    if len(data) != expected:
-        raise WireError(f"packet of {len(data)} bytes: header says {expected} (payload {length})", "length")
-    p = _checked(data[:HEADER_SIZE + length], data[HEADER_SIZE + length:-CRC_SIZE], data[-CRC_SIZE:], keys,
-                 Packet(device, stream, seq, first, book, n_q, n_frames, data[HEADER_SIZE: HEADER_SIZE + length],
-                        bool(flags & FLAG_ENTROPY), bool(flags & FLAG_END), tagged))
+        raise WireError(f"magic {data[:2].hex()}: expected {MAGIC.hex()} ('AC'), a short packet (first bit set) "
+                        f"or {wire_v2.COMPACT_MAGIC:02x} (v2 compact)", "magic")
+    if data[2] not in READS:
+        raise WireError(f"protocol version {data[2]}: this server reads {' and '.join(map(str, READS))}", "version")
+    p = _decode_full(data, keys) if data[2] == VERSION else wire_v2.decode_v2_full(data, keys)
     if contexts is not None:
         contexts.learn(p)
     return p
-
-
-def _checked(signed: bytes, tag: bytes, crc: bytes, keys: dict[int, bytes] | None, p: Packet) -> Packet:
-    """``p`` if the CRC of ``signed + tag`` is ``crc``, its fields are in range and (with keys) its tag is
-    right; ``signed``: the full header and payload, as the sender computed tag and CRC over them."""
-    want = struct.unpack("<I", crc)[0]
-    if crc32c(signed + tag) != want:
-        raise WireError(f"CRC-32C 0x{want:08x} does not match the packet (0x{crc32c(signed + tag):08x})", "crc")
-    if p.n_q == 0 or p.n_frames > MAX_FRAMES:
-        raise WireError(f"n_q {p.n_q} / n_frames {p.n_frames}: expected n_q >= 1 and n_frames <= {MAX_FRAMES}",
-                        "field")
-    if keys is not None:
-        key = keys.get(p.device_id)
-        if key is None:
-            raise WireError(f"device {p.device_id} has no key", "tag")
-        if not p.tagged:
-            raise WireError(f"device {p.device_id}: packet has no tag and keys are required", "tag")
-        if not hmac.compare_digest(_tag(key, signed), tag):
-            raise WireError(f"device {p.device_id}: HMAC tag does not match", "tag")
-    return p
-
-
-@dataclass
-class _Context:
-    device_id: int
-    stream_id: int
-    codebook_id: int
-    seq: int  # the highest seq and first frame seen: what 16-bit values are extended around
-    first_frame: int
-
-
-def _extend(ref: int, low: int) -> int:
-    """The value whose low 16 bits are ``low`` nearest to ``ref`` (not negative)."""
-    value = ref + ((low - ref + 0x8000) & 0xFFFF) - 0x8000
-    return value if value >= 0 else value + 0x10000
-
-
-class Contexts:
-    """Compact-packet contexts of one source (a UDP address, a serial line): per context byte (the low byte
-    of the stream id), the last full header that passed its checks. At most 256 entries."""
-
-    def __init__(self) -> None:
-        self._by_byte: dict[int, _Context] = {}
-
-    def learn(self, p: Packet) -> None:
-        """Remember ``p``'s stream (a checked packet): its full header serves that stream's compact packets."""
-        c = self._by_byte.get(p.stream_id & 0xFF)
-        if c is None or (c.device_id, c.stream_id, c.codebook_id) != (p.device_id, p.stream_id, p.codebook_id):
-            self._by_byte[p.stream_id & 0xFF] = _Context(p.device_id, p.stream_id, p.codebook_id, p.seq, p.first_frame)
-        else:
-            c.seq, c.first_frame = max(c.seq, p.seq), max(c.first_frame, p.first_frame)
-
-    def expand(self, data: bytes, keys: dict[int, bytes] | None = None) -> Packet:
-        """A compact packet, checked against the full header it stands for."""
-        if len(data) < COMPACT_SIZE + CRC_SIZE:
-            raise WireError(f"compact packet of {len(data)} bytes: shorter than header + CRC "
-                            f"({COMPACT_SIZE + CRC_SIZE})", "size")
-        _, vf, ctx, seq_low, first_low, sizes = COMPACT.unpack_from(data)
-        if vf >> 4 != VERSION:
-            raise WireError(f"protocol version {vf >> 4}: this server speaks {VERSION}", "version")
-        flags = vf & 0x0F
-        if not flags & FLAG_COMPACT:
-            raise WireError(f"flags 0x{flags:02x}: a compact packet must set 0x{FLAG_COMPACT:02x}", "flags")
-        c = self._by_byte.get(ctx)
-        if c is None:
-            raise WireError(f"compact packet for context {ctx}: no full packet of that stream from this source "
-                            f"yet (it repeats every few packets)", "context")
-        tagged = bool(flags & FLAG_TAG)
-        length = len(data) - COMPACT_SIZE - TAG_SIZE * tagged - CRC_SIZE
-        if length < 0:
-            raise WireError(f"compact packet of {len(data)} bytes: too short for its tag", "length")
-        seq, first = _extend(c.seq, seq_low), _extend(c.first_frame, first_low)
-        n_q, n_frames = sizes >> 12, sizes & 0x0FFF
-        payload = data[COMPACT_SIZE: COMPACT_SIZE + length]
-        signed = _full_header(flags, c.device_id, c.stream_id, seq, first, c.codebook_id, n_q, n_frames,
-                              length) + payload
-        p = _checked(signed, data[COMPACT_SIZE + length:-CRC_SIZE], data[-CRC_SIZE:], keys,
-                     Packet(c.device_id, c.stream_id, seq, first, c.codebook_id, n_q, n_frames, payload,
-                            bool(flags & FLAG_ENTROPY), bool(flags & FLAG_END), tagged, compact=True))
-        self.learn(p)  # same stream: moves the highest seq and first frame on
-        return p
-
-
-class SourceContexts:
-    """``Contexts`` per source (a UDP address; ``("serial", url)``), the least recently heard dropped beyond
-    ``max_sources``, and compact packets **held** while their context is missing: a full packet of their stream
-    from the same source (a later one, or the one they overtook) releases them. At most ``max_held`` held."""
-
-    def __init__(self, max_sources: int = 10000, max_held: int = 4096) -> None:
-        self.max_sources, self.max_held = max_sources, max_held
-        self._by_source: OrderedDict = OrderedDict()
-        self._held: list[tuple[float, object, int, bytes]] = []  # (arrival, source, context byte, packet), in order
-
-    def get(self, source) -> Contexts:
-        c = self._by_source.get(source)
-        if c is None:
-            c = self._by_source[source] = Contexts()
-            if len(self._by_source) > self.max_sources:
-                self._by_source.popitem(last=False)
-        else:
-            self._by_source.move_to_end(source)
-        return c
-
-    def hold(self, source, data: bytes, now: float) -> int:
-        """Keep a compact packet whose context is missing; returns how many old ones were pushed out (lost)."""
-        self._held.append((now, source, data[2], data))
-        over = max(0, len(self._held) - self.max_held)
-        del self._held[:over]
-        return over
-
-    def release(self, source, context: int) -> list[bytes]:
-        """The held packets of ``source`` for this context byte, oldest first (a full packet just set it)."""
-        out = [h[3] for h in self._held if h[1] == source and h[2] == context]
-        if out:
-            self._held = [h for h in self._held if not (h[1] == source and h[2] == context)]
-        return out
-
-    def expire(self, now: float, timeout: float) -> int:
-        """Forget packets held ``timeout`` seconds or more (all of them when ``timeout`` is 0); returns how many."""
-        gone = 0  # held in arrival order: the expired ones are a prefix (called every tick, usually empty)
-        while gone < len(self._held) and (not timeout or now - self._held[gone][0] >= timeout):
-            gone += 1
-        del self._held[:gone]
-        return gone
 
 
 def _bits(codebook_sizes: Sequence[int]) -> list[int]:

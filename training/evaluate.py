@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from acom.codes import framing
 from acom.codes.budget import nominal_bps
+from acom.codes.framing import session_rates
 from acom.codes.priors import CodePriors, entropy_bps
 from acom.core.ctc import CharVocab, ctc_greedy
 from acom.core.split import SplitModel
@@ -52,11 +54,16 @@ def infer(split: SplitModel, fs: FeatureSet, n_q: int | None = None, batch_frame
 
 
 def rate_fields(split: SplitModel, n_q: int, codes: list[np.ndarray], priors: CodePriors | None) -> dict:
-    """n_q, codebook sizes, nominal bit/s and (with priors) the entropy-coded bit/s of `codes`."""
+    """n_q, codebook sizes, nominal bit/s, (with priors) the entropy-coded bit/s of `codes` per utterance, and
+    what a device sends for them as one session (``codes.framing.DEFAULT``: 1 s packets, range-coded with
+    priors, else bit-packed): ``payload_bps`` and ``wire_bps``."""
     sizes = list(split.rvq.config.codebook_sizes[:n_q])
     row = {"n_q": n_q, "codebook_sizes": sizes, "nominal_bps": nominal_bps(split.frame_rate, sizes)}
     if priors is not None:
         row["entropy_bps"] = round(entropy_bps(codes, priors, split.frame_rate)["bps"], 2)
+    if codes and all(c is not None for c in codes):
+        row.update(session_rates(codes, sizes, split.frame_rate, framing.DEFAULT, priors),
+                   wire=framing.DEFAULT.describe())
     return row
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
 from acom.core.checkpoint import PRETRAINED, load_checkpoint, uncut
 from acom.core.split import make_rvq
@@ -150,7 +151,8 @@ def eval_main(argv: list[str]) -> int:
             raise DataError("--codec needs --data: the audio goes through the codec")
         cs = coded_set(ns.task, ns.data, subset, get_codec(ns.codec).system, n_mels)
         fs = cs.features
-        codec = {"system": ns.codec, "measured_bps": round(cs.measured_bps, 1), "padded_clips": cs.padded}
+        codec = {"system": ns.codec, "measured_bps": round(cs.measured_bps, 1),
+                 "wire_bps": framed_bps(cs.measured_bps, cs.seconds), "padded_clips": cs.padded}
     else:
         fs = cached_features(ns.task, subset, n_mels, root=ns.data, cache=ns.features)
     rows = evaluate_checkpoint(split, payload, fs, ns.beam, ns.lexicon)
@@ -178,14 +180,20 @@ def evaluate_checkpoint(split, payload: dict, fs, beam: int = 0, lexicon: bool =
 
 def _table(result: dict) -> str:
     lines = [f"{result['checkpoint']} on {result['subset']} ({result['items']} items)"]
+    wire = next((r["wire"] for r in result["results"] if "wire" in r), None)
+    if wire:
+        lines.append(f"  sent as one session: {wire}")
     if "codec" in result:
         c = result["codec"]
-        lines.append(f"  after {c['system']}: {c['measured_bps']:.0f} bit/s of codec payload, "
+        lines.append(f"  after {c['system']}: {c['measured_bps']:.0f} bit/s of codec payload ({c['wire_bps']:.0f} "
+                     f"on the wire, framed as acom's packets), "
                      f"{c['padded_clips']} clip(s) shorter than a codec frame padded")
     for r in result["results"]:
         metric = (f"WER {r['wer']:.3f} CER {r['cer']:.3f}" if "wer" in r
                   else f"accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}")
         rate = f"{r.get('nominal_bps', 0):7.1f} bit/s nominal, {r.get('entropy_bps', 0):7.1f} entropy-coded"
+        if "wire_bps" in r:
+            rate += f", sent: {r['payload_bps']:.1f} payload -> {r['wire_bps']:.1f} on the wire"
         lines.append(f"  n_q={r['n_q']}: {metric}   {rate if r['n_q'] else 'uncut'}")
         if "confusion" in r:
             lines += ["    confusion (rows: true class, columns: predicted):"]

@@ -23,10 +23,12 @@ def test_generated_header_holds_the_python_constants(tmp_path: Path) -> None:
     got = _defines(c_constants.write(tmp_path).read_text())
     assert got == {
         "WIRE_VERSION": wire.VERSION, "MAGIC_0": wire.MAGIC[0], "MAGIC_1": wire.MAGIC[1],
-        "COMPACT_MAGIC": wire.COMPACT_MAGIC, "MAX_PACKET": wire.MAX_PACKET, "MAX_FRAMES": wire.MAX_FRAMES,
-        "MAX_STAGES": 255, "FULL_HEADER": wire.HEADER_SIZE, "COMPACT_HEADER": wire.COMPACT_SIZE,
-        "TAG_SIZE": wire.TAG_SIZE, "CRC_SIZE": wire.CRC_SIZE, "FLAG_ENTROPY": wire.FLAG_ENTROPY,
-        "FLAG_END": wire.FLAG_END, "FLAG_TAG": wire.FLAG_TAG, "FLAG_COMPACT": wire.FLAG_COMPACT}
+        "MAX_PACKET": wire.MAX_PACKET, "MAX_FRAMES": wire.MAX_FRAMES, "MAX_STAGES": 255,
+        "FULL_HEADER": 32, "SIGNED_HEADER": 34, "SHORT_HEADER": 2, "SHORT": 0x80, "SHORT_END": 0x40,
+        "SHORT_NQ": 0x20, "SHORT_NFRAMES": 0x10, "CONTEXTS": 16, "FLAG_ENTROPY": wire.FLAG_ENTROPY,
+        "FLAG_END": wire.FLAG_END, "FLAG_SHORT": wire.FLAG_SHORT, "TAG_SHIFT": wire.TAG_SHIFT,
+        "TAG_SIZE_1": 4, "TAG_SIZE_2": 8, "TAG_SIZE_3": 16, "DEFAULT_TAG": wire.DEFAULT_TAG, "CRC_SIZE": 4,
+        "CHECK_SIZE": 2}
     # acom_wire.h takes them from the generated header, and defines none of them itself
     hand = _defines((cbuild.C_DIR / "acom_wire.h").read_text())
     assert not set(hand) & set(got) and '#include "acom_wire_constants.h"' in (cbuild.C_DIR / "acom_wire.h").read_text()

@@ -89,28 +89,36 @@ def _pte_codes_and_labels(bundle_dir, files):
     return manifest, codes, labels
 
 
-def _python_packets(manifest, codes, device_id, first_stream, full_every=8, priors=None):
+def _python_packets(manifest, codes, device_id, first_stream, full_every=8, priors=None, key=None, tag_len=8):
     """What `acom send` in Python would send: the C device's report must match it packet for packet."""
     sizes, book = manifest["model"]["rvq_config"]["codebook_sizes"], codebook_id(manifest["codebook_hash"])
     fpp = round(manifest["frame_rate"])
     return [stream_packets(c, sizes, book, device_id=device_id, stream_id=first_stream + i, frames_per_packet=fpp,
-                           full_every=full_every, priors=priors) for i, c in enumerate(codes)]
+                           full_every=full_every, priors=priors, key=key, tag_len=tag_len)
+            for i, c in enumerate(codes)]
+
+
+KEY = "00112233445566778899aabbccddeeff"
 
 
 def test_c_device_on_qemu_aarch64_sends_udp_to_the_server(ac_bundle, urban_set, tmp_path):
-    """The rpi4 C sender (static aarch64 under qemu-aarch64), range-coding (--entropy) -> UDP -> acom serve:
-    the labels of the tail run on the whole clips, and the packets and bytes Python's sender would send."""
+    """The rpi4 C sender (static aarch64 under qemu-aarch64), range-coding (--entropy), 4-byte tags ->
+    UDP -> acom serve with the device's key: the labels of the tail run on the whole clips, and the packets and
+    bytes Python's sender would send."""
     bundle_dir, _ = ac_bundle
     files = [item.path for item in open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[:3]]
     manifest, codes, want = _pte_codes_and_labels(bundle_dir, files)
-    out = tmp_path / "udp.jsonl"
-    proc, ready = serve(bundle_dir, out, "--udp", "127.0.0.1:0", "--window-s", "60")
+    out, keys = tmp_path / "udp.jsonl", tmp_path / "keys.json"
+    keys.write_text(json.dumps({"5": KEY}))
+    proc, ready = serve(bundle_dir, out, "--udp", "127.0.0.1:0", "--window-s", "60", "--keys", str(keys))
     sent = subprocess.run([*ACOM, "send", "--bundle", str(bundle_dir), "--udp", f"127.0.0.1:{ready['udp'][1]}",
                            "--device-id", "5", "--first-stream", "10", "--c-device", "rpi4", "--entropy",
-                           *map(str, files)], capture_output=True, text=True, timeout=180)
+                           "--key", KEY, "--tag-bytes", "4", *map(str, files)],
+                          capture_output=True, text=True, timeout=180)
     assert sent.returncode == 0, sent.stderr
     report = [json.loads(x) for x in sent.stdout.splitlines()]
-    py = _python_packets(manifest, codes, 5, 10, priors=open_bundle(bundle_dir).priors)
+    py = _python_packets(manifest, codes, 5, 10, priors=open_bundle(bundle_dir).priors, key=bytes.fromhex(KEY),
+                         tag_len=4)
     assert all(r["payload"] == "entropy" for r in report)
     assert [(r["stream"], r["packets"], r["bytes"], r["sender"]) for r in report] == [
         (10 + i, len(p), sum(map(len, p)), "c:rpi4") for i, p in enumerate(py)]

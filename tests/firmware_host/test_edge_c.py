@@ -5,6 +5,7 @@ reference kernels; the firmware front end; the whole device in C talking to the 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -24,11 +25,11 @@ from acom.export.micro import run_tflm
 from acom.export.pipeline import ExportOptions, export
 from acom.export.verify import item_codes, make_windows
 from acom.firmware_host import cbuild, edge_c
-from acom.firmware_host.device_c import app_instructions
+from acom.firmware_host.device_c import app_instructions, send_audio
 from acom.firmware_host.loopback_demo import pty_pair
 from acom.runtime.bundle import open_bundle, read_manifest
 from acom.runtime.sender import stream_packets
-from acom.runtime.wire import codebook_id
+from acom.runtime.wire import Contexts, codebook_id, decode_packet
 from tests.firmware_host.test_client import ACOM, serve, wait_finals
 
 
@@ -153,6 +154,25 @@ def test_the_whole_device_in_c_talks_to_the_server(m55_ac: Path, urban_set: Path
         finals = sorted(wait_finals(proc, out, 3), key=lambda r: r["stream"])
     assert [r["label"] for r in finals] == want
     assert all(r["device"] == 9 and r["missing_frames"] == 0 for r in finals)
+
+
+def test_the_whole_device_reports_what_it_sent(m55_ac: Path, urban_set: Path) -> None:
+    """device_app.c built for this machine (the bundle's front end and graph in C) sends a clip over UDP with
+    16-byte tags, full and short packets: Python reads every packet with the device's key, and the C's report
+    (packets, bytes, frames, payload bytes) is what it read."""
+    item = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[0]
+    key = b"device-key-0123456"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        sent = send_audio("host", m55_ac, [(4, edge_c.pcm16(load_audio(item.path, 16000)))], device_id=3,
+                          frames_per_packet=2, full_every=3, key=key, tag_len=16, udp=sock.getsockname())
+        got = [sock.recv(2048) for _ in range(sent[0]["packets"])]
+    contexts = Contexts()
+    packets = [decode_packet(d, {3: key}, contexts) for d in got]
+    assert {p.tag_len for p in packets} == {16} and any(p.compact for p in packets) and packets[-1].end_of_stream
+    assert sent == [{"stream": 4, "packets": len(got), "bytes": sum(map(len, got)),
+                     "frames": sum(p.n_frames for p in packets), "payload_bytes": sum(len(p.payload) for p in packets)}]
 
 
 def test_loopback_demo_over_the_firmware_uart(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:

@@ -147,6 +147,25 @@ def test_keys_tags_and_replays(asr_case):
                                   "replay": len(good)}
 
 
+def test_a_source_guessing_4_byte_tags_is_ignored_and_others_are_served(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    good = stream_packets(codes[0], sizes, book, device_id=3, stream_id=1, key=KEY, tag_len=4, frames_per_packet=10)
+    guesses = [p[:-4] + struct.pack("<I", i) for i, p in enumerate(good[:1] * 20)]  # the first packet, tags tried
+
+    async def scenario(server, addr, out):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
+            for p in guesses + good:  # after 5 bad tags this source is ignored: even its valid packets
+                attacker.sendto(p, tuple(addr["udp"]))
+            await until(lambda: server.metrics.snapshot()["packets"].get("ignored", 0) == 14 + len(good))
+        send(addr, good)  # the same stream from another source is served
+        await until(lambda: len(finals(out)) == 1)
+
+    lines, summary = run(bundle, scenario, keys={3: KEY}, config=ServeConfig(max_bad_tags=5))
+    assert [r["text"] for r in lines if r["type"] == "final"] == [offline_text(bundle, codes[0])]
+    assert summary["packets"] == {"tag": 6, "source_ignored": 1, "ignored": 14 + len(good), "accepted": len(good)}
+
+
 def test_serial_pty_socket_url_and_a_dead_port(asr_case):
     path, bundle, codes = asr_case
     book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
@@ -154,10 +173,10 @@ def test_serial_pty_socket_url_and_a_dead_port(asr_case):
     tty.setraw(slave)  # bytes must pass unchanged even before the server configures the port
     listener = socket.create_server(("127.0.0.1", 0))
     url = f"socket://127.0.0.1:{listener.getsockname()[1]}"
-    # compact headers on every transport (full every 2nd packet): each line and socket is its own source
+    # short packets on every transport (full every 2nd packet): each line and socket is its own source
     over_pty, over_tcp, over_udp = (stream_packets(codes[d], sizes, book, device_id=d + 1, stream_id=0,
                                                    frames_per_packet=20, full_every=2) for d in range(3))
-    assert all(any(p[:1] == b"a" for p in x) for x in (over_pty, over_tcp, over_udp))
+    assert all(any(p[0] & 0x80 for p in x) for x in (over_pty, over_tcp, over_udp))
 
     async def scenario(server, addr, out):
         conn = await asyncio.get_running_loop().run_in_executor(None, listener.accept)
@@ -262,20 +281,20 @@ def test_a_failing_tail_step_is_counted_and_the_server_goes_on(asr_case):
     assert [r["text"] for r in lines if r["type"] == "final" and r["stream"] == 1] == [offline_text(bundle, codes[1])]
 
 
-def test_compact_packets_from_each_source_use_its_own_full_headers(asr_case):
+def test_short_packets_from_each_source_use_its_own_full_packets(asr_case):
     path, bundle, codes = asr_case
     book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
     a, b = (stream_packets(codes[i], sizes, book, device_id=8, stream_id=i, frames_per_packet=5, key=KEY,
                            full_every=3) for i in range(2))
-    assert [p[:1] for p in a[:4]] == [b"A", b"a", b"a", b"A"] and a[-1][:1] == b"A"
+    assert [p[0] >> 7 for p in a[:4]] == [0, 1, 1, 0] and a[-1][:2] == b"AC"  # full, short, short, full
 
     async def scenario(server, addr, out):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s1, \
                 socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s2:
             for p in a:
                 s1.sendto(p, tuple(addr["udp"]))
-            s2.sendto(a[1], tuple(addr["udp"]))  # a compact packet from another source: never expandable there
-            for p in b[1:]:  # stream b's first (full) packet is lost: its next two compact ones wait for seq 3
+            s2.sendto(a[1], tuple(addr["udp"]))  # a short packet from another source: never expandable there
+            for p in b[1:]:  # stream b's first (full) packet is lost: its next two short ones wait for seq 3
                 s2.sendto(p, tuple(addr["udp"]))
             await until(lambda: len(finals(out)) == 2)
 

@@ -1,5 +1,5 @@
-"""Wire format v2 (full packets; compact ones: test_wire_compact.py): round trips from one table of cases, every
-corruption a WireError, serial resync, vectors."""
+"""Wire format v3 full packets (short ones: test_wire_short.py; v2: test_wire_v2.py): round trips from one table
+of cases, every corruption a WireError, serial resync, vectors."""
 
 from __future__ import annotations
 
@@ -32,17 +32,18 @@ from acom.runtime.wire import (
 VECTORS = VECTORS_DIR
 KEYS = {7: b"device-seven-key", 9: b"another-key"}
 rng = np.random.default_rng(0)
-# (codebook sizes, n_q sent, frames, tagged, end of stream): the table that drives pack and unpack
-CASES = [([64], 1, 25, False, False), ([64, 64, 64], 2, 25, True, False), ([1024], 1, 25, False, True),
-         ([1000, 7, 2], 3, 13, True, True), ([64, 64], 2, 0, False, True), ([65536], 1, 100, True, False),
-         ([2], 1, 1, False, False)]
+# (codebook sizes, n_q sent, frames, tag bytes (0: none), end of stream): the table that drives pack and unpack
+CASES = [([64], 1, 25, 0, False), ([64, 64, 64], 2, 25, 16, False), ([1024], 1, 25, 0, True),
+         ([1000, 7, 2], 3, 13, 4, True), ([64, 64], 2, 0, 0, True), ([65536], 1, 100, 8, False),
+         ([2], 1, 1, 0, False)]
 
 
 def _packet(sizes, n_q, frames, tagged, end, seq=3):
     codes = np.stack([rng.integers(0, k, frames) for k in sizes[:n_q]]) if frames else np.zeros((n_q, 0), int)
     p = Packet(device_id=7, stream_id=2, seq=seq, first_frame=25 * seq, codebook_id=codebook_id("ab" * 32),
-               n_q=n_q, n_frames=frames, payload=pack_codes(codes, sizes), end_of_stream=end)
-    return codes, p, encode_packet(p, KEYS[7] if tagged else None)
+               n_q=n_q, n_frames=frames, payload=pack_codes(codes, sizes), end_of_stream=end,
+               frames_per_packet=25, stream_n_q=n_q)
+    return codes, p, encode_packet(p, KEYS[7] if tagged else None, tagged or 8)
 
 
 @pytest.mark.parametrize("sizes,n_q,frames,tagged,end", CASES)
@@ -50,6 +51,8 @@ def test_round_trip(sizes, n_q, frames, tagged, end) -> None:
     codes, p, data = _packet(sizes, n_q, frames, tagged, end)
     got = decode_packet(data, KEYS if tagged else None)
     assert got.payload == p.payload and (got.seq, got.first_frame, got.end_of_stream) == (3, 75, end)
+    assert (got.tag_len, got.frames_per_packet, got.stream_n_q, got.version) == (tagged, 25, n_q, 3)
+    assert len(data) == 32 + len(p.payload) + (tagged or 4)  # header, payload, the tag or a CRC-32C
     np.testing.assert_array_equal(packet_codes(got, sizes), codes)
     bits = sum((k - 1).bit_length() for k in sizes[:n_q])
     assert len(got.payload) == (bits * frames + 7) // 8  # exactly ceil(log2 K) bits per code, nothing more
@@ -69,9 +72,9 @@ def test_every_bit_flip_is_a_wire_error(sizes, n_q, frames, tagged, end) -> None
 
 
 def test_reasons_name_what_was_wrong() -> None:
-    _, p, data = _packet([64], 1, 10, False, False)
+    _, p, data = _packet([64], 1, 10, 0, False)
     cases = {b"XX" + data[2:]: "magic", data[:2] + b"\x01" + data[3:]: "version", data[:10]: "size",
-             b"\x00" * (MAX_PACKET + 1): "size"}
+             b"\x00" * (MAX_PACKET + 1): "size", data[:3] + b"\x40" + data[4:]: "flags", data[:35]: "length"}
     for bad, reason in cases.items():
         with pytest.raises(WireError) as e:
             decode_packet(bad)
@@ -79,13 +82,24 @@ def test_reasons_name_what_was_wrong() -> None:
     with pytest.raises(WireError, match="no tag") as e:  # keys configured: an untagged packet is refused
         decode_packet(data, KEYS)
     assert e.value.reason == "tag"
-    tagged = encode_packet(p, b"wrong key")
+    tagged = encode_packet(p, b"wrong key", 4)
     with pytest.raises(WireError, match="does not match"):
         decode_packet(tagged, KEYS)
     with pytest.raises(WireError, match="device 7 has no key"):
         decode_packet(tagged, {9: KEYS[9]})
+    with pytest.raises(WireError, match="this reader has no keys") as e:  # a tag is the only check: not skipped
+        decode_packet(tagged)
+    assert e.value.reason == "tag"
     with pytest.raises(WireError, match="n_frames"):
-        encode_packet(Packet(1, 1, 1, 0, 0, 1, 5000, b""))
+        encode_packet(Packet(1, 1, 1, 0, 0, 1, 5000, b"", frames_per_packet=1, stream_n_q=1))
+    with pytest.raises(WireError, match="frames_per_packet 0"):
+        encode_packet(Packet(1, 1, 1, 0, 0, 1, 5, b"", stream_n_q=1))
+    with pytest.raises(WireError, match="tag length 5"):
+        encode_packet(p, KEYS[7], 5)
+    for size in (1365, 70_000):  # over 1400 bytes with header and CRC, and over the payload length's 16 bits
+        with pytest.raises(WireError, match="at most 1400") as e:
+            encode_packet(Packet(1, 1, 1, 0, 0, 1, 5, b"\x00" * size, frames_per_packet=5, stream_n_q=1))
+        assert e.value.reason == "size"
     with pytest.raises(WireError, match="codes outside"):
         pack_codes(np.array([[64]]), [64])
 
@@ -99,14 +113,15 @@ def test_entropy_coded_payload_round_trip() -> None:
     codes = np.stack([rng.integers(0, 8, 25), rng.integers(0, 64, 25)])
     payload, entropy = make_payload(codes, sizes, priors)
     assert entropy and len(payload) < len(pack_codes(codes, sizes))
-    p = decode_packet(encode_packet(Packet(1, 1, 0, 0, 5, 2, 25, payload, entropy_coded=True)))
+    p = decode_packet(encode_packet(Packet(1, 1, 0, 0, 5, 2, 25, payload, entropy_coded=True, frames_per_packet=25,
+                                           stream_n_q=2)))
     np.testing.assert_array_equal(packet_codes(p, sizes, priors), codes)
     with pytest.raises(WireError, match="no priors"):
         packet_codes(p, sizes)
 
 
 def test_serial_resynchronizes_after_garbage_byte_by_byte() -> None:
-    packets = [_packet([64, 64], 2, 25, True, i == 2, seq=i)[2] for i in range(3)]
+    packets = [_packet([64, 64], 2, 25, 16, i == 2, seq=i)[2] for i in range(3)]
     stream = b"\x13\x37garbage" + b"".join(frame_serial(d) for d in packets[:2]) + b"noise\xff\x00\x00" + \
         frame_serial(packets[2]) + b"trailing"
     deframer = SerialDeframer(KEYS)
@@ -126,7 +141,7 @@ def test_serial_oversized_frame_is_dropped_with_bounded_memory() -> None:
     assert len(deframer._buf) <= SerialDeframer.MAX_FRAME
     (err,) = deframer.feed(b"\x00")
     assert isinstance(err, WireError) and err.reason == "size"
-    _, _, data = _packet([64], 1, 5, False, False)
+    _, _, data = _packet([64], 1, 5, 0, False)
     (ok,) = deframer.feed(frame_serial(data))
     assert isinstance(ok, Packet)
 
@@ -136,7 +151,10 @@ def test_serial_oversized_frame_is_dropped_with_bounded_memory() -> None:
 def test_any_bytes_give_a_packet_or_a_wire_error(data: bytes) -> None:
     try:
         decode_packet(data)
-        decode_packet(b"AC\x01" + data)
+    except WireError:
+        pass
+    try:
+        decode_packet(b"AC\x03" + data)
     except WireError:
         pass
     for r in SerialDeframer(KEYS).feed(data):
@@ -154,25 +172,42 @@ def test_any_payload_unpacks_or_is_a_wire_error(payload: bytes, sizes: list[int]
         pass
 
 
+def _read_vector_case(v: dict, case: dict) -> list[Packet]:
+    """A case's packets decoded (and checked against its payloads, codes and serial frames)."""
+    coded = vectors.priors_from_json(v["priors"]) if case.get("entropy_coded") else None
+    keys = {7: case["hmac_key"].encode()} if case["hmac_key"] else None
+    contexts, deframer = Contexts(), SerialDeframer(keys)
+    got = [decode_packet(bytes.fromhex(h), keys, contexts) for h in case["packets"]]
+    assert [p.payload.hex() for p in got] == case["payloads"] and got[-1].end_of_stream
+    assert all(p.entropy_coded == bool(coded) for p in got)
+    codes = np.concatenate([packet_codes(p, v["codebook_sizes"], coded) for p in got], axis=1)
+    np.testing.assert_array_equal(codes, np.array(v["codes"])[: case["n_q"]])
+    assert [q for h in case["serial"] for q in deframer.feed(bytes.fromhex(h))] == got
+    return got
+
+
 def test_vectors_are_reproduced() -> None:
-    v = json.loads((VECTORS / "wire_v2.json").read_text())
+    v = json.loads((VECTORS / "wire_v3.json").read_text())
     audio = np.frombuffer((VECTORS / "clip.raw").read_bytes(), "<f4")
     np.testing.assert_array_equal(audio, vectors.vector_audio())
     now = vectors.shipped_classifier_vectors()
     assert now["codebook_hash"] == v["codebook_hash"] and now["codes"] == v["codes"]
     assert now["cases"] == v["cases"] and now["priors"] == v["priors"]
-    priors = vectors.priors_from_json(v["priors"])
-    assert [c.get("entropy_coded", False) for c in v["cases"]] == [False] * 4 + [True] * 4
+    assert [c.get("entropy_coded", False) for c in v["cases"]] == [False] * 8 + [True] * 8
     for case in v["cases"]:
-        coded = priors if case.get("entropy_coded") else None
-        keys = {7: case["hmac_key"].encode()} if case["hmac_key"] else None
-        contexts, deframer = Contexts(), SerialDeframer(keys)
-        got = [decode_packet(bytes.fromhex(h), keys, contexts) for h in case["packets"]]
-        assert [p.compact for p in got] == [False, True, False] and got[-1].end_of_stream
+        got = _read_vector_case(v, case)
+        assert [p.compact for p in got] == [False, True, True, False, False]
+        tag = case["tag_len"]
         assert [len(bytes.fromhex(h)) - len(p.payload) for h, p in zip(case["packets"], got)] == \
-            [35 + 16 * bool(keys), 13 + 16 * bool(keys), 35 + 16 * bool(keys)]  # header + tag + CRC of each kind
-        assert [p.payload.hex() for p in got] == case["payloads"]
-        assert all(p.entropy_coded == bool(coded) for p in got)
-        codes = np.concatenate([packet_codes(p, v["codebook_sizes"], coded) for p in got], axis=1)
-        np.testing.assert_array_equal(codes, np.array(v["codes"])[: case["n_q"]])
-        assert [q for h in case["serial"] for q in deframer.feed(bytes.fromhex(h))] == got
+            [32 + (tag or 4), 2 + (tag or 2), 2 + (tag or 2), 32 + (tag or 4), 32 + (tag or 4)]
+        assert [p.seq % 256 for p in got][1:3] in ([255, 0], [0, 1])  # a short packet's seq byte wraps
+
+
+def test_version_2_vectors_are_still_read() -> None:
+    v = json.loads((VECTORS / "wire_v2.json").read_text())
+    for case in v["cases"]:
+        got = _read_vector_case(v, case)
+        assert [(p.version, p.compact) for p in got] == [(2, False), (2, True), (2, False)]
+    with pytest.raises(WireError, match="reads 2 and 3") as e:  # version 1 is refused, as before
+        decode_packet(b"AC\x01" + bytes.fromhex(v["cases"][0]["packets"][0])[3:])
+    assert e.value.reason == "version"

@@ -3,8 +3,8 @@
  * microcontroller). The clips and the stream settings come from app_in.h (acom.firmware_host.device_c);
  * on a board they would come from the microphone. One window of audio at a time, as the board would
  * capture it; the codes gather until a packet's worth (A_FPP frames) is there, as `acom send` cuts a stream,
- * and the last packet of a clip is flagged end of stream.
- * Prints "stream I PACKETS BYTES FRAMES" per clip. */
+ * and the last packet of a clip is flagged end of stream (the stream decides which packets are full and which
+ * short). Prints "stream I PACKETS BYTES FRAMES PAYLOAD_BYTES" per clip. */
 #include <stdint.h>
 
 #include "acom_frontend.h"
@@ -40,8 +40,10 @@ int main(void) {
     if (transport_open() != 0) return 1;
     for (int i = 0; i < A_NCLIPS; i++) {
         const a_clip *c = &A_CLIPS[i];
-        acom_stream s = {A_DEVICE, c->stream_id, acom_codebook_id(A_HASH), A_SIZES, A_KEY_LEN ? A_KEY : 0,
-                         A_KEY_LEN, A_FULL_EVERY, 0, 0, 0, A_PRIORS};
+        acom_stream s = {.device_id = A_DEVICE, .stream_id = c->stream_id, .codebook_id = acom_codebook_id(A_HASH),
+                         .codebook_sizes = A_SIZES, .priors = A_PRIORS, .key = A_KEY_LEN ? A_KEY : 0,
+                         .key_len = A_KEY_LEN, .tag_len = A_TAG_LEN, .frames_per_packet = A_FPP, .n_q = A_NQ,
+                         .full_every = A_FULL_EVERY};
         long bytes = 0, frames = 0;
         int count = 0, len = 0;
         for (int32_t start = 0; start < c->samples || start == 0; start += A_WINDOW) {
@@ -70,8 +72,8 @@ int main(void) {
             }
             if (ACOM_STAGES < 3) count = 0;  /* nothing is sent: nothing is held */
         }
-        long row[4] = {i, (long)s.index, bytes, frames};
-        io_numbers("stream", row, 4);
+        long row[5] = {i, (long)s.index, bytes, frames, (long)s.payload_bytes};
+        io_numbers("stream", row, 5);
     }
     io_write("device: done\n");
     return 0;
