@@ -185,6 +185,7 @@ def send_audio(board: str,  # noqa: PLR0913 (keyword-only stream settings)
     reported: {"stream", "packets", "bytes", "frames", "payload_bytes"}."""
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
+    check_wire_version(bundle)
     if not m.get("c_graph", {}).get("written"):
         why = m.get("c_graph", {}).get("reason", "not an MCU bundle")
         raise AcomError(f"{bundle}: no C graph in this bundle ({why}); send codes computed on the host instead")
@@ -200,6 +201,19 @@ def send_audio(board: str,  # noqa: PLR0913 (keyword-only stream settings)
                             uart, env, timeout)
             batch = []
     return out
+
+
+def check_wire_version(bundle: Path) -> None:
+    """AcomError unless the bundle's C (what a board is flashed with) speaks this acom's wire format version."""
+    import re
+
+    from acom.runtime.wire import VERSION
+    header = bundle / "c" / "acom_wire_constants.h"
+    found = re.search(r"#define ACOM_WIRE_VERSION (\d+)", header.read_text()) if header.exists() else None
+    if found is None or int(found.group(1)) != VERSION:
+        said = f"wire format v{found.group(1)}" if found else "no acom_wire_constants.h"
+        raise AcomError(f"{bundle}/c: {said}; this acom sends v{VERSION}: export the bundle again "
+                        f"(acom-export --board ...) to flash the current device code")
 
 
 def _run_app(board, bundle, m, clips, sending, uart, env, timeout) -> list[dict]:
