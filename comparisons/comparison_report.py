@@ -88,11 +88,11 @@ def _fmt(task: str, v: float | None) -> str:
 def _table(report: dict, dec: str) -> list[str]:
     task, metric = report["task"], metric_of(report["task"])
     conds = conditions(report)
-    head = ["system", "model", "bit/s"] + [cond_name(c) for c in conds]
+    head = ["system", "model", "bit/s", "on the wire"] + [cond_name(c) for c in conds]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     full = {(r["test_set"], r.get("snr_db")): r for r in report["full_model"] if r["decoder"] == dec}
     vals = [_fmt(task, full.get(c, {}).get(metric)) for c in conds]
-    lines.append("| uncut model | - | (audio) | " + " | ".join(vals) + " |")
+    lines.append("| uncut model | - | (audio) | - | " + " | ".join(vals) + " |")
     keys = []
     for p in report["points"]:
         k = (p.get("system"), p.get("full_model"), p.get("n_q"))
@@ -103,7 +103,7 @@ def _table(report: dict, dec: str) -> list[str]:
                    and (p.get("system"), p.get("full_model"), p.get("n_q")) == (system, model, n_q)}
         clean = by_cond.get(conds[0]) or next(iter(by_cond.values()))
         label = f"acom n_q={n_q}" if system == "acom" else system
-        rate = f"{bps(clean):.0f}"
+        rate = f"{bps(clean):.0f} | " + (f"{clean['wire_bps']:.0f}" if "wire_bps" in clean else "-")
         vals = [_fmt(task, by_cond.get(c, {}).get(metric)) for c in conds]
         lines.append(f"| {label} | {model or 'split'} | {rate} | " + " | ".join(vals) + " |")
     return lines
@@ -119,9 +119,10 @@ def write_markdown(report: dict, path: Path) -> None:
              f"`{task}_rate_accuracy.json`. Bit/s: ACoM's codes after the range coder (entropy_bps); a codec's "
              "payload bits as sent (measured_bps), on the clean test set. On the wire (wire_bps, in the JSON): "
              "both framed as acom's packets (wire v3, 1 s packets, no key, a full packet every 8), which adds "
-             "the same bytes a packet to ACoM's codes and to a codec's bitstream. 'as-trained': the full model as "
-             "trained on clean audio; 'fine-tuned': the same model fine-tuned on decoded audio of that codec "
-             "family.", "", "## Targets", "", "| target | value | bound | met | note |", "|---|---|---|---|---|"]
+             "the same bytes a packet to ACoM's codes and to a codec's bitstream ('-': a report written before "
+             "it was measured). 'as-trained': the full model as trained on clean audio; 'fine-tuned': the same "
+             "model fine-tuned on decoded audio of that codec family.", "", "## Targets", "",
+             "| target | value | bound | met | note |", "|---|---|---|---|---|"]
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {t['value']} | {t['bound']} | {'yes' if t['met'] else 'NO'} | "
                      f"{t.get('note', '')} |")

@@ -60,11 +60,13 @@ def test_bits_and_device_cost_are_measured(bench) -> None:
     report = _report(out)
     c2 = [p for p in report["points"] if p["system"] == "codec2-700C"]
     assert all(700 <= p["measured_bps"] <= 760 for p in c2)  # 28 bits per 40 ms frame, plus the flush frames
+    # framed as acom's packets: 1 s of codec bits (about 91 bytes) a packet plus 4-36 bytes of header and CRC
+    assert all(p["measured_bps"] + 32 < p["wire_bps"] < p["measured_bps"] + 300 for p in c2)
     assert all(p["device_cpu_s_per_s"] > 0 for p in c2)
     split, _ = load_checkpoint(run / "split.pt", "ac")
     for p in (p for p in report["points"] if p["system"] == "acom"):
         assert p["device_macs_per_s"] == round(edge_macs_per_second(split.edge(p["n_q"]))["total"])
-        assert p["entropy_bps"] > 0
+        assert p["entropy_bps"] > 0 and p["wire_bps"] > p["payload_bps"] > 0
     names = {r["system"] for r in report["device_cost"]["neural_codecs"]}
     assert names == {"dac-16k", "encodec-24k"}
 

@@ -73,6 +73,10 @@ def test_acom_train_from_features_only(tmp_path: Path, capsys: pytest.CaptureFix
     rows = json.loads(capsys.readouterr().out)
     assert [r["n_q"] for r in rows["results"]] == [1, 2]
     assert rows["results"][0]["nominal_bps"] == pytest.approx(5.0 * 3) and rows["results"][0]["accuracy"] >= 0.9
+    for r in rows["results"]:  # what a device sends for these codes: range-coded payload, framed as wire v3
+        seconds = sum(f.shape[1] for f in _toy_features(10, 2).feats) / 100  # 10 ms log-mel hops
+        assert r["wire_bps"] > r["payload_bps"] > 0 and "1 s packets" in r["wire"]
+        assert r["wire_bps"] - r["payload_bps"] >= 8 * 32 / seconds  # at least the header of the one full packet
     # Stage 2 again from that uncut model, with other codebooks: the new run folder gets the uncut model too.
     again = tmp_path / "again"
     assert acom(["train", "--task", "ac", "--features", str(feats), "--out", str(again), "--init",
