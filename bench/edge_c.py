@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         bundle = Path(tmp) / "bundle"
         manifest = export(ExportOptions(board="cortex-m55-u55", task=args.task, out=bundle, data=args.data,
                                         log=lambda s: None))
-        if not manifest["c_graph"]["written"]:
-            print(f"no C graph: {manifest['c_graph']['reason']}", file=sys.stderr)
+        if not manifest.c_graph.written:
+            print(f"no C graph: {manifest.c_graph.reason}", file=sys.stderr)
             return 1
         runs = []
         for board in BOARDS:
@@ -113,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                 r.pop("bundle")
                 runs.append({**r, "seconds": round(time.perf_counter() - t, 1)})
                 print(json.dumps(runs[-1]), flush=True)
-        tflm = next(a for a in manifest["artifacts"] if a["runtime"] == "tflite-micro")
+        tflm = next(a for a in manifest.artifacts if a.runtime == "tflite-micro")
         entry = {"task": args.task, "data": str(args.data), "items": args.items, "bundle_board": "cortex-m55-u55",
                  "runs": runs, "m55_sizes": sizes(bundle, Path(tmp)),
-                 "tflm": {"arena_bytes": tflm["arena_bytes"],
-                          "flatbuffer_bytes": manifest["files"]["edge_int8.tflite"]["bytes"]},
+                 "tflm": {"arena_bytes": tflm.facts["arena_bytes"],
+                          "flatbuffer_bytes": manifest.files["edge_int8.tflite"].bytes},
                  "litert_reference_codes_equal_tflm": litert_reference_agreement(bundle, args.data, args.items),
                  "wire_code_cortex_m4": wire_code_cortex_m4(Path(tmp))}
     merge_entry(args.out, args.task, entry)

@@ -28,16 +28,17 @@ def run_one(board: str, task: str, n_q: int | None, data: Path | None, tmp: Path
     m = export(ExportOptions(board=board, task=task, n_q=n_q, data=data, out=tmp / f"{board}-{task}-{n_q}",
                              force=True, keep_failed=True, log=lambda s: None))
     seconds = time.perf_counter() - t0
-    v = m["verification"]
-    vela = next((a["vela"] for a in m["artifacts"] if "vela" in a), None)
-    return {"board": board, "task": task, "n_q": m["n_q"], "nominal_bps": m["nominal_bps"],
-            "seconds": round(seconds, 1),
-            "passed": v["passed"], "failures": v["failures"], "items": v["items"], "float_metric": v["float_metric"],
+    v = m.verification.details
+    vela = next((a.facts["vela"] for a in m.artifacts if "vela" in a.facts), None)
+    return {"board": board, "task": task, "n_q": m.n_q, "nominal_bps": m.nominal_bps,
+            "seconds": round(seconds, 1), "passed": m.verification.passed, "failures": list(m.verification.failures),
+            "items": v["items"], "float_metric": v["float_metric"],
             "checks": [{k: c[k] for k in ("artifact", "runtime", "agreement_vs_quantized_reference",
                                           "agreement_vs_fake_quant_reference", "agreement_vs_float", "metric",
                                           "metric_loss_points") if k in c} for c in v["checks"]],
-            "ram_bytes": m["peak_memory_bytes"], "flash_bytes": m["model_flash_bytes"],
-            "macs_per_s_on_device": m["macs_per_s_on_device"], "vela": vela, "stage_seconds": m["stage_seconds"]}
+            "ram_bytes": m.costs["peak_memory_bytes"], "flash_bytes": m.costs["model_flash_bytes"],
+            "macs_per_s_on_device": m.costs["macs_per_s_on_device"], "vela": vela,
+            "stage_seconds": m.extra["stage_seconds"]}
 
 
 def table(rows: list[dict]) -> str:

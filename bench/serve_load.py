@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         write_server_bundle(PRETRAINED / args.task / "split.pt", work / "bundle", n_q=args.n_q)
         bundle = open_bundle(work / "bundle")
         fpp = max(1, round(args.packet_s * bundle.frame_rate))
-        book, sizes = codebook_id(bundle.manifest["codebook_hash"]), list(bundle.codebook_sizes)
+        book, sizes = codebook_id(bundle.manifest.codebook_hash), list(bundle.codebook_sizes)
         runs = []
         for n in tqdm(ns, desc=f"serve load ({args.task})", unit="N"):
             plan = schedule(codes, n, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=n,

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         write_server_bundle(PRETRAINED / "asr" / "split.pt", Path(tmp) / "b", n_q=args.n_q)
         bundle = open_bundle(Path(tmp) / "b")
-        book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+        book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
         for rate in [float(x) for x in args.rates.split(",")]:
             rng = random.Random(args.seed)
             plan, lost_frames = [], 0

@@ -81,7 +81,7 @@ def task_codes(task: str, items: int) -> tuple[list[np.ndarray], list[int], int,
     with tempfile.TemporaryDirectory() as tmp:
         write_server_bundle(PRETRAINED / task / "split.pt", Path(tmp) / "b", n_q=1)
         bundle = open_bundle(Path(tmp) / "b")
-    return codes, bundle.codebook_sizes, codebook_id(bundle.manifest["codebook_hash"]), bundle.priors, \
+    return codes, bundle.codebook_sizes, codebook_id(bundle.manifest.codebook_hash), bundle.priors, \
         bundle.frame_rate
 
 

@@ -1,7 +1,7 @@
 """The export bundle: artifacts + manifest.json + server tail + entropy-coder priors, written atomically.
 
-Layout (``SCHEMA_VERSION`` 1):
-    manifest.json        what the device sends and how it was checked (see docs/export.md)
+Layout:
+    manifest.json        what the device sends and how it was checked (``acom.runtime.manifest.Manifest``)
     tail.safetensors     weights of the server half (quantizer codebooks, blocks after the cut, head)
     priors.safetensors   per-stage code statistics for the entropy coder
     <artifacts>          edge.pte, edge.tflite, edge_int8.tflite, vela/, c/ ... per board
@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from safetensors.torch import save_file
 
 from acom.core.split import SplitModel
 from acom.errors import ExportError
-from acom.runtime.bundle import SCHEMA_VERSION
+from acom.runtime.manifest import FileEntry, FrontEnd, Manifest, ModelSpec
 
 
 def sha256(data: bytes) -> str:
@@ -39,7 +40,7 @@ def priors_tensors(priors: dict) -> dict[str, torch.Tensor]:
 
 
 def write_bundle(out: Path, files: dict[str, bytes], tensors: dict[str, dict[str, torch.Tensor]],
-                 manifest: dict, force: bool = False) -> dict:
+                 manifest: Manifest, force: bool = False) -> Manifest:
     """Write everything to a temporary folder beside ``out``, then rename it into place.
 
     ``files``: relative path -> bytes (listed in the manifest with SHA-256 and size); ``tensors``: relative
@@ -59,13 +60,13 @@ def write_bundle(out: Path, files: dict[str, bytes], tensors: dict[str, dict[str
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            listed[rel] = {"sha256": sha256(data), "bytes": len(data)}
+            listed[rel] = FileEntry(sha256(data), len(data))
         for rel, state in sorted(tensors.items()):
             save_file(state, str(tmp / rel))
             data = (tmp / rel).read_bytes()
-            listed[rel] = {"sha256": sha256(data), "bytes": len(data)}
-        manifest = {**manifest, "files": listed}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+            listed[rel] = FileEntry(sha256(data), len(data))
+        manifest = replace(manifest, files=listed)
+        (tmp / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=1) + "\n")
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         if out.exists():
             out.rename(old)
@@ -76,7 +77,7 @@ def write_bundle(out: Path, files: dict[str, bytes], tensors: dict[str, dict[str
     return manifest
 
 
-def write_server_bundle(checkpoint: Path, out: Path, n_q: int | None = None, force: bool = False) -> dict:
+def write_server_bundle(checkpoint: Path, out: Path, n_q: int | None = None, force: bool = False) -> Manifest:
     """A bundle with the server's part only (no device artifacts, ``board`` null) from a split checkpoint.
 
     For serving codes that a reference encoder (``EdgeEncoder`` in PyTorch) or an earlier export produced,
@@ -93,20 +94,17 @@ def write_server_bundle(checkpoint: Path, out: Path, n_q: int | None = None, for
     if not 1 <= n_q <= len(sizes):
         raise ExportError(f"--n-q {n_q}: this model has 1..{len(sizes)} quantizer stages")
     fe = split.model.frontend.cfg
-    manifest = {
-        "schema_version": SCHEMA_VERSION, "kind": "acom-bundle", "task": payload["task"], "board": None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "checkpoint": {"path": str(checkpoint), "sha256": sha256(Path(checkpoint).read_bytes()),
-                       "command": payload.get("command")},
-        "codebook_hash": split.rvq.codebook_hash(), "frame_rate": split.frame_rate, "n_q": n_q,
-        "codebook_sizes": sizes[:n_q], "sample_rate": fe.sample_rate,
-        "frontend": {"runs_in": None, **fe.to_dict(), "feature_mean": split.model.feat_mean.flatten().tolist(),
-                     "feature_std": split.model.feat_std.flatten().tolist()},
-        "artifacts": [], "verification": None,
-        "model": {"config": config_dict(split.model), "split_layer": split.split_layer,
-                  "rvq_config": {**vars(split.rvq.config), "codebook_sizes": sizes}},
-        "tail": "tail.safetensors", "priors": "priors.safetensors" if "priors" in payload else None,
-    }
+    manifest = Manifest(
+        task=payload["task"], board=None, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        checkpoint={"path": str(checkpoint), "sha256": sha256(Path(checkpoint).read_bytes()),
+                    "command": payload.get("command")},
+        codebook_hash=split.rvq.codebook_hash(), frame_rate=split.frame_rate, n_q=n_q,
+        codebook_sizes=tuple(sizes[:n_q]), sample_rate=fe.sample_rate,
+        frontend=FrontEnd(None, fe.to_dict(), tuple(split.model.feat_mean.flatten().tolist()),
+                          tuple(split.model.feat_std.flatten().tolist())),
+        model=ModelSpec(config_dict(split.model), split.split_layer, {**vars(split.rvq.config),
+                                                                      "codebook_sizes": sizes}),
+        priors="priors.safetensors" if "priors" in payload else None)
     tensors = {"tail.safetensors": tail_state(split)}
     if "priors" in payload:
         tensors["priors.safetensors"] = priors_tensors(payload["priors"])

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 from acom.errors import AcomError
+from acom.runtime.manifest import Manifest
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNVERIFIED = 0, 1, 2, 3
 
@@ -92,26 +93,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"acom-export: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if ns.json:
-        print(json.dumps(manifest, indent=1))
+        print(json.dumps(manifest.to_dict(), indent=1))
     else:
         print(summary(manifest))
-    return EXIT_OK if manifest["verification"]["passed"] else EXIT_UNVERIFIED
+    return EXIT_OK if manifest.verification.passed else EXIT_UNVERIFIED
 
 
-def summary(m: dict) -> str:
+def summary(m: Manifest) -> str:
     """A few lines a person reads: where, what, and how well it matched."""
-    v = m["verification"]
-    lines = [f"bundle {m['out']}: {m['task']} for {m['board']}, n_q={m['n_q']} ({m['nominal_bps']:.0f} bit/s "
-             f"nominal), codebook {m['codebook_hash'][:16]}",
-             f"  float model on {v['items']} {v['test_subset']} items: {v['float_metric']['metric']} "
-             f"{v['float_metric']['points']:.2f}"]
-    for c in v["checks"]:
+    v, d, cost = m.verification, m.verification.details, m.costs
+    lines = [f"bundle {m.extra['out']}: {m.task} for {m.board}, n_q={m.n_q} ({m.nominal_bps:.0f} bit/s "
+             f"nominal), codebook {m.codebook_hash[:16]}",
+             f"  float model on {d['items']} {d['test_subset']} items: {d['float_metric']['metric']} "
+             f"{d['float_metric']['points']:.2f}"]
+    for c in d["checks"]:
         agree = ", ".join(f"{a:.2%}" for a in c["agreement_vs_quantized_reference"])
         lines.append(f"  {c['artifact']:<34} codes = quantized reference per stage: {agree}; "
                      f"{c['metric']['metric']} {c['metric']['points']:.2f} ({c['metric_loss_points']:+.2f})")
-    lines.append(f"  device: {m['macs_per_s_on_device'] / 1e6:.1f} M MAC/s, RAM {m['peak_memory_bytes'] / 1024:.0f} "
-                 f"KiB, flash {m['model_flash_bytes'] / 1024:.0f} KiB; verification "
-                 f"{'passed' if v['passed'] else 'FAILED: ' + '; '.join(v['failures'])}")
+    lines.append(f"  device: {cost['macs_per_s_on_device'] / 1e6:.1f} M MAC/s, RAM "
+                 f"{cost['peak_memory_bytes'] / 1024:.0f} KiB, flash {cost['model_flash_bytes'] / 1024:.0f} KiB; "
+                 f"verification {'passed' if v.passed else 'FAILED: ' + '; '.join(v.failures)}")
     return "\n".join(lines)
 
 

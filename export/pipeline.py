@@ -14,13 +14,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from acom.boards import Board, load_board
+from acom.codes.budget import nominal_bps
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
 from acom.core.macs import edge_macs_per_second
 from acom.core.models import config_dict
@@ -31,7 +32,8 @@ from acom.export.bundle import priors_tensors, sha256, tail_state, write_bundle
 from acom.export.graph import EdgeGraph
 from acom.export.reference import snap_biases
 from acom.export.tflite_reference import tflite_runner
-from acom.runtime.bundle import SCHEMA_VERSION
+from acom.runtime.manifest import Artifact as ManifestArtifact
+from acom.runtime.manifest import CGraph, FrontEnd, GraphSpec, Manifest, ModelSpec, Verification
 
 DEFAULT_DATA = {"asr": Path("data/speech"), "ac": Path("data/urban")}
 CODE_AGREEMENT_MIN = 0.99  # per stage, artifact against its PyTorch quantized reference
@@ -177,7 +179,7 @@ def _check_fit(board: Board, ram_bytes: int, flash_bytes: int) -> None:
         raise ExportError(f"the model does not fit board {board.name}: " + "; ".join(over))
 
 
-def export(opts: ExportOptions) -> dict:
+def export(opts: ExportOptions) -> Manifest:
     """Run every stage; returns the manifest written to ``opts.out``."""
     board = load_board(opts.board)
     stage = _Stages(opts.log)
@@ -336,7 +338,7 @@ def tflm_arena_or_explain(model: bytes, example: np.ndarray, board: str) -> int:
 
 
 def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need, artifacts, checks,  # noqa: PLR0913
-            float_metric, windows, stage, data, qat, footprint: tuple[int, int]) -> dict:
+            float_metric, windows, stage, data, qat, footprint: tuple[int, int]) -> Manifest:
     task, rvq = split.model.task, split.rvq
     failures = []
     for c in checks:
@@ -375,45 +377,35 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
                                  priors, graph.n_q)
         files.update(c_graph["files"])
     fe = graph.frontend.cfg
-    manifest = {
-        "schema_version": SCHEMA_VERSION, "kind": "acom-bundle", "task": task, "board": board.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "checkpoint": {"path": str(ckpt_path), "sha256": sha256(Path(ckpt_path).read_bytes()),
-                       "command": payload.get("command")},
-        "codebook_hash": rvq.codebook_hash(), "frame_rate": split.frame_rate, "n_q": graph.n_q,
-        "codebook_sizes": list(rvq.config.codebook_sizes[: graph.n_q]),
-        "nominal_bps": split.frame_rate * float(np.log2(rvq.config.codebook_sizes[: graph.n_q]).sum()),
-        "sample_rate": fe.sample_rate,
-        "frontend": {"runs_in": board.frontend, **fe.to_dict(),
-                     "feature_mean": graph.feat_mean.flatten().tolist(),
-                     "feature_std": graph.feat_std.flatten().tolist()},
-        "graph": {"input_shape": list(spec.input_shape), "codes_shape": list(spec.codes_shape),
-                  "window_samples": spec.window_samples, "codes_dtype": "int32"},
-        "artifacts": [{"file": a.name, "runtime": a.runtime,
-                       "verified": a.checked, **a.facts} for a in artifacts],
-        **({"c_graph": c_graph["note"]} if board.kind == "mcu" else {}),
-        "verification": {"passed": passed, "failures": failures, "data": str(data),
-                         "test_subset": TEST_SUBSET[task], "items": len(windows.targets),
-                         "windows": len(windows.inputs), "float_metric": float_metric,
-                         "thresholds": {"code_agreement_min": CODE_AGREEMENT_MIN,
-                                        "metric_loss_max_points": METRIC_LOSS_MAX},
-                         "checks": checks},
-        "macs_per_s": {k: round(v) for k, v in macs.items()}, "macs_per_s_on_device": round(need),
-        "peak_memory_bytes": ram, "model_flash_bytes": flash,
-        "model": {"config": config_dict(split.model), "split_layer": split.split_layer,
-                  "rvq_config": {**vars(rvq.config), "codebook_sizes": list(rvq.config.codebook_sizes)}},
-        "tail": "tail.safetensors", "priors": "priors.safetensors" if "priors" in payload else None,
-        "qat": qat,
-        "stage_seconds": stage.times,
-    }
+    sizes = list(rvq.config.codebook_sizes[: graph.n_q])
+    manifest = Manifest(
+        task=task, board=board.name, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        checkpoint={"path": str(ckpt_path), "sha256": sha256(Path(ckpt_path).read_bytes()),
+                    "command": payload.get("command")},
+        codebook_hash=rvq.codebook_hash(), frame_rate=split.frame_rate, n_q=graph.n_q, codebook_sizes=tuple(sizes),
+        nominal_bps=nominal_bps(split.frame_rate, sizes), sample_rate=fe.sample_rate,
+        frontend=FrontEnd(board.frontend, fe.to_dict(), tuple(graph.feat_mean.flatten().tolist()),
+                          tuple(graph.feat_std.flatten().tolist())),
+        graph=GraphSpec(tuple(spec.input_shape), tuple(spec.codes_shape), spec.window_samples),
+        artifacts=tuple(ManifestArtifact(a.name, a.runtime, a.checked, a.facts) for a in artifacts),
+        c_graph=CGraph.from_dict(c_graph["note"], "c_graph") if board.kind == "mcu" else None,
+        verification=Verification(passed, tuple(failures), {
+            "data": str(data), "test_subset": TEST_SUBSET[task], "items": len(windows.targets),
+            "windows": len(windows.inputs), "float_metric": float_metric,
+            "thresholds": {"code_agreement_min": CODE_AGREEMENT_MIN, "metric_loss_max_points": METRIC_LOSS_MAX},
+            "checks": checks}),
+        costs={"macs_per_s": {k: round(v) for k, v in macs.items()}, "macs_per_s_on_device": round(need),
+               "peak_memory_bytes": ram, "model_flash_bytes": flash},
+        model=ModelSpec(config_dict(split.model), split.split_layer,
+                        {**vars(rvq.config), "codebook_sizes": list(rvq.config.codebook_sizes)}),
+        priors="priors.safetensors" if "priors" in payload else None,
+        extra={"qat": qat, "stage_seconds": stage.times})
     tensors = {"tail.safetensors": tail_state(split)}
     if "priors" in payload:
         tensors["priors.safetensors"] = priors_tensors(payload["priors"])
     with stage("bundle"):
         manifest = write_bundle(out, files, tensors, manifest, force=opts.force)
-    manifest["stage_seconds"] = stage.times
-    manifest["out"] = str(out)
-    return manifest
+    return replace(manifest, extra={**manifest.extra, "stage_seconds": stage.times, "out": str(out)})
 
 
 def _footprint(board: Board, artifacts: list[Artifact]) -> tuple[int, int]:

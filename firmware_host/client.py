@@ -20,22 +20,22 @@ import numpy as np
 
 from acom.errors import AcomError
 from acom.runtime.bundle import read_manifest
+from acom.runtime.manifest import Manifest
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import Contexts, codebook_id, decode_packet, frame_serial
 
 Encoder = Callable[[np.ndarray], np.ndarray]  # audio float32 [N] at the bundle's rate -> codes int64 [n_q, T]
 
 
-def artifact_encoder(bundle: Path, manifest: dict, name: str) -> Encoder:
+def artifact_encoder(bundle: Path, manifest: Manifest, name: str) -> Encoder:
     """The bundle's artifact ``name`` run window by window, as the board runs it."""
-    entry = next((a for a in manifest.get("artifacts", []) if a["file"] == name), None)
-    if entry is None:
-        have = [a["file"] for a in manifest.get("artifacts", [])]
+    if manifest.artifact(name) is None:
+        have = [a.file for a in manifest.artifacts]
         raise AcomError(f"{bundle}: no artifact {name!r} in the manifest (it has {have or 'none'}; a bundle "
                         f"without artifacts needs --checkpoint)")
-    if manifest["frontend"].get("runs_in") != "graph":
+    if manifest.frontend.runs_in != "graph":
         raise AcomError(f"{bundle / name}: this graph takes features the firmware computes (board "
-                        f"{manifest['board']}); run it on the board, or use --checkpoint for the PyTorch encoder")
+                        f"{manifest.board}); run it on the board, or use --checkpoint for the PyTorch encoder")
     data = (bundle / name).read_bytes()
     if name.endswith(".pte"):
         from acom.export.executorch import PteRunner
@@ -45,8 +45,8 @@ def artifact_encoder(bundle: Path, manifest: dict, name: str) -> Encoder:
         runner = lambda x: run_litert(data, [x])[0]  # noqa: E731
     else:
         raise AcomError(f"{bundle / name}: --artifact must be a .pte or .tflite file of the bundle")
-    window = manifest["graph"]["window_samples"]
-    per_code = round(manifest["sample_rate"] / manifest["frame_rate"])
+    window = manifest.graph.window_samples
+    per_code = round(manifest.sample_rate / manifest.frame_rate)
 
     def encode(audio: np.ndarray) -> np.ndarray:
         n_win = max(1, -(-len(audio) // window))
@@ -57,13 +57,13 @@ def artifact_encoder(bundle: Path, manifest: dict, name: str) -> Encoder:
     return encode
 
 
-def checkpoint_encoder(checkpoint: Path, manifest: dict, n_q: int) -> Encoder:
+def checkpoint_encoder(checkpoint: Path, manifest: Manifest, n_q: int) -> Encoder:
     """The PyTorch float edge half of a split checkpoint (must have the bundle's codebooks)."""
     import torch
 
     from acom.core.checkpoint import load_checkpoint
-    split, _ = load_checkpoint(checkpoint, manifest["task"])
-    if split.rvq is None or split.rvq.codebook_hash() != manifest["codebook_hash"]:
+    split, _ = load_checkpoint(checkpoint, manifest.task)
+    if split.rvq is None or split.rvq.codebook_hash() != manifest.codebook_hash:
         raise AcomError(f"{checkpoint}: its codebooks are not the bundle's (codebook hash differs): the server "
                         f"would refuse every packet")
     edge = split.edge(n_q)
@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     from acom.runtime.serve_cli import parse_hostport
     manifest = read_manifest(args.bundle)
     priors = _priors(args, manifest)
-    if args.c_device and manifest.get("c_graph", {}).get("written") and not args.checkpoint:
+    if args.c_device and (manifest.c_graph is not None and manifest.c_graph.written) and not args.checkpoint:
         return _device_from_c(args, manifest, priors, parse_hostport)
-    n_q = args.n_q or manifest["n_q"]
+    n_q = args.n_q or manifest.n_q
     if args.checkpoint:
         encode = checkpoint_encoder(args.checkpoint, manifest, n_q)
     else:
@@ -127,13 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.full_every < 1:
         raise AcomError(f"--full-every {args.full_every}: expected 1 or more")
     key = bytes.fromhex(args.key) if args.key else None
-    sizes, book = manifest["model"]["rvq_config"]["codebook_sizes"], codebook_id(manifest["codebook_hash"])
-    fpp = max(1, round(args.packet_s * manifest["frame_rate"]))
+    sizes, book = list(manifest.model.codebook_sizes), codebook_id(manifest.codebook_hash)
+    fpp = max(1, round(args.packet_s * manifest.frame_rate))
     if args.c_device:
         return _send_from_c(args, encode, manifest, n_q, fpp, key, priors, parse_hostport)
     send = _transport(args, parse_hostport)
     for i, path in enumerate(args.audio):
-        codes = encode(load_audio(path, manifest["sample_rate"]))[:n_q]
+        codes = encode(load_audio(path, manifest.sample_rate))[:n_q]
         packets = stream_packets(codes, sizes, book, device_id=args.device_id, stream_id=args.first_stream + i,
                                  frames_per_packet=fpp, key=key, tag_len=args.tag_bytes, priors=priors,
                                  full_every=args.full_every)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.realtime:
                 time.sleep(max(0.0, start + (j + 1) * args.packet_s - time.monotonic()))
             send(packet)
-        seconds = max(codes.shape[1] / manifest["frame_rate"], 1e-9)
+        seconds = max(codes.shape[1] / manifest.frame_rate, 1e-9)
         contexts = Contexts()  # what the server will read: the payload's share of the bytes sent
         payload = sum(len(decode_packet(d, {args.device_id: key} if key else None, contexts).payload)
                       for d in packets)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _priors(args: argparse.Namespace, manifest: dict):
+def _priors(args: argparse.Namespace, manifest: Manifest):
     """--entropy: the bundle's CodePriors (an AcomError when it has none); else None (bit-packed payloads)."""
     if not args.entropy:
         return None
@@ -166,24 +166,24 @@ def _priors(args: argparse.Namespace, manifest: dict):
     return priors
 
 
-def _device_from_c(args: argparse.Namespace, manifest: dict, priors, parse_hostport) -> int:
+def _device_from_c(args: argparse.Namespace, manifest: Manifest, priors, parse_hostport) -> int:
     """--c-device with a bundle that carries its graph in C (MCU bundles): the whole device in C, audio to
     packets, under the board's emulator."""
     from acom.core.audio import load_audio
     from acom.firmware_host.device_c import send_audio
     from acom.firmware_host.edge_c import pcm16
     _check_c_device(args)
-    if args.n_q and args.n_q != manifest["n_q"]:
-        raise AcomError(f"--n-q {args.n_q}: the bundle's C graph computes {manifest['n_q']} stages")
-    clips = [(args.first_stream + i, pcm16(load_audio(p, manifest["sample_rate"]))) for i, p in enumerate(args.audio)]
+    if args.n_q and args.n_q != manifest.n_q:
+        raise AcomError(f"--n-q {args.n_q}: the bundle's C graph computes {manifest.n_q} stages")
+    clips = [(args.first_stream + i, pcm16(load_audio(p, manifest.sample_rate))) for i, p in enumerate(args.audio)]
     sent = send_audio(args.c_device, args.bundle, clips, device_id=args.device_id, full_every=args.full_every,
                       tag_len=args.tag_bytes,
-                      frames_per_packet=max(1, round(args.packet_s * manifest["frame_rate"])),
+                      frames_per_packet=max(1, round(args.packet_s * manifest.frame_rate)),
                       key=bytes.fromhex(args.key) if args.key else None, priors=priors,
                       udp=parse_hostport(args.udp) if args.udp else None, uart=args.serial)
     for path, s in zip(args.audio, sent):
-        seconds = s["frames"] / manifest["frame_rate"]
-        print(json.dumps({"file": str(path), "stream": s["stream"], "frames": s["frames"], "n_q": manifest["n_q"],
+        seconds = s["frames"] / manifest.frame_rate
+        print(json.dumps({"file": str(path), "stream": s["stream"], "frames": s["frames"], "n_q": manifest.n_q,
                           "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
                           "codes_from": "c", "payload": "entropy" if priors else "packed",
                           "payload_bps": round(8 * s["payload_bytes"] / max(seconds, 1e-9), 1),
@@ -199,19 +199,19 @@ def _check_c_device(args: argparse.Namespace) -> None:
         raise AcomError("--c-device sends as fast as the emulator runs: leave out --realtime")
 
 
-def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: dict, n_q: int, fpp: int, key: bytes | None,
+def _send_from_c(args: argparse.Namespace, encode: Encoder, manifest: Manifest, n_q: int, fpp: int, key: bytes | None,
                  priors, parse_hostport) -> int:
     """--c-device: every file's codes sent by the C device under the board's emulator, one run for all."""
     from acom.core.audio import load_audio
     from acom.firmware_host.device_c import send
     _check_c_device(args)
-    codes = [encode(load_audio(path, manifest["sample_rate"]))[:n_q] for path in args.audio]
+    codes = [encode(load_audio(path, manifest.sample_rate))[:n_q] for path in args.audio]
     streams = [(args.device_id, args.first_stream + i, c) for i, c in enumerate(codes)]
-    sent = send(args.c_device, streams, manifest["model"]["rvq_config"]["codebook_sizes"], manifest["codebook_hash"],
+    sent = send(args.c_device, streams, list(manifest.model.codebook_sizes), manifest.codebook_hash,
                 frames_per_packet=fpp, full_every=args.full_every, key=key, tag_len=args.tag_bytes, priors=priors,
                 udp=parse_hostport(args.udp) if args.udp else None, uart=args.serial)
     for path, c, s in zip(args.audio, codes, sent):
-        seconds = c.shape[1] / manifest["frame_rate"]
+        seconds = c.shape[1] / manifest.frame_rate
         print(json.dumps({"file": str(path), "stream": s["stream"], "frames": c.shape[1], "n_q": c.shape[0],
                           "packets": s["packets"], "bytes": s["bytes"], "sender": f"c:{args.c_device}",
                           "codes_from": "host", "payload": "entropy" if priors else "packed",

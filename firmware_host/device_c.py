@@ -24,6 +24,7 @@ from acom.errors import AcomError
 from acom.export.c_priors import c_array, c_tables
 from acom.firmware_host.cbuild import APP_DIR, build, count_instructions, kind, run_command
 from acom.firmware_host.cbuild import by_function as functions_of
+from acom.runtime.manifest import Manifest
 from acom.runtime.wire import DEFAULT_TAG, MAX_FRAMES, TAG_SIZES
 
 Stream = tuple[int, int, np.ndarray]  # device id, stream id, codes [n_q, T]
@@ -140,27 +141,27 @@ def send(board: str,  # noqa: PLR0913 (keyword-only stream settings)
     return out
 
 
-def write_app(path: Path, manifest: dict, clips: list[tuple[int, np.ndarray]], device_id: int,
+def write_app(path: Path, manifest: Manifest, clips: list[tuple[int, np.ndarray]], device_id: int,
               full_every: int, key: bytes | None, priors=None, frames_per_packet: int = 1,
               tag_len: int = DEFAULT_TAG) -> None:
     """app_in.h for device_app.c: the clips (stream id, 16-bit samples) and how the bundle's device sends:
     `frames_per_packet` code frames a packet, range-coded under `priors` when given ("bundle": the bundle's
     c/acom_priors.h, else a CodePriors whose tables go into app_in.h), with `key` tags of `tag_len` bytes."""
     _check_settings(frames_per_packet, full_every, key, tag_len)
-    window = manifest["graph"]["window_samples"]
+    window = manifest.graph.window_samples
     if priors == "bundle":  # the bundle's own c/acom_priors.c, built with the app
         tables = ['#include "acom_priors.h"', "#define A_PRIORS ACOM_PRIORS"]
     else:
-        tables = _priors_lines(priors, manifest["n_q"], "A_PRIORS")
+        tables = _priors_lines(priors, manifest.n_q, "A_PRIORS")
     lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stddef.h>", "#include <stdint.h>",
              *tables,
              f"#define A_WINDOW {window}",
-             f"#define A_SAMPLES_PER_CODE {round(manifest['sample_rate'] / manifest['frame_rate'])}",
-             f"#define A_NQ {manifest['n_q']}", f"#define A_FPP {frames_per_packet}", f"#define A_DEVICE {device_id}u",
+             f"#define A_SAMPLES_PER_CODE {round(manifest.sample_rate / manifest.frame_rate)}",
+             f"#define A_NQ {manifest.n_q}", f"#define A_FPP {frames_per_packet}", f"#define A_DEVICE {device_id}u",
              f"#define A_FULL_EVERY {full_every}u", f"#define A_TAG_LEN {tag_len if key is not None else 0}u",
              f"#define A_KEY_LEN {len(key or b'')}u", f"static const uint8_t A_KEY[] = {c_array(key or b'')};",
-             f"static const uint32_t A_SIZES[] = {c_array(manifest['codebook_sizes'])};",
-             f"static const uint8_t A_HASH[32] = {c_array(bytes.fromhex(manifest['codebook_hash']))};"]
+             f"static const uint32_t A_SIZES[] = {c_array(manifest.codebook_sizes)};",
+             f"static const uint8_t A_HASH[32] = {c_array(bytes.fromhex(manifest.codebook_hash))};"]
     rows = []
     for i, (stream, pcm) in enumerate(clips):
         lines.append(f"static const int16_t A_PCM{i}[] = {{{','.join(str(int(v)) for v in pcm) or '0'}}};")
@@ -186,8 +187,8 @@ def send_audio(board: str,  # noqa: PLR0913 (keyword-only stream settings)
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
     check_wire_version(bundle)
-    if not m.get("c_graph", {}).get("written"):
-        why = m.get("c_graph", {}).get("reason", "not an MCU bundle")
+    if not (m.c_graph is not None and m.c_graph.written):
+        why = m.c_graph.reason if m.c_graph else "not an MCU bundle"
         raise AcomError(f"{bundle}: no C graph in this bundle ({why}); send codes computed on the host instead")
     _check_settings(frames_per_packet, full_every, key, tag_len)
     _check_transport(board, udp, uart)
@@ -245,7 +246,7 @@ def app_instructions(board: str, bundle: Path, clips: list[tuple[int, np.ndarray
     instructions per function of the firmware (else {}). Packets go to a UART with nothing attached."""
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
-    write_app(work / "app_in.h", m, clips, 1, 8, None, "bundle" if entropy else None, max(1, round(m["frame_rate"])))
+    write_app(work / "app_in.h", m, clips, 1, 8, None, "bundle" if entropy else None, max(1, round(m.frame_rate)))
     c = bundle / "c"
     sources = [APP_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
                c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if entropy else []), APP_DIR / "transport_uart.c"]

@@ -110,17 +110,17 @@ def feature_windows(bundle: Path, data: Path, items: int, checkpoint: Path | Non
     from acom.export.verify import make_windows
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
-    if m["frontend"].get("runs_in") != "firmware":
-        raise AcomError(f"{bundle}: board {m['board']} runs the front end in the graph; the C graph is for "
+    if m.frontend.runs_in != "firmware":
+        raise AcomError(f"{bundle}: board {m.board} runs the front end in the graph; the C graph is for "
                         "microcontroller bundles (front end in the firmware)")
-    ckpt = checkpoint or Path(m["checkpoint"]["path"])
-    split, _ = load_checkpoint(ckpt, m["task"])
-    if split.rvq is None or split.rvq.codebook_hash() != m["codebook_hash"]:
+    ckpt = checkpoint or Path(m.checkpoint["path"])
+    split, _ = load_checkpoint(ckpt, m.task)
+    if split.rvq is None or split.rvq.codebook_hash() != m.codebook_hash:
         raise AcomError(f"{ckpt}: not the bundle's model (codebook hash differs); give --checkpoint")
-    graph = EdgeGraph(split, m["n_q"], frontend=False).eval()
-    ds = open_dataset(m["task"], data, TEST_SUBSET[m["task"]])
+    graph = EdgeGraph(split, m.n_q, frontend=False).eval()
+    ds = open_dataset(m.task, data, TEST_SUBSET[m.task])
     picked = [(ds[i][0], ds[i][1]) for i in range(min(items, len(ds)))]
-    spc, window = round(m["sample_rate"] / m["frame_rate"]), m["graph"]["window_samples"]
+    spc, window = round(m.sample_rate / m.frame_rate), m.graph.window_samples
     audio = []
     for wave, _ in picked:  # the same windows as make_windows: zero-padded to whole windows
         padded = np.zeros(max(1, -(-len(wave) // window)) * window, dtype=np.float32)
@@ -141,7 +141,7 @@ def check_bundle(bundle: Path, data: Path, board: str | None = None, items: int 
     from acom.export.micro import run_tflm
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
-    board = board or m["board"]
+    board = board or m.board
     if kind(board) == "linux":
         raise AcomError(f"--board {board}: a Linux board runs the bundle's .pte/.tflite; the C graph is for "
                         "microcontrollers (or host)")
@@ -152,7 +152,7 @@ def check_bundle(bundle: Path, data: Path, board: str | None = None, items: int 
     inputs = [to_model_input(model, x) for x in floats]
     probe = integer_part_end(model)
     if frontend == "c":
-        codes, probes, features = run_graph(board, model, audio, probe, frontend=m["frontend"])
+        codes, probes, features = run_graph(board, model, audio, probe, frontend=m.frontend.to_dict())
     else:
         codes, probes, features = run_graph(board, model, inputs, probe)
     want, _ = run_tflm(model, floats)

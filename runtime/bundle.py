@@ -8,7 +8,6 @@ can load it.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,35 +18,22 @@ from acom.core.models import build_model
 from acom.core.rvq import ResidualVQ, RVQConfig
 from acom.core.split import SplitModel
 from acom.errors import ExportError
+from acom.runtime.manifest import SCHEMA_VERSION, Manifest, read_manifest
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "Bundle", "Manifest", "load_priors", "load_tail", "open_bundle", "read_manifest"]
 
-
-def read_manifest(bundle: Path) -> dict:
-    """``manifest.json`` of ``bundle``; ExportError if unreadable or of another schema version."""
-    path = Path(bundle) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path}: not a readable bundle manifest ({e})") from e
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-        version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-        raise ExportError(f"{path}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
-    return manifest
-
-
-def _checked_file(bundle: Path, manifest: dict, rel: str) -> Path:
+def _checked_file(bundle: Path, manifest: Manifest, rel: str) -> Path:
     """Path of a listed bundle file whose SHA-256 matches the manifest (a torn copy must not load)."""
     path = bundle / rel
-    listed = manifest.get("files", {}).get(rel)
+    listed = manifest.files.get(rel)
     if listed is None:
         raise ExportError(f"{bundle / 'manifest.json'}: files has no entry for {rel!r}")
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as e:
         raise ExportError(f"{path}: cannot read ({e})") from e
-    if digest != listed["sha256"]:
-        raise ExportError(f"{path}: SHA-256 {digest[:12]}... does not match the manifest ({listed['sha256'][:12]}...)")
+    if digest != listed.sha256:
+        raise ExportError(f"{path}: SHA-256 {digest[:12]}... does not match the manifest ({listed.sha256[:12]}...)")
     return path
 
 
@@ -55,25 +41,25 @@ def load_tail(bundle: Path) -> SplitModel:
     """The server half of a bundle (rebuilt from the manifest and tail.safetensors), for ServerDecoder."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
-    m = manifest["model"]
-    rvq_cfg = {**m["rvq_config"], "codebook_sizes": tuple(m["rvq_config"]["codebook_sizes"])}
-    split = SplitModel(build_model(manifest["task"], m["config"]), m["split_layer"], ResidualVQ(RVQConfig(**rvq_cfg)))
-    state = load_file(str(_checked_file(bundle, manifest, manifest.get("tail", "tail.safetensors"))))
+    m = manifest.model
+    rvq_cfg = {**m.rvq_config, "codebook_sizes": m.codebook_sizes}
+    split = SplitModel(build_model(manifest.task, m.config), m.split_layer, ResidualVQ(RVQConfig(**rvq_cfg)))
+    state = load_file(str(_checked_file(bundle, manifest, manifest.tail)))
     missing, unexpected = split.load_state_dict(state, strict=False)
-    edge = tuple(f"model.blocks.{i}." for i in range(m["split_layer"] + 1))
+    edge = tuple(f"model.blocks.{i}." for i in range(m.split_layer + 1))
     if unexpected or any(not k.startswith(edge) for k in missing):
         raise ExportError(f"{bundle / 'tail.safetensors'}: weights do not fit the model in the manifest "
                           f"(missing {[k for k in missing if not k.startswith(edge)][:5]}, "
                           f"unexpected {unexpected[:5]})")
-    if split.rvq.codebook_hash() != manifest["codebook_hash"]:
+    if split.rvq.codebook_hash() != manifest.codebook_hash:
         raise ExportError(f"{bundle / 'tail.safetensors'}: its codebooks hash to {split.rvq.codebook_hash()[:16]}..., "
-                          f"the manifest says {manifest['codebook_hash'][:16]}...")
+                          f"the manifest says {manifest.codebook_hash[:16]}...")
     return split.eval()
 
 
-def load_priors(bundle: Path, manifest: dict) -> CodePriors | None:
+def load_priors(bundle: Path, manifest: Manifest) -> CodePriors | None:
     """The entropy-coder priors of a bundle, or None when it has none."""
-    rel = manifest.get("priors")
+    rel = manifest.priors
     if not rel:
         return None
     return CodePriors.from_tensors(load_file(str(_checked_file(Path(bundle), manifest, rel))))
@@ -84,13 +70,13 @@ class Bundle:
     """What the server needs from a bundle."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     split: SplitModel  # the tail's weights (the edge blocks are left untrained: never run here)
     priors: CodePriors | None
 
     @property
     def task(self) -> str:
-        return self.manifest["task"]
+        return self.manifest.task
 
     @property
     def codebook_sizes(self) -> tuple[int, ...]:
@@ -99,7 +85,7 @@ class Bundle:
 
     @property
     def frame_rate(self) -> float:
-        return float(self.manifest["frame_rate"])
+        return self.manifest.frame_rate
 
 
 def open_bundle(path: Path) -> Bundle:

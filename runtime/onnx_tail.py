@@ -106,7 +106,7 @@ def export_tail_onnx(bundle: Bundle, out_path: Path, n_q: int) -> Path:
 
 def tail_metadata(bundle: Bundle, n_q: int) -> dict[str, str]:
     """What a client checks before sending codes to a model (ONNX metadata and Triton parameters)."""
-    return {"acom_task": bundle.task, "codebook_hash": bundle.manifest["codebook_hash"], "n_q": str(n_q),
+    return {"acom_task": bundle.task, "codebook_hash": bundle.manifest.codebook_hash, "n_q": str(n_q),
             "frame_rate": f"{bundle.frame_rate:g}",
             "codebook_sizes": ",".join(map(str, bundle.codebook_sizes[:n_q]))}
 
@@ -274,7 +274,7 @@ def _readme(bundle: Bundle, models: list[dict], settings: TritonSettings) -> str
 
 Made by `acom triton` from the bundle `{bundle.path}`. Serve with `tritonserver --model-repository .`.
 
-- codebook hash: `{bundle.manifest['codebook_hash']}` (packets carry its first 8 bytes as `codebook_id`;
+- codebook hash: `{bundle.manifest.codebook_hash}` (packets carry its first 8 bytes as `codebook_id`;
   each model's config.pbtxt repeats it as the parameter `codebook_hash`)
 - frame rate: {rate:g} frames/s; codebook sizes: {list(sizes)}; task: {bundle.task}
 
@@ -317,7 +317,7 @@ def build_triton_repository(bundle: Bundle, repo_dir: Path, n_q_values: Sequence
         models.append({"name": name, "n_q": n_q, "onnx": str(onnx_path), "config": str(config),
                        "export_s": round(export_s, 2)})
     (repo_dir / "README.md").write_text(_readme(bundle, models, settings))
-    return {"repository": str(repo_dir), "task": bundle.task, "codebook_hash": bundle.manifest["codebook_hash"],
+    return {"repository": str(repo_dir), "task": bundle.task, "codebook_hash": bundle.manifest.codebook_hash,
             "frame_rate": bundle.frame_rate, "codebook_sizes": list(bundle.codebook_sizes), "models": models}
 
 

@@ -56,7 +56,7 @@ class Server:
         self.metrics = metrics or Metrics()
         self.engine = make_engine(bundle, config.device, config.window_s, config.engine, config.dtype, config.buckets)
         self.streams = Reassembler(config.reassembly, keyed=keys is not None)
-        self.book = codebook_id(bundle.manifest["codebook_hash"])
+        self.book = codebook_id(bundle.manifest.codebook_hash)
         self.contexts = SourceContexts(config.reassembly.max_streams)  # short-packet contexts per source
         self.guard = TagGuard(config.max_bad_tags, max_sources=config.reassembly.max_streams)
         self.pending: dict[StreamKey, Work] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -43,4 +44,5 @@ def ac_bundle(urban_set: Path, tmp_path_factory) -> tuple[Path, dict]:
     board = edited_board(tmp_path_factory.mktemp("board"), "rpi4", runtimes='["executorch-xnnpack"]', name='"rpi4-et"')
     manifest = export(ExportOptions(board=str(board), task="ac", out=out, data=urban_set,
                                     calibration_windows=8, verify_items=12, log=lambda s: None))
-    return out, manifest
+    assert manifest.to_dict() == {**json.loads((out / "manifest.json").read_text()), **manifest.extra}
+    return out, manifest.to_dict()  # the manifest as JSON: the contract the tests read

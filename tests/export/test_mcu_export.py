@@ -19,7 +19,7 @@ def m55_bundle(urban_set: Path, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("m55") / "ac"
     manifest = export(ExportOptions(board="cortex-m55-u55", task="ac", out=out, data=urban_set,
                                     calibration_windows=8, verify_items=12, log=lambda s: None))
-    return out, manifest
+    return out, manifest.to_dict()
 
 
 def test_m55_bundle_fits_and_is_verified_in_tflm(m55_bundle) -> None:

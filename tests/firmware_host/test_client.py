@@ -91,8 +91,8 @@ def _pte_codes_and_labels(bundle_dir, files):
 
 def _python_packets(manifest, codes, device_id, first_stream, full_every=8, priors=None, key=None, tag_len=8):
     """What `acom send` in Python would send: the C device's report must match it packet for packet."""
-    sizes, book = manifest["model"]["rvq_config"]["codebook_sizes"], codebook_id(manifest["codebook_hash"])
-    fpp = round(manifest["frame_rate"])
+    sizes, book = list(manifest.model.codebook_sizes), codebook_id(manifest.codebook_hash)
+    fpp = round(manifest.frame_rate)
     return [stream_packets(c, sizes, book, device_id=device_id, stream_id=first_stream + i, frames_per_packet=fpp,
                            full_every=full_every, priors=priors, key=key, tag_len=tag_len)
             for i, c in enumerate(codes)]

@@ -146,8 +146,8 @@ def test_the_whole_device_in_c_talks_to_the_server(m55_ac: Path, urban_set: Path
         report = [json.loads(x) for x in sent.stdout.splitlines()]
         assert [(r["codes_from"], r["payload"]) for r in report] == [("c", "entropy")] * 3
         m = read_manifest(m55_ac)
-        py = [stream_packets(c, m["codebook_sizes"], codebook_id(m["codebook_hash"]), device_id=9, stream_id=i,
-                             frames_per_packet=round(m["frame_rate"]), priors=open_bundle(m55_ac).priors, full_every=8)
+        py = [stream_packets(c, list(m.codebook_sizes), codebook_id(m.codebook_hash), device_id=9, stream_id=i,
+                             frames_per_packet=round(m.frame_rate), priors=open_bundle(m55_ac).priors, full_every=8)
               for i, c in enumerate(codes)]
         assert [(r["packets"], r["bytes"]) for r in report] == [(len(p), sum(map(len, p))) for p in py]
         assert [r["frames"] for r in report] == [c.shape[1] for c in codes]

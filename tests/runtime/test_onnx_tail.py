@@ -63,7 +63,7 @@ def _assert_dynamic_dims_and_metadata(bundle, onnx_path: Path) -> None:
     assert shapes["codes"][1] == 2 and isinstance(shapes["codes"][0], str) and isinstance(shapes["codes"][2], str)
     assert shapes["log_probs"][2] == 29 and shapes["out_lengths"] == shapes["lengths"]
     meta = {p.key: p.value for p in model.metadata_props}
-    assert meta["codebook_hash"] == bundle.manifest["codebook_hash"] and meta["n_q"] == "2"
+    assert meta["codebook_hash"] == bundle.manifest.codebook_hash and meta["n_q"] == "2"
 
 
 def test_asr_tail_onnx(bundles, tmp_path) -> None:
@@ -150,7 +150,7 @@ def _assert_config_fits_onnx(text: str, onnx_path: Path, bundle) -> None:
     cfg = text_format.Parse(text, _model_config_class()())
     assert cfg.platform == "onnxruntime_onnx" and cfg.max_batch_size > 0
     assert cfg.dynamic_batching.max_queue_delay_microseconds > 0 and cfg.instance_group[0].kind == 1  # GPU
-    assert cfg.parameters["codebook_hash"].string_value == bundle.manifest["codebook_hash"]
+    assert cfg.parameters["codebook_hash"].string_value == bundle.manifest.codebook_hash
     graph = onnx.load(str(onnx_path)).graph
     values = {v.name: v.type.tensor_type for v in list(graph.input) + list(graph.output)}
     dtype_name = cfg.DESCRIPTOR.fields_by_name["input"].message_type.fields_by_name["data_type"].enum_type
@@ -175,7 +175,7 @@ def _assert_repository(out: Path, summary: dict, bundle) -> None:
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
         "README.md", "acom_ac_tail_nq1/1/model.onnx", "acom_ac_tail_nq1/config.pbtxt", "checks.json"]
     readme = (out / "README.md").read_text()
-    assert bundle.manifest["codebook_hash"] in readme and "frame rate: 5" in readme
+    assert bundle.manifest.codebook_hash in readme and "frame rate: 5" in readme
     (model,) = summary["models"]
     assert model["name"] == "acom_ac_tail_nq1" and Path(model["check"]["onnx"]).exists()
     assert summary["failures"] == [] and model["check"]["max_abs_diff"] < TOLERANCE / 10

@@ -26,7 +26,7 @@ def test_serve_subprocess_writes_results_and_flushes_on_sigterm(asr_case, tmp_pa
     try:
         ready = json.loads(proc.stderr.readline())
         assert ready["type"] == "ready" and ready["task"] == "asr" and ready["udp"][0] == "127.0.0.1"
-        packets = stream_packets(codes[0], bundle.codebook_sizes, codebook_id(bundle.manifest["codebook_hash"]))
+        packets = stream_packets(codes[0], bundle.codebook_sizes, codebook_id(bundle.manifest.codebook_hash))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for p in packets[:-1]:  # no end of stream: SIGTERM must still give the final result
                 s.sendto(p, tuple(ready["udp"]))

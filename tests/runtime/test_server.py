@@ -68,7 +68,7 @@ def resealed(packet: bytes, offset: int, value: int) -> bytes:
 
 def test_udp_streams_give_the_offline_transcripts_and_bad_packets_are_counted(asr_case):
     path, bundle, codes = asr_case
-    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     streams = [stream_packets(c, sizes, book, device_id=5, stream_id=i, frames_per_packet=10)
                for i, c in enumerate(codes[:3])]
     other_book = stream_packets(codes[0], sizes, book ^ 1, device_id=6)[0]
@@ -96,7 +96,7 @@ def test_udp_streams_give_the_offline_transcripts_and_bad_packets_are_counted(as
 
 def test_loss_reordering_and_duplication_never_apply_a_packet_twice(asr_case):
     path, bundle, codes = asr_case
-    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     rng = random.Random(4)
     plan, expect_missing = [], {}
     for i, c in enumerate(codes):
@@ -128,7 +128,7 @@ def test_loss_reordering_and_duplication_never_apply_a_packet_twice(asr_case):
 
 def test_keys_tags_and_replays(asr_case):
     path, bundle, codes = asr_case
-    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     good = stream_packets(codes[0], sizes, book, device_id=3, stream_id=1, key=KEY)
     untagged = stream_packets(codes[1], sizes, book, device_id=3, stream_id=2)
     forged = stream_packets(codes[1], sizes, book, device_id=3, stream_id=3, key=b"x" * 32)
@@ -149,7 +149,7 @@ def test_keys_tags_and_replays(asr_case):
 
 def test_a_source_guessing_4_byte_tags_is_ignored_and_others_are_served(asr_case):
     path, bundle, codes = asr_case
-    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     good = stream_packets(codes[0], sizes, book, device_id=3, stream_id=1, key=KEY, tag_len=4, frames_per_packet=10)
     guesses = [p[:-4] + struct.pack("<I", i) for i, p in enumerate(good[:1] * 20)]  # the first packet, tags tried
 
@@ -168,7 +168,7 @@ def test_a_source_guessing_4_byte_tags_is_ignored_and_others_are_served(asr_case
 
 def test_serial_pty_socket_url_and_a_dead_port(asr_case):
     path, bundle, codes = asr_case
-    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     master, slave = os.openpty()
     tty.setraw(slave)  # bytes must pass unchanged even before the server configures the port
     listener = socket.create_server(("127.0.0.1", 0))
@@ -204,7 +204,7 @@ def test_serial_pty_socket_url_and_a_dead_port(asr_case):
 
 def test_metrics_endpoint_and_shutdown_flushes_open_streams(ac_case):
     path, bundle, codes = ac_case
-    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     # no end-of-stream packets: the streams are open when the server stops
     plan = [p for i, c in enumerate(codes) for p in stream_packets(c, sizes, book, device_id=8, stream_id=i,
                                                                       frames_per_packet=5)[:-1]]
@@ -232,7 +232,7 @@ def test_garbage_and_mutated_packets_leave_the_server_serving(asr_case):
     """Random bytes and corrupted copies of valid packets: each is counted as a rejection, never an exception,
     and a valid stream sent afterwards still gets the offline transcript."""
     path, bundle, codes = asr_case
-    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     valid = stream_packets(codes[1], sizes, book, device_id=9, stream_id=4, frames_per_packet=10)
     rng = random.Random(11)
     junk = [bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 1500))) for _ in range(150)]
@@ -258,7 +258,7 @@ def test_garbage_and_mutated_packets_leave_the_server_serving(asr_case):
 
 def test_a_failing_tail_step_is_counted_and_the_server_goes_on(asr_case):
     path, bundle, codes = asr_case
-    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     first = stream_packets(codes[0], sizes, book, device_id=1, stream_id=0)
     second = stream_packets(codes[1], sizes, book, device_id=1, stream_id=1)
 
@@ -283,7 +283,7 @@ def test_a_failing_tail_step_is_counted_and_the_server_goes_on(asr_case):
 
 def test_short_packets_from_each_source_use_its_own_full_packets(asr_case):
     path, bundle, codes = asr_case
-    book, sizes = codebook_id(bundle.manifest["codebook_hash"]), bundle.codebook_sizes
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     a, b = (stream_packets(codes[i], sizes, book, device_id=8, stream_id=i, frames_per_packet=5, key=KEY,
                            full_every=3) for i in range(2))
     assert [p[0] >> 7 for p in a[:4]] == [0, 1, 1, 0] and a[-1][:2] == b"AC"  # full, short, short, full
