@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         export(ExportOptions(board="cortex-m55-u55", task=args.task, out=bundle, data=args.data, log=lambda s: None))
         manifest = read_manifest(bundle)
         priors = load_priors(bundle, manifest)
-        if not manifest["c_graph"]["written"] or priors is None:
-            raise SystemExit(f"the bundle has no C graph or no priors: {manifest['c_graph']}")
-        audio = clips(args.task, args.data, manifest["sample_rate"])
-        seconds = sum(len(p) for _, p in audio) / manifest["sample_rate"]
+        if manifest.c_graph is None or not manifest.c_graph.written or priors is None:
+            raise SystemExit(f"the bundle has no C graph or no priors: {manifest.c_graph}")
+        audio = clips(args.task, args.data, manifest.sample_rate)
+        seconds = sum(len(p) for _, p in audio) / manifest.sample_rate
         plugin = insn_plugin(work)
         rows = {}
         for board in args.board or BOARDS:
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                            "top_functions_per_s": {f: round(n / seconds) for f, n in list(functions.items())[:12]}}
             print(json.dumps({"board": board, **per_s, "device": device}), flush=True)
     entry = {"task": args.task, "data": str(args.data), "clips": len(audio), "audio_s": round(seconds, 2),
-             "bundle": "cortex-m55-u55 export (C graph, C front end, priors)", "n_q": manifest["n_q"],
-             "frames_per_packet": max(1, round(manifest["frame_rate"])),
+             "bundle": "cortex-m55-u55 export (C graph, C front end, priors)", "n_q": manifest.n_q,
+             "frames_per_packet": max(1, round(manifest.frame_rate)),
              "what": "guest instructions executed under qemu-system-arm (QEMU plugin c/test/qemu_insn.c); not cycles",
              "boards": rows}
     merge_entry(args.out, args.task, entry)
