@@ -26,11 +26,11 @@ from tqdm import tqdm
 
 from acom.baselines import codecs as C
 from acom.core.features import FrontEndConfig, LogMel
-from acom.corpora.featcache import FeatureSet, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import FeatureSet, open_dataset, subsets_for
 from acom.errors import DataError
 
 SNRS_DB = (0.0, 5.0, 10.0, 20.0)
-CLEAN_SET = {"asr": "test-clean", "ac": "test"}
 FORMAT_VERSION = 2  # bump when decoding or mixing changes, so caches are remade
 
 
@@ -57,6 +57,11 @@ class CodedSet:
         return dict(sorted(groups.items(), key=lambda kv: -1 if kv[0] is None else kv[0]))
 
 
+def _mixed_here(task: str, split: str) -> bool:
+    """A task without a recorded noisy test set gets one here: its clean test set mixed with noise."""
+    return split == "test-noisy" and split not in subsets_for(task)
+
+
 def family_codec(family: str, index: int) -> C.Codec:
     """The codec of item `index` when a set is coded with a whole family (fine-tuning): modes in turn."""
     members = [c for c in C.CODECS if c.family == family]
@@ -76,7 +81,7 @@ def _codec_for(spec: str | None, index: int) -> C.Codec | None:
 @functools.lru_cache(maxsize=8)
 def subset_dataset(task: str, root: str, split: str):
     """The loader of `split` (test-noisy of the sound classes: the clean test fold, mixed on reading)."""
-    base = CLEAN_SET[task] if (task == "ac" and split == "test-noisy") else split
+    base = TASKS[task].test_subset if _mixed_here(task, split) else split
     return open_dataset(task, Path(root), base)
 
 
@@ -96,7 +101,7 @@ def _noise_csv(root: str) -> dict[str, float]:
 def _snr_of(task: str, root: str, split: str, index: int) -> float | None:
     if split != "test-noisy":
         return None
-    if task == "asr":
+    if TASKS[task].sequence:
         uid = subset_dataset(task, root, split).items[index].utterance_id
         if uid not in _noise_csv(root):
             raise DataError(f"{root}/test-noisy/noise.csv: no row for utterance {uid}")
@@ -119,7 +124,7 @@ def _coded_item(job: tuple[str, str, str, str | None, int]) -> tuple[np.ndarray,
     task, root, split, spec, index = job
     audio, _ = subset_dataset(task, root, split)[index]
     snr = _snr_of(task, root, split, index)
-    if task == "ac" and split == "test-noisy":
+    if _mixed_here(task, split):
         audio = _mix_noise(audio, snr, index)
     codec = _codec_for(spec, index)
     if codec is None:
@@ -168,7 +173,7 @@ def coded_set(task: str, root: Path, split: str, spec: str | None, n_mels: int, 
             snrs.append(snr)
             bits, seconds, padded, cpu = bits + b, seconds + len(audio) / C.SAMPLE_RATE, padded + pad, cpu + c
     items = ds.items
-    targets = [it.transcript if task == "asr" else it.label for it in items]
+    targets = [TASKS[task].target(it) for it in items]
     ids = [getattr(it, "utterance_id", None) or it.clip_id for it in items]
     fs = FeatureSet(task, feats, targets, ids, n_mels, key)
     fs.save(path)

@@ -26,7 +26,8 @@ from reportfile import merge_entry
 
 from acom.boards import load_board
 from acom.core.audio import load_audio
-from acom.corpora.featcache import TEST_SUBSET, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import open_dataset
 from acom.export.pipeline import ExportOptions, export
 from acom.firmware_host.cbuild import insn_plugin
 from acom.firmware_host.device_c import AUDIO_PER_RUN, app_instructions
@@ -42,7 +43,7 @@ ISSUE_WIDTH = {"cortex-m4": 1, "cortex-m7": 2, "cortex-m55-u55": 1}  # instructi
 def clips(task: str, data: Path, rate: int) -> list[tuple[int, np.ndarray]]:
     """Test items as 16-bit audio, as many as one firmware image holds (device_c.AUDIO_PER_RUN samples)."""
     out, total = [], 0
-    for i, item in enumerate(open_dataset(task, data, TEST_SUBSET[task]).items):
+    for i, item in enumerate(open_dataset(task, data, TASKS[task].test_subset).items):
         pcm = pcm16(load_audio(item.path, rate))
         if total + len(pcm) > AUDIO_PER_RUN:
             break

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from acom.core.checkpoint import load_checkpoint
-from acom.corpora.featcache import TEST_SUBSET, cached_features
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import cached_features
 from acom.training.train_cli import evaluate_checkpoint
 
 DEST = Path(__file__).resolve().parents[1] / "training" / "pretrained"
@@ -39,7 +40,7 @@ def main() -> None:
             payload.pop(key, None)
         torch.save(payload, out / name)
     shutil.copy(ns.run / "command.json", out / "command.json")
-    subset = TEST_SUBSET[ns.task]
+    subset = TASKS[ns.task].test_subset
     record = {"data_command": ns.data_command, "test_subset": subset, "results": {}}
     for name in ("full.pt", "split.pt"):
         split, payload = load_checkpoint(out / name, ns.task)

@@ -28,7 +28,8 @@ from reportfile import merge_entry
 from acom.codes.budget import nominal_bps
 from acom.codes.priors import CodePriors, entropy_bps
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
-from acom.corpora.featcache import TEST_SUBSET, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import open_dataset
 from acom.firmware_host.cbuild import C_DIR
 from acom.firmware_host.wire_c import entropy_record, run_encoder
 from acom.runtime.wire import make_payload
@@ -51,7 +52,7 @@ def coder_size_cortex_m4(work: Path) -> dict:
 def model_codes(task: str, checkpoint: Path, data: Path, items: int) -> tuple[list[np.ndarray], CodePriors, float]:
     """The test items' codes [1, T], the checkpoint's priors and its frame rate."""
     split, payload = load_checkpoint(checkpoint, task)
-    ds = open_dataset(task, data, TEST_SUBSET[task])
+    ds = open_dataset(task, data, TASKS[task].test_subset)
     with torch.inference_mode():
         codes = [split.edge(1)(torch.from_numpy(ds[i][0])[None])[0].numpy()
                  for i in range(min(items or len(ds), len(ds)))]

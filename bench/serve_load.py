@@ -33,7 +33,8 @@ from reportfile import merge_entry
 from tqdm import tqdm
 
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
-from acom.corpora.featcache import TEST_SUBSET, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import open_dataset
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
 from acom.runtime.sender import stream_packets
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def real_codes(task: str, data: Path, n_q: int, items: int) -> list[np.ndarray]:
     """Codes [n_q, T] of the first ``items`` test items, from the shipped model's float edge half."""
     split, _ = load_checkpoint(PRETRAINED / task / "split.pt", task)
-    ds = open_dataset(task, data, TEST_SUBSET[task])
+    ds = open_dataset(task, data, TASKS[task].test_subset)
     out = []
     with torch.inference_mode():
         for i in range(min(items, len(ds))):

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
-from acom.corpora.featcache import TEST_SUBSET, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import open_dataset
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
 from acom.runtime.sender import stream_packets
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     data = args.data or next((ROOT / d for d in ("data/speech90", "data/speech") if (ROOT / d).is_dir()), None)
     split, _ = load_checkpoint(PRETRAINED / "asr" / "split.pt", "asr")
-    ds = open_dataset("asr", data, TEST_SUBSET["asr"])
+    ds = open_dataset("asr", data, TASKS["asr"].test_subset)
     items = [ds[i] for i in range(min(args.items or len(ds), len(ds)))]
     with torch.inference_mode():
         codes = [split.edge(args.n_q)(torch.from_numpy(w)[None])[0].numpy() for w, _ in items]
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"loss {rate:.0%}: WER {row['wer']:.1%} (vs lossless {row['wer_vs_lossless']:.1%}), "
                   f"accepted {row['accepted']}/{sent}, lost frames {row['frames_lost_server']}, "
                   f"accounting {'ok' if row['accounting_ok'] else 'WRONG'}")
-    report = {"data": str(data), "subset": TEST_SUBSET["asr"], "items": len(codes), "n_q": args.n_q,
+    report = {"data": str(data), "subset": TASKS["asr"].test_subset, "items": len(codes), "n_q": args.n_q,
               "packet_frames": args.packet_frames, "full_every": args.full_every, "wire_version": args.wire,
               "duplicates": 0.1,
               "reorder": "20% delayed by up to 1.5 packet durations",

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
-from acom.corpora.featcache import TEST_SUBSET, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import open_dataset
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
 from acom.runtime.sender import stream_packets
@@ -74,7 +75,7 @@ def task_codes(task: str, items: int) -> tuple[list[np.ndarray], list[int], int,
     """(codes of the test items [1, T] each, codebook sizes, codebook id, priors, frame rate) of a shipped model."""
     data = {"asr": ("data/speech90", "data/speech"), "ac": ("data/urban200", "data/urban")}[task]
     split, _ = load_checkpoint(PRETRAINED / task / "split.pt", task)
-    ds = open_dataset(task, next(ROOT / d for d in data if (ROOT / d).is_dir()), TEST_SUBSET[task])
+    ds = open_dataset(task, next(ROOT / d for d in data if (ROOT / d).is_dir()), TASKS[task].test_subset)
     with torch.inference_mode():
         codes = [split.edge(1)(torch.from_numpy(ds[i][0])[None])[0].numpy() for i in range(min(items or len(ds),
                                                                                               len(ds)))]

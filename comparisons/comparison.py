@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from acom.baselines import codecs as C
-from acom.baselines.coded_sets import CLEAN_SET, CodedSet, coded_set, encoder_cpu_s_per_s, subset_dataset
+from acom.baselines.coded_sets import CodedSet, coded_set, encoder_cpu_s_per_s, subset_dataset
 from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
 from acom.comparisons.rate_accuracy import BEAM_LM, _decoders, _metric, lm_weights, mean_over_seeds, tune_lm_weights
 from acom.core.checkpoint import load_checkpoint
 from acom.core.macs import edge_macs_per_second
+from acom.core.tasks import TASKS
 from acom.errors import AcomError
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, rate_fields, score
@@ -78,7 +79,7 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
     priors = CodePriors.from_tensors(payload["priors"])
     n_mels = full.model.frontend.cfg.n_mels
     sets = {name: coded_set(task, data, name, None, n_mels, progress=progress)
-            for name in (CLEAN_SET[task], "test-noisy", "dev")}
+            for name in (TASKS[task].test_subset, "test-noisy", "dev")}
     stages = range(1, split.rvq.config.n_q + 1)
     weights = lm_weights(lm, sets["dev"].features, full, stages, split)[BEAM_LM]  # chosen on dev, never on a test set
     ab = weights[None]
@@ -95,7 +96,7 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
         tuned, dev = fine_tuned(run, task, family, data, seed, progress, ft_epochs or FT_EPOCHS[task])
         models["fine-tuned"] = (tuned, tune_lm_weights(infer(tuned, dev)[0], dev.targets, lm) if lm else ab)
         for codec in (c for c in codecs if c.family == family):
-            for ts in (CLEAN_SET[task], "test-noisy"):
+            for ts in (TASKS[task].test_subset, "test-noisy"):
                 cs = coded_set(task, data, ts, codec.system, n_mels, progress=progress)
                 for kind, (model, w) in models.items():
                     points += _score_rows(task, model, cs, lm, w, {
@@ -108,7 +109,7 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
 def device_costs(task: str, data: Path, split_ckpt: Path, codecs: tuple[C.Codec, ...] = C.CODECS) -> dict:
     """Device cost: codec encoders' CPU s per s (measured), MAC/s of neural codec encoders and of the edge head."""
     from acom.baselines.neural_codecs import neural_codec_costs
-    ds = subset_dataset(task, str(data), CLEAN_SET[task])
+    ds = subset_dataset(task, str(data), TASKS[task].test_subset)
     audio = np.concatenate([ds[i][0] for i in range(min(len(ds), 40))])  # ~1-2 minutes of the test set
     cpu = {c.system: round(encoder_cpu_s_per_s(c, audio), 6) for c in codecs}
     split, _ = load_checkpoint(split_ckpt, task)
@@ -144,7 +145,7 @@ def merge(report: dict, full_rows: list[dict], points: list[dict], costs: dict) 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="acom bench codecs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=("asr", "ac"), required=True)
+    p.add_argument("--task", choices=list(TASKS), required=True)
     p.add_argument("--runs", type=Path, nargs="+", required=True,
                    help="run folders (full.pt + split.pt), one per seed: the ones the rate-accuracy report used")
     p.add_argument("--data", type=Path, required=True, help="the data set the runs were trained on")

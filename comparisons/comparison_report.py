@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from acom.core.tasks import TASKS
+
 TAG = "codecs"
 CODEC_CEILING_BPS = 3200  # "every codec pipeline at or below 3.2 kbit/s" (configured rate)
 ACOM_BPS = {"asr": 150, "ac": 50}  # ACoM's budget in the targets (entropy-coded bit/s)
@@ -21,12 +23,17 @@ def cond_name(cond: tuple[str, float | None]) -> str:
     return cond[0] if cond[1] is None else f"{cond[1]:g} dB"
 
 
+def _name(task: str) -> str:
+    """The metric as people write it: "WER", "accuracy"."""
+    return TASKS[task].unit.removesuffix(" %")
+
+
 def metric_of(task: str) -> str:
-    return "wer" if task == "asr" else "accuracy"
+    return TASKS[task].metric
 
 
 def main_decoder(task: str) -> str:
-    return "beam+lm" if task == "asr" else "argmax"
+    return TASKS[task].main_decoder
 
 
 def _in(p: dict, cond: tuple[str, float | None], decoder: str) -> bool:
@@ -43,15 +50,16 @@ def check_targets(report: dict) -> list[dict]:
     below 3.2 kbit/s (as trained and fine-tuned) on the clean test set and at 5 dB, and the edge head's MAC/s
     against the neural codec encoders'."""
     task = report["task"]
-    metric, better = metric_of(task), (min if task == "asr" else max)
+    metric, better = metric_of(task), TASKS[task].best
     out = []
-    decoders = ("greedy", "beam+lm") if task == "asr" else ("argmax",)
+    decoders = TASKS[task].decoders
     for dec in decoders:
         for cond in [(report["test_set"], None), ("test-noisy", 5.0)]:
             pts = [p for p in report["points"] if _in(p, cond, dec)]
             acom = [p for p in pts if p.get("system") == "acom" and p["entropy_bps"] <= ACOM_BPS[task]]
             codecs = [p for p in pts if p.get("family") and p["nominal_bps"] <= CODEC_CEILING_BPS]
-            name = (f"ACoM <= {ACOM_BPS[task]} bit/s {'lower WER' if task == 'asr' else 'higher accuracy'} than "
+            way = "lower" if TASKS[task].lower_is_better else "higher"
+            name = (f"ACoM <= {ACOM_BPS[task]} bit/s {way} {_name(task)} than "
                     f"every codec pipeline <= 3.2 kbit/s, {cond_name(cond)}, {dec}")
             if not acom or not codecs:
                 cheapest = min((p for p in pts if p.get("system") == "acom"), key=bps, default=None)
@@ -63,7 +71,7 @@ def check_targets(report: dict) -> list[dict]:
                 continue
             a = better(acom, key=lambda p: p[metric])
             c = better(codecs, key=lambda p: p[metric])
-            met = a[metric] < c[metric] if task == "asr" else a[metric] > c[metric]
+            met = TASKS[task].better(a[metric], c[metric])
             out.append({"bench": TAG, "target": name, "value": a[metric], "bound": c[metric], "met": met,
                         "note": f"ACoM n_q={a['n_q']} at {a['entropy_bps']:.0f} bit/s; best codec "
                                 f"{c['system']} ({c['full_model']} model) at {c['measured_bps']:.0f} bit/s"})
@@ -112,7 +120,7 @@ def _table(report: dict, dec: str) -> list[str]:
 def write_markdown(report: dict, path: Path) -> None:
     """reports/<task>_comparison.md: targets, the metric per system and condition, the device's cost."""
     task = report["task"]
-    unit = "WER %" if task == "asr" else "accuracy %"
+    unit = TASKS[task].unit
     lines = [f"# {task}: ACoM against codec pipelines", "",
              f"Runs: {', '.join(report['runs'])} (seeds {report['seeds']}; metrics are means over seeds). "
              "Written by `acom bench codecs`; the numbers are in "
@@ -130,7 +138,7 @@ def write_markdown(report: dict, path: Path) -> None:
     lines += ["", "Items per column: " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ". Each SNR column is "
               "the part of test-noisy mixed at that SNR, not the same items as the clean column: compare systems "
               "within a column."]
-    decoders = ("beam+lm", "greedy") if task == "asr" else ("argmax",)
+    decoders = (main_decoder(task), *(d for d in TASKS[task].decoders if d != main_decoder(task)))
     for dec in decoders:
         lines += ["", f"## {unit}, {dec} decoding", ""] + _table(report, dec)
     costs = report.get("device_cost", {})
@@ -181,7 +189,7 @@ def plot(report: dict, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.set_xlabel("bit/s (log scale)")
     for ax in axes[:, 0]:
-        ax.set_ylabel(f"{metric.upper() if task == 'asr' else 'accuracy'} ({dec})")
+        ax.set_ylabel(f"{_name(task)} ({dec})")
     for ax in list(axes.flat)[len(conds):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()

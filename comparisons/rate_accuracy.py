@@ -18,12 +18,10 @@ from pathlib import Path
 
 from acom.codes.priors import CodePriors
 from acom.core.checkpoint import PRETRAINED, load_checkpoint, read_checkpoint
-from acom.corpora.featcache import TEST_SUBSET, cached_features
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import cached_features
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, rate_fields, score
-
-TEST_SETS = {"asr": ("dev", "test-clean"), "ac": ("test",)}
-
 
 LM_GRID = [(a, b) for a in (0.3, 0.6, 1.0) for b in (0.0, 1.0, 2.5)]
 
@@ -42,7 +40,7 @@ BEAM_LM_LEX = Decoder("beam+lm+lex", 64, True)  # beam 64: the lexicon wants a w
 
 
 def _decoders(task: str, lexicon: bool = False) -> list[Decoder]:
-    if task != "asr":
+    if not TASKS[task].sequence:
         return [Decoder("argmax")]
     return [Decoder("greedy"), BEAM_LM] + ([BEAM_LM_LEX] if lexicon else [])
 
@@ -138,7 +136,7 @@ def check_targets(task: str, full: list[dict], points: list[dict]) -> list[dict]
     """The issue's targets, each with the measured value and whether it is met."""
     out = []
     base = {(r["test_set"], r["decoder"]): r for r in full}
-    if task == "asr":
+    if TASKS[task].sequence:
         decs = list(dict.fromkeys(r["decoder"] for r in full))  # those measured, in order
         for dec in decs:
             out.append(_target(f"full model dev WER <= 0.25 ({dec})", base[("dev", dec)]["wer"], 0.25, "<="))
@@ -173,7 +171,7 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    metric = "wer" if report["task"] == "asr" else "accuracy"
+    metric = TASKS[report["task"]].metric
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
     colors = {}
     for row in report["full_model"]:
@@ -218,7 +216,7 @@ def _keep_codec_rows(path: Path, report: dict) -> dict:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="acom bench rate-accuracy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=("asr", "ac"), required=True)
+    p.add_argument("--task", choices=list(TASKS), required=True)
     p.add_argument("--runs", type=Path, nargs="*", help="run folders (full.pt + split.pt), one per seed; "
                    "default: the shipped model")
     p.add_argument("--data", type=Path, help="data set folder holding the test subsets")
@@ -233,7 +231,8 @@ def main(argv: list[str]) -> int:
         seed = json.loads((run / "command.json").read_text()).get("seed", 0) if (run / "command.json").is_file() else 0
         split, _ = load_checkpoint(run / "split.pt", ns.task)
         n_mels = split.model.frontend.cfg.n_mels
-        sets = {s: cached_features(ns.task, s, n_mels, root=ns.data, cache=ns.features) for s in TEST_SETS[ns.task]}
+        sets = {s: cached_features(ns.task, s, n_mels, root=ns.data, cache=ns.features)
+                for s in TASKS[ns.task].eval_sets}
         key = uncut_key(run)
         f, pts = run_points(run, ns.task, sets, seed, lexicon=not ns.no_lexicon, uncut=key not in scored)
         scored.add(key)
@@ -243,7 +242,7 @@ def main(argv: list[str]) -> int:
     full = mean_over_seeds(fulls, ("test_set", "snr_db", "decoder"))
     pts = mean_over_seeds(points, ("system", "test_set", "snr_db", "decoder", "n_q", "codebook_sizes", "nominal_bps",
                                    "split_layer", "frame_rate"))
-    report = {"task": ns.task, "test_set": TEST_SUBSET[ns.task], "seeds": seeds, "runs": [str(r) for r in runs],
+    report = {"task": ns.task, "test_set": TASKS[ns.task].test_subset, "seeds": seeds, "runs": [str(r) for r in runs],
               "full_model": full, "points": pts, "targets": check_targets(ns.task, full, pts)}
     ns.out.mkdir(parents=True, exist_ok=True)
     path = ns.out / f"{ns.task}_rate_accuracy.json"

@@ -15,9 +15,8 @@ from torch import nn
 
 from acom.core.blocks import AttentiveStatsPool, Block, ConformerBlock, ConvStem, TDNNBlock, TimePool
 from acom.core.features import FrontEndConfig, LogMel
+from acom.core.tasks import TASKS, get_task
 from acom.errors import AcomError
-
-TASKS = ("asr", "ac")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,17 +171,18 @@ class SoundClassifier(BlockModel):
         return self.head(self.drop(self.pool(x, pad)))
 
 
+MODELS = {"asr": (AsrModel, AsrConfig), "ac": (SoundClassifier, ClassifierConfig)}  # per task of core.tasks
+
+
 def default_split_layer(model: BlockModel) -> int:
     """The device/server boundary the defaults use: after the narrow blocks (ASR), after the pooling (AC)."""
     c = model.config
-    return c.edge_blocks if model.task == "asr" else c.edge_blocks + 1
+    return c.edge_blocks if TASKS[model.task].sequence else c.edge_blocks + 1
 
 
 def build_model(task: str, config: dict | AsrConfig | ClassifierConfig | None = None) -> BlockModel:
     """A model for `task` ('asr' or 'ac') from a config object or a dict of its fields."""
-    if task not in TASKS:
-        raise AcomError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
-    cls, cfg_cls = (AsrModel, AsrConfig) if task == "asr" else (SoundClassifier, ClassifierConfig)
+    cls, cfg_cls = MODELS[get_task(task).name]
     if config is None:
         config = cfg_cls()
     elif isinstance(config, dict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from acom.core.features import FrontEndConfig, LogMel
+from acom.core.tasks import get_task
 from acom.corpora import datasets as D
 from acom.errors import DataError
 
@@ -59,16 +61,39 @@ class FeatureSet:
                    meta.get("source_key", ""))
 
 
-def subsets_for(task: str) -> dict[str, dict]:
-    """The train/dev/test subsets of each task's default data layout (loader arguments)."""
-    if task == "asr":
-        return {"train": {"subset": "train"}, "dev": {"subset": "dev"}, "test-clean": {"subset": "test-clean"},
-                "test-noisy": {"subset": "test-noisy"}}
+@dataclass(frozen=True)
+class Loader:
+    """How a task's data are read: loader arguments per subset of its default layout, and the loader."""
+
+    subsets: dict[str, dict]
+    open: Callable[[Path, dict], object]
+    generate: Callable[[Path], None]  # writes the small demo set `make setup` makes (synthetic)
+
+
+def _demo_speech(root: Path) -> None:
+    from acom.corpora.synth.speech import SpeechSynthConfig, generate_speech
+    generate_speech(root, SpeechSynthConfig(minutes=5, seed=0), progress=False)
+
+
+def _demo_urban(root: Path) -> None:
+    from acom.corpora.synth.urban import generate_urban
+    generate_urban(root, clips_per_class=20, seed=0, progress=False)
+
+
+# the data set loader of each task in acom.core.tasks.TASKS (the model core cannot import the data sets)
+LOADERS: dict[str, Loader] = {
+    "asr": Loader({"train": {"subset": "train"}, "dev": {"subset": "dev"}, "test-clean": {"subset": "test-clean"},
+                   "test-noisy": {"subset": "test-noisy"}}, lambda root, a: D.LibriSpeech(root, a["subset"]),
+                  _demo_speech),
     # UrbanSound8K's standard split for the paper recipe: train folds 1-8, validate on 9, test on 10
-    return {"train": {"folds": list(range(1, 9))}, "dev": {"folds": [9]}, "test": {"folds": [10]}}
+    "ac": Loader({"train": {"folds": list(range(1, 9))}, "dev": {"folds": [9]}, "test": {"folds": [10]}},
+                 lambda root, a: D.UrbanSound8K(root, a["folds"]), _demo_urban),
+}
 
 
-TEST_SUBSET = {"asr": "test-clean", "ac": "test"}  # what results are reported on, per task
+def subsets_for(task: str) -> dict[str, dict]:
+    """The subsets of each task's default data layout (loader arguments)."""
+    return LOADERS[get_task(task).name].subsets
 
 
 def open_dataset(task: str, root: Path, split: str):
@@ -76,7 +101,7 @@ def open_dataset(task: str, root: Path, split: str):
     args = subsets_for(task).get(split)
     if args is None:
         raise DataError(f"task {task} has no subset {split!r}; allowed: {', '.join(subsets_for(task))}")
-    return D.LibriSpeech(root, args["subset"]) if task == "asr" else D.UrbanSound8K(root, args["folds"])
+    return LOADERS[task].open(root, args)
 
 
 @torch.no_grad()
@@ -89,7 +114,7 @@ def compute_features(task: str, dataset, n_mels: int, progress: bool = True) -> 
         if len(audio) < frontend.cfg.win_length:
             audio = torch.nn.functional.pad(torch.from_numpy(audio), (0, frontend.cfg.win_length - len(audio)))
         feats.append(frontend(torch.as_tensor(audio)[None])[0].to(torch.float16))
-        targets.append(item.transcript if task == "asr" else item.label)
+        targets.append(get_task(task).target(item))
         ids.append(getattr(item, "utterance_id", None) or item.clip_id)
     return FeatureSet(task, feats, targets, ids, n_mels)
 

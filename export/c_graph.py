@@ -165,13 +165,27 @@ def _reduction(shape: list[int], axes: list[int]) -> tuple[int, int, int]:
     return int(np.prod(shape[:k])), shape[k], int(np.prod(shape[k + 1:]))
 
 
-def _multipliers(g: "_Graph", real: np.ndarray) -> str:
-    """Declare the fixed-point multipliers and shifts of `real` (per channel); the two arrays' names."""
-    pairs = [quantize_multiplier(float(r)) for r in np.atleast_1d(real)]
+def _multipliers(g: "_Graph", real: np.ndarray, n: int) -> str:
+    """Declare the fixed-point multipliers and shifts of `real` (per channel, or one broadcast to `n`); the two
+    arrays' names."""
+    pairs = [quantize_multiplier(float(r)) for r in np.broadcast_to(np.atleast_1d(real), (n,))]
     idx = len(g.decls)
     g.decls.append(f"static const int32_t m{idx}[{len(pairs)}] = {_c_ints(m for m, _ in pairs)};")
     g.decls.append(f"static const int32_t s{idx}[{len(pairs)}] = {_c_ints(s for _, s in pairs)};")
     return f"m{idx}, s{idx}"
+
+
+def _folded_bias(g: "_Graph", bias: int | None, weights: np.ndarray, in_offset: int) -> str:
+    """Declare bias + in_offset * (the sum of each output channel's weights), in int32 as TFLite's accumulator
+    wraps (``weights``: [out_c, taps]); the array's name. The int8 kernels then sum w x alone: sum w (x + offset)
+    + bias is the same integer."""
+    total = weights.astype(np.int64).sum(axis=1) * in_offset
+    if bias is not None:
+        total = total + g.const(bias).astype(np.int64).ravel()
+    wrapped = (total + 2**31) % 2**32 - 2**31
+    idx = len(g.decls)
+    g.decls.append(f"static const int32_t b{idx}[{len(wrapped)}] = {_c_ints(wrapped)};")
+    return f"b{idx}"
 
 
 def _act_range_i8(act: int, scale: float, zp: int) -> tuple[int, int]:
@@ -265,16 +279,17 @@ def _lower(g: _Graph, name: str, op) -> None:  # noqa: C901 (one branch per TFLi
                f"t{a}, t{o});")
     elif name == "FULLY_CONNECTED" and t_in == "INT8":
         w = ins[1]
-        bias = f"t{ins[2]}" if len(ins) > 2 and ins[2] >= 0 else "NULL"
+        bias = ins[2] if len(ins) > 2 and ins[2] >= 0 else None
         out_n, in_n = g.shape(w)
         (si, zi), (so, zo) = g.scale_zp(a), g.scale_zp(o)
         ws, wz = g.quant(w)
         if np.any(wz != 0):
             raise ExportError("FULLY_CONNECTED with non-zero weight zero points: not in the C kernels")
         lo, hi = _act_range_i8(opt.get("fusedActivationFunction", 0), so, zo)
-        names = _multipliers(g, si * ws / so)
-        g.call(f"acom_fully_connected_i8({int(np.prod(g.shape(a))) // in_n}, {in_n}, {out_n}, t{a}, {-zi}, t{w}, "
-               f"{bias}, {names}, {int(ws.size > 1)}, {zo}, {lo}, {hi}, t{o});")
+        names = _multipliers(g, si * ws / so, out_n)
+        folded = _folded_bias(g, bias, g.const(w).reshape(out_n, in_n), -zi)
+        g.call(f"acom_fully_connected_i8({int(np.prod(g.shape(a))) // in_n}, {in_n}, {in_n}, {out_n}, t{a}, t{w}, "
+               f"{folded}, {names}, {zo}, {lo}, {hi}, t{o});")
     elif name == "QUANTIZE" and t_in == "INT8" and t_out == "INT8":
         (si, zi), (so, zo) = g.scale_zp(a), g.scale_zp(o)
         m, sh = quantize_multiplier(si / so)
@@ -322,8 +337,8 @@ def _conv(g: _Graph, name: str, opt: dict, ins: list[int], o: int) -> None:
     dims = (f"&(const acom_conv_shape){{{ih}, {iw}, {ic}, {oh}, {ow}, {oc}, {kh}, {kw}, {opt['strideH']}, "
             f"{opt['strideW']}, {opt['dilationHFactor']}, {opt['dilationWFactor']}}}")
     act = opt.get("fusedActivationFunction", 0)
-    b = f"t{bias}" if bias is not None else "NULL"
     if g.type(a) == "FLOAT32":
+        b = f"t{bias}" if bias is not None else "NULL"
         if name != "CONV_2D":
             raise ExportError(f"float {name}: not in the C kernels")
         lo, hi = _act_range_f32(act)
@@ -333,12 +348,19 @@ def _conv(g: _Graph, name: str, opt: dict, ins: list[int], o: int) -> None:
     fs, fz = g.quant(w)
     if np.any(fz != 0):
         raise ExportError("CONV_2D with non-zero filter zero points: TFLite int8 filters are symmetric")
-    names = _multipliers(g, si * np.broadcast_to(fs, (oc,)) / so)
+    names = _multipliers(g, si * fs / so, oc)
     lo, hi = _act_range_i8(act, so, zo)
+    filt = g.const(w)
     if name == "CONV_2D":
-        g.call(f"acom_conv_i8({dims}, t{a}, {-zi}, t{w}, {b}, {names}, {zo}, {lo}, {hi}, t{o});")
+        folded = _folded_bias(g, bias, filt.reshape(oc, -1), -zi)
+        if ih == 1 and kh == 1 and opt["dilationWFactor"] == 1:  # one input row: windows of k_w * in_c bytes
+            g.call(f"acom_fully_connected_i8({ow}, {kw * ic}, {opt['strideW'] * ic}, {oc}, t{a}, t{w}, {folded}, "
+                   f"{names}, {zo}, {lo}, {hi}, t{o});")
+        else:
+            g.call(f"acom_conv_i8({dims}, t{a}, t{w}, {folded}, {names}, {zo}, {lo}, {hi}, t{o});")
     else:
-        g.call(f"acom_depthwise_i8({dims}, {opt.get('depthMultiplier', 1)}, t{a}, {-zi}, t{w}, {b}, {names}, {zo}, "
+        folded = _folded_bias(g, bias, filt.reshape(-1, oc).T, -zi)
+        g.call(f"acom_depthwise_i8({dims}, {opt.get('depthMultiplier', 1)}, t{a}, t{w}, {folded}, {names}, {zo}, "
                f"{lo}, {hi}, t{o});")
 
 

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from acom.core.tasks import TASKS
 from acom.errors import AcomError
 from acom.runtime.manifest import Manifest
 
@@ -34,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
                "although verification failed.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--board", required=True, help="board profile name (see `acom boards`) or a .toml path")
-    p.add_argument("--task", choices=["asr", "ac"], help="task of the shipped default model (default asr); "
+    p.add_argument("--task", choices=list(TASKS), help="task of the shipped default model (default asr); "
                    "with --checkpoint it must match the checkpoint's task")
     p.add_argument("--checkpoint", type=Path, help="a split checkpoint from `acom train` (default: the shipped model)")
     p.add_argument("--out", type=Path, help="bundle folder to write (default: export-BOARD-TASK)")

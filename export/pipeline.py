@@ -25,7 +25,8 @@ from acom.codes.budget import nominal_bps
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
 from acom.core.macs import edge_macs_per_second
 from acom.core.models import config_dict
-from acom.corpora.featcache import TEST_SUBSET, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import LOADERS, open_dataset
 from acom.errors import AcomError, ExportError
 from acom.export import verify
 from acom.export.bundle import priors_tensors, sha256, tail_state, write_bundle
@@ -35,7 +36,6 @@ from acom.export.tflite_reference import tflite_runner
 from acom.runtime.manifest import Artifact as ManifestArtifact
 from acom.runtime.manifest import CGraph, FrontEnd, GraphSpec, Manifest, ModelSpec, Verification
 
-DEFAULT_DATA = {"asr": Path("data/speech"), "ac": Path("data/urban")}
 CODE_AGREEMENT_MIN = 0.99  # per stage, artifact against its PyTorch quantized reference
 METRIC_LOSS_MAX = 0.5  # points of WER or accuracy, artifact against the float model
 
@@ -106,7 +106,7 @@ def _dataset_items(task: str, root: Path, subset: str, limit: int) -> list[tuple
     out = []
     for i in idx:
         audio, item = ds[int(i)]
-        out.append((audio, item.transcript if task == "asr" else item.label))
+        out.append((audio, TASKS[task].target(item)))
     return out
 
 
@@ -117,16 +117,11 @@ def _data_root(opts: ExportOptions, task: str) -> Path:
             raise ExportError(f"--data {opts.data}: not a folder; give a LibriSpeech- (asr) or "
                               f"UrbanSound8K-layout (ac) data set")
         return Path(opts.data)
-    root = DEFAULT_DATA[task]
+    root = Path(TASKS[task].default_data)
     if not root.exists():
         opts.log(f"acom-export: {root} is missing: generating the demo set there (as `make demo` does) "
                  "to calibrate and verify on")
-        if task == "asr":
-            from acom.corpora.synth.speech import SpeechSynthConfig, generate_speech
-            generate_speech(root, SpeechSynthConfig(minutes=5, seed=0), progress=False)
-        else:
-            from acom.corpora.synth.urban import generate_urban
-            generate_urban(root, clips_per_class=20, seed=0, progress=False)
+        LOADERS[task].generate(root)
     return root
 
 
@@ -210,7 +205,7 @@ def export(opts: ExportOptions) -> Manifest:
         calib_items = _dataset_items(task, data, "train", opts.calibration_windows)
         calib = verify.make_windows(graph, calib_items, window, spc)
         calibration = [torch.from_numpy(x) for x in calib.inputs[: opts.calibration_windows]]
-        test_items = _dataset_items(task, data, TEST_SUBSET[task], opts.verify_items or (40 if task == "asr" else 200))
+        test_items = _dataset_items(task, data, TASKS[task].test_subset, opts.verify_items or TASKS[task].verify_items)
         windows = verify.make_windows(graph, test_items, window, spc)
     example = graph.example_input(window)
     artifacts: list[Artifact] = []
@@ -390,7 +385,7 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
         artifacts=tuple(ManifestArtifact(a.name, a.runtime, a.checked, a.facts) for a in artifacts),
         c_graph=CGraph.from_dict(c_graph["note"], "c_graph") if board.kind == "mcu" else None,
         verification=Verification(passed, tuple(failures), {
-            "data": str(data), "test_subset": TEST_SUBSET[task], "items": len(windows.targets),
+            "data": str(data), "test_subset": TASKS[task].test_subset, "items": len(windows.targets),
             "windows": len(windows.inputs), "float_metric": float_metric,
             "thresholds": {"code_agreement_min": CODE_AGREEMENT_MIN, "metric_loss_max_points": METRIC_LOSS_MAX},
             "checks": checks}),

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from acom.core.ctc import CharVocab
 from acom.core.split import SplitModel
+from acom.core.tasks import TASKS
 from acom.corpora.featcache import FeatureSet
 from acom.errors import ExportError
 from acom.training.augment import pad_batch
@@ -72,7 +73,7 @@ def qat_finetune(split: SplitModel, train: FeatureSet, n_q: int, epochs: int = 2
     split.eval()
     params = [p for p in split.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    vocab = CharVocab() if split.model.task == "asr" else None
+    vocab = CharVocab() if TASKS[split.model.task].sequence else None
     rng = random.Random(seed)
     history = []
     try:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from acom.core.split import SplitModel
+from acom.core.tasks import TASKS
 from acom.export.graph import EdgeGraph
 from acom.training.evaluate import score
 
@@ -86,11 +87,10 @@ def task_metric(split: SplitModel, codes: list[np.ndarray], targets: list) -> di
         outputs.append(out[0].numpy())
     num_classes = getattr(split.model.config, "num_classes", 10)
     m = score(task, outputs, targets, num_classes=num_classes)
-    name = "wer" if task == "asr" else "accuracy"
+    name = TASKS[task].metric
     return {"metric": name, "value": round(float(m[name]), 5), "points": round(100 * float(m[name]), 3)}
 
 
 def metric_loss_points(task: str, artifact: dict, reference: dict) -> float:
     """How many points worse the artifact is than the reference (WER up, or accuracy down)."""
-    diff = artifact["points"] - reference["points"]
-    return round(diff if task == "asr" else -diff, 3) + 0.0  # + 0.0: no '-0.0'
+    return round(TASKS[task].loss(artifact["points"], reference["points"]), 3) + 0.0  # + 0.0: no '-0.0'

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acom.core.tasks import TASKS
 from acom.errors import AcomError
 from acom.firmware_host.cbuild import C_DIR, TEST_DIR, build, kind, run_command
 
@@ -105,7 +106,7 @@ def feature_windows(bundle: Path, data: Path, items: int, checkpoint: Path | Non
     from the Python front end (the bundle's checkpoint's, with its normalization), the audio as a device's
     microphone gives it (the data sets are 16-bit files, so the conversion is exact)."""
     from acom.core.checkpoint import load_checkpoint
-    from acom.corpora.featcache import TEST_SUBSET, open_dataset
+    from acom.corpora.featcache import open_dataset
     from acom.export.graph import EdgeGraph
     from acom.export.verify import make_windows
     from acom.runtime.bundle import read_manifest
@@ -118,7 +119,7 @@ def feature_windows(bundle: Path, data: Path, items: int, checkpoint: Path | Non
     if split.rvq is None or split.rvq.codebook_hash() != m.codebook_hash:
         raise AcomError(f"{ckpt}: not the bundle's model (codebook hash differs); give --checkpoint")
     graph = EdgeGraph(split, m.n_q, frontend=False).eval()
-    ds = open_dataset(m.task, data, TEST_SUBSET[m.task])
+    ds = open_dataset(m.task, data, TASKS[m.task].test_subset)
     picked = [(ds[i][0], ds[i][1]) for i in range(min(items, len(ds)))]
     spc, window = round(m.sample_rate / m.frame_rate), m.graph.window_samples
     audio = []

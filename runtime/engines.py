@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from acom.core.blocks import ConformerBlock
+from acom.core.tasks import TASKS
 from acom.errors import AcomError
 from acom.runtime.bundle import Bundle
 from acom.runtime.engine import AsrEngine, ClassifierEngine
@@ -29,14 +30,14 @@ def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0, kind
         raise AcomError(f"tail dtype {dtype!r}: allowed {', '.join(DTYPES)}")
     tail = bundle.split.model.blocks[bundle.split.split_layer + 1:]
     cuda = torch.device(device).type == "cuda"
-    slot = bundle.task == "asr" and (kind == "slot" or (kind == "auto" and cuda and all(isinstance(b, ConformerBlock)
-                                                                                        for b in tail)))
+    conformer = all(isinstance(b, ConformerBlock) for b in tail)
+    slot = TASKS[bundle.task].sequence and (kind == "slot" or (kind == "auto" and cuda and conformer))
     if buckets and not slot:
         raise AcomError("tail buckets: only the ASR slot engine pads its batches (use --engine slot)")
     if dtype != "float32" and not slot:
         raise AcomError(f"tail dtype {dtype}: only the ASR slot engine runs it (this {bundle.task} bundle would run "
                         f"on the {'classifier' if bundle.task != 'asr' else 'per-stream'} engine); use float32")
-    if bundle.task != "asr":
+    if not TASKS[bundle.task].sequence:
         return ClassifierEngine(bundle, device, window_s)
     if slot:
         return SlotAsrEngine(bundle, device, dtype=dtype, buckets=buckets)

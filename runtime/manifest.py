@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from acom.core.tasks import TASKS
 from acom.errors import ExportError
 
 SCHEMA_VERSION = 1
@@ -195,6 +196,8 @@ class Manifest:
             version = d.get("schema_version") if isinstance(d, dict) else None
             raise ExportError(f"{where}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
         model = _need(d, "model", dict, where)
+        if _need(d, "task", str, where) not in TASKS:
+            raise ExportError(f"{where}: field 'task' is {d['task']!r}, expected one of {', '.join(TASKS)}")
         graph = d.get("graph")
         num = (int, float)
         return cls(

@@ -32,13 +32,13 @@ import torch
 from torch import nn
 
 from acom.codes.budget import nominal_bps
+from acom.core.tasks import TASKS
 from acom.errors import ExportError
 from acom.runtime.bundle import Bundle
 
 OPSET = 18  # ONNX Runtime 1.14 or newer runs it, so older Triton releases too (the exporter's default is 20)
 TOLERANCE = 1e-3  # max |onnxruntime - torch| on log-probs / logits; measured diffs are ~1e-5 (see docs/triton.md)
 INPUTS = ("codes", "lengths")
-OUTPUTS = {"asr": ("log_probs", "out_lengths"), "ac": ("logits",)}
 # (batch, seconds) of the checks: one short and one long item alone, then padded batches of mixed lengths
 DEFAULT_CASES = ((1, 0.4), (1, 4.0), (3, 2.0), (6, 6.0))
 
@@ -64,7 +64,7 @@ class OnnxTail(nn.Module):
             x = part if x is None else x + part
         x, out_lengths = m.run_blocks(x, lengths, split.split_layer + 1, len(m.blocks))
         out = m.head_forward(x, out_lengths)
-        return (out, out_lengths) if m.task == "asr" else (out,)
+        return (out, out_lengths) if TASKS[m.task].sequence else (out,)
 
 
 def check_n_q(bundle: Bundle, n_q: int) -> int:
@@ -93,7 +93,7 @@ def export_tail_onnx(bundle: Bundle, out_path: Path, n_q: int) -> Path:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # exporter deprecation and tracing chatter, none about this model
             torch.onnx.export(tail, (codes, lengths), str(out_path), dynamo=True, opset_version=OPSET,
-                              input_names=list(INPUTS), output_names=list(OUTPUTS[bundle.task]),
+                              input_names=list(INPUTS), output_names=list(TASKS[bundle.task].outputs),
                               dynamic_shapes={"codes": {0: batch, 2: time_}, "lengths": {0: batch}},
                               external_data=False, verbose=False)
     except Exception as e:  # the exporter raises many types; say which model failed and why
@@ -145,7 +145,7 @@ def _reference(bundle: Bundle, codes: np.ndarray, lengths: np.ndarray) -> list[n
     split = bundle.split
     with torch.no_grad():
         out = split.server()(torch.from_numpy(codes), torch.from_numpy(lengths)).numpy()
-    if bundle.task != "asr":
+    if not TASKS[bundle.task].sequence:
         return [out]
     t, lens = codes.shape[2], torch.from_numpy(lengths)
     for block in split.model.blocks[split.split_layer + 1:]:
@@ -159,7 +159,7 @@ def _compare(task: str, got: list[np.ndarray], ref: list[np.ndarray], lengths: n
     out, ref_out = got[0], ref[0]
     row = {"max_abs_diff": float(np.abs(out - ref_out).max()) if out.size else 0.0}
     same = out.argmax(-1) == ref_out.argmax(-1)  # [B, T] (ASR) or [B] (AC)
-    if task == "asr":
+    if TASKS[task].sequence:
         valid = np.arange(out.shape[1])[None, :] < lengths[:, None]
         row["argmax_agreement"] = float(same[valid].mean()) if valid.any() else 1.0
         row["out_lengths_equal"] = bool(np.array_equal(got[1], ref[1]))
@@ -186,13 +186,13 @@ def check_tail_onnx(bundle: Bundle, onnx_path: Path, n_q: int, *, cases: Sequenc
     rng, rows = np.random.default_rng(seed), []
     for batch, seconds in cases:
         codes, lengths = pad_batch(_random_items(bundle, n_q, batch, seconds, rng))
-        got = sess.run(list(OUTPUTS[bundle.task]), {"codes": codes, "lengths": lengths})
+        got = sess.run(list(TASKS[bundle.task].outputs), {"codes": codes, "lengths": lengths})
         rows.append({"batch": batch, "frames": int(codes.shape[2]), "lengths": lengths.tolist(),
                      **_compare(bundle.task, got, _reference(bundle, codes, lengths), lengths)})
     result = {"task": bundle.task, "n_q": n_q, "onnx": str(onnx_path), "providers": list(providers), "cases": rows,
               "max_abs_diff": max(r["max_abs_diff"] for r in rows),
               "argmax_agreement": min(r["argmax_agreement"] for r in rows)}
-    if bundle.task == "asr":
+    if TASKS[bundle.task].sequence:
         result["out_lengths_equal"] = all(r["out_lengths_equal"] for r in rows)
     return result
 
@@ -244,7 +244,7 @@ def triton_config(bundle: Bundle, n_q: int, settings: TritonSettings = TritonSet
     """
     inputs = [_io_block("codes", "TYPE_INT64", [n_q, -1]),
               _io_block("lengths", "TYPE_INT64", [1], per_item_scalar=True)]
-    if bundle.task == "asr":
+    if TASKS[bundle.task].sequence:
         vocab = bundle.split.model.config.vocab_size
         outputs = [_io_block("log_probs", "TYPE_FP32", [-1, vocab]),
                    _io_block("out_lengths", "TYPE_INT64", [1], per_item_scalar=True)]
@@ -268,7 +268,7 @@ def _readme(bundle: Bundle, models: list[dict], settings: TritonSettings) -> str
     sizes, rate = bundle.codebook_sizes, bundle.frame_rate
     rows = "\n".join(f"| `{m['name']}` | {m['n_q']} | {list(sizes[: m['n_q']])} | "
                      f"{nominal_bps(rate, sizes[: m['n_q']]):.0f} |" for m in models)
-    out = ("`log_probs` FP32 [b, T, V] (CTC, blank 0) and `out_lengths` INT64 [b, 1]" if bundle.task == "asr"
+    out = ("`log_probs` FP32 [b, T, V] (CTC, blank 0) and `out_lengths` INT64 [b, 1]" if TASKS[bundle.task].sequence
            else "`logits` FP32 [b, classes]")
     return f"""# acom {bundle.task} tail: Triton model repository
 

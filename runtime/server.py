@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from acom.core.tasks import TASKS
 from acom.errors import WireError
 from acom.runtime.bundle import Bundle
 from acom.runtime.engine import Result, Work
@@ -166,7 +167,7 @@ class Server:
                     "missing_frames": r.missing_frames}
             if r.text is not None:
                 line["text"] = r.text
-            if r.scores is not None or self.bundle.task == "ac":
+            if r.scores is not None or not TASKS[self.bundle.task].sequence:
                 line["label"], line["scores"] = r.label, None if r.scores is None else [round(s, 4) for s in r.scores]
             if not math.isnan(r.arrival):
                 latency = now - r.arrival

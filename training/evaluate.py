@@ -15,6 +15,7 @@ from acom.codes.framing import session_rates
 from acom.codes.priors import CodePriors, entropy_bps
 from acom.core.ctc import CharVocab, ctc_greedy
 from acom.core.split import SplitModel
+from acom.core.tasks import TASKS
 from acom.corpora.featcache import FeatureSet
 from acom.training.augment import pad_batch
 from acom.training.decoding import WordNgramLM, ctc_beam_search_many
@@ -45,7 +46,7 @@ def infer(split: SplitModel, fs: FeatureSet, n_q: int | None = None, batch_frame
         x, lengths = pad_batch([fs.feats[j] for j in batch])
         out = split(x.to(device), lengths.to(device), n_q=n_q)
         for k, j in enumerate(batch):
-            if split.model.task == "asr":
+            if TASKS[split.model.task].sequence:
                 outputs[j] = out.logits[k, : int(out.lengths[k])].cpu().numpy()
             else:
                 outputs[j] = out.logits[k].cpu().numpy()
@@ -71,7 +72,7 @@ def score(task: str, outputs: list[np.ndarray], targets: list, lm: WordNgramLM |
           num_classes: int = 10, alpha: float = 0.5, beta: float = 1.0, lexicon: bool = False) -> dict:
     """Task metrics of model outputs: greedy (beam=0) or beam search with an optional word LM (ASR), spelling
     only the LM's words with `lexicon`."""
-    if task == "asr":
+    if TASKS[task].sequence:
         vocab = CharVocab()
         if beam:
             hyps = ctc_beam_search_many(outputs, vocab, lm, beam=beam, alpha=alpha, beta=beta, lexicon=lexicon)

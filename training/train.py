@@ -23,6 +23,7 @@ from tqdm import tqdm
 from acom.core.checkpoint import load_checkpoint, save_checkpoint
 from acom.core.ctc import CharVocab
 from acom.core.split import SplitModel, make_rvq
+from acom.core.tasks import TASKS
 from acom.corpora.featcache import FeatureSet
 from acom.errors import AcomError, DataError
 from acom.training import augment as A
@@ -82,7 +83,7 @@ def length_batches(lengths: list[int], batch_frames: int, rng: random.Random) ->
 
 def task_loss(split: SplitModel, out, targets: list, vocab: CharVocab | None) -> torch.Tensor:
     """CTC over characters (ASR) or cross-entropy with label smoothing (AC)."""
-    if split.model.task == "asr":
+    if TASKS[split.model.task].sequence:
         ys = [torch.tensor(vocab.encode(t)) for t in targets]
         log_probs = out.logits.transpose(0, 1)  # [T, B, V]
         return F.ctc_loss(log_probs, torch.cat(ys).to(log_probs.device), out.lengths,
@@ -105,12 +106,12 @@ def augmented(split: SplitModel, x: torch.Tensor, lengths: torch.Tensor, cfg: Tr
     """Augment raw log-mels [B, n_mels, T] in the normalized domain (masks fill with the band mean)."""
     mean, std = split.model.feat_mean, split.model.feat_std
     z = (x - mean) / std
-    if cfg.vtlp and split.model.task == "asr":
+    if cfg.vtlp and TASKS[split.model.task].sequence:
         z = A.vtlp(z)
     if cfg.spec_augment:
         z = A.spec_augment(z, lengths)
     x = z * std + mean
-    return A.random_gain_shift(x) if split.model.task == "ac" else x
+    return A.random_gain_shift(x) if not TASKS[split.model.task].sequence else x
 
 
 def set_normalization(split: SplitModel, train: FeatureSet) -> None:
@@ -208,7 +209,7 @@ def fit(split: SplitModel,  # noqa: PLR0913 (the run's data, settings and resume
     if world > 1:
         device = _init_distributed(rank, device)
     seed_everything(cfg.seed + rank)
-    vocab = CharVocab() if split.model.task == "asr" else None
+    vocab = CharVocab() if TASKS[split.model.task].sequence else None
     if cfg.freeze_edge and split.rvq is not None:
         for block in split.model.blocks[: split.split_layer + 1]:
             block.requires_grad_(False)

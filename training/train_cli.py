@@ -16,7 +16,8 @@ from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
 from acom.core.checkpoint import PRETRAINED, load_checkpoint, uncut
 from acom.core.split import make_rvq
-from acom.corpora.featcache import TEST_SUBSET, cached_features, subsets_for
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import cached_features, subsets_for
 from acom.errors import AcomError, DataError
 from acom.training import recipes
 from acom.training.decoding import WordNgramLM
@@ -34,7 +35,7 @@ def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="acom train", description="Stage 1: train the uncut model (or load it with "
                                 "--init). Stage 2: insert the RVQ after --split-layer and fine-tune with task "
                                 "loss + quantizer losses. Writes OUT/full.pt, OUT/split.pt, OUT/log.jsonl.")
-    p.add_argument("--task", choices=("asr", "ac"), required=True)
+    p.add_argument("--task", choices=list(TASKS), required=True)
     p.add_argument("--recipe", default=None, help=f"named model+quantizer settings: {', '.join(recipes.RECIPES)} "
                    "(default: the task's edge default)")
     _data_args(p)
@@ -108,7 +109,7 @@ def finalize(path: Path, split, train) -> None:
     _, codes = infer(split, train)
     priors = CodePriors.estimate([c for c in codes], split.rvq.config.codebook_sizes)
     payload["priors"] = priors.to_tensors()
-    if split.model.task == "asr":
+    if TASKS[split.model.task].sequence:
         payload["lm"] = json.dumps(WordNgramLM.train(train.targets, order=3).to_dict())
     payload.pop("optimizer", None)
     payload.pop("scheduler", None)
@@ -121,7 +122,7 @@ def eval_parser() -> argparse.ArgumentParser:
                                 "uncut model and for each number of quantizer stages, with bit/s.")
     p.add_argument("--checkpoint", type=Path, help="split.pt (or full.pt for the uncut model); default: the shipped "
                    "demonstration model of --task (trained on synthetic sets)")
-    p.add_argument("--task", choices=("asr", "ac"), required=True)
+    p.add_argument("--task", choices=list(TASKS), required=True)
     _data_args(p)
     p.add_argument("--subset", default=None, help="subset name (default: the task's test set)")
     p.add_argument("--beam", type=int, default=0, help="beam width for CTC beam search with the LM (0: greedy)")
@@ -141,7 +142,7 @@ def eval_main(argv: list[str]) -> int:
         raise DataError("--lexicon constrains the beam search: give --beam N too (e.g. --beam 64)")
     if ns.lexicon and "lm" not in payload:
         raise DataError(f"{ns.checkpoint}: no word LM stored (field 'lm'), which --lexicon needs")
-    subset = ns.subset or TEST_SUBSET[ns.task]
+    subset = ns.subset or TASKS[ns.task].test_subset
     n_mels = split.model.frontend.cfg.n_mels
     codec = None
     if ns.codec:
@@ -204,7 +205,7 @@ def _table(result: dict) -> str:
 def features_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="acom features", description="Precompute log-mel features of every subset "
                                 "(to train elsewhere, e.g. on a GPU machine without the TTS tools).")
-    p.add_argument("--task", choices=("asr", "ac"), required=True)
+    p.add_argument("--task", choices=list(TASKS), required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, help="feature folder (default DATA/features)")
     p.add_argument("--n-mels", type=int, default=40)

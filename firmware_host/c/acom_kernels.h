@@ -17,13 +17,16 @@ void acom_strided_copy(const void *in, size_t elem, const int32_t out_shape[4], 
 void acom_pad_i8(const int8_t *in, const int32_t in_shape[4], const int32_t before[4], const int32_t out_shape[4],
                  int8_t value, int8_t *out);
 
-/* NHWC convolution, VALID padding (what the exporter emits), per-channel int8 or float32 */
+/* NHWC convolution, VALID padding (what the exporter emits), per-channel int8 or float32. In the int8 kernels
+ * (convolution, depthwise, fully connected) `bias` holds bias + input offset * the output channel's weight sum,
+ * summed at export (sum w (x + offset) + bias = sum w x + that), and `mult`, `shift` the fixed-point multiplier of
+ * each output channel. */
 typedef struct {
     int32_t in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, stride_h, stride_w, dil_h, dil_w;
 } acom_conv_shape;
-void acom_conv_i8(const acom_conv_shape *s, const int8_t *in, int32_t in_offset, const int8_t *filter,
-                  const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
-                  int32_t act_max, int8_t *out);
+void acom_conv_i8(const acom_conv_shape *s, const int8_t *in, const int8_t *filter, const int32_t *bias,
+                  const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min, int32_t act_max,
+                  int8_t *out);
 void acom_conv_f32(const acom_conv_shape *s, const float *in, const float *filter, const float *bias,
                    float act_min, float act_max, float *out);
 
@@ -44,13 +47,14 @@ void acom_select_f32(const int32_t shape[4], const uint8_t *cond, const int32_t 
 void acom_unary_f32(int op, int32_t n, const float *in, float *out);
 
 /* depthwise NHWC, VALID, per-channel int8; filter [1, k_h, k_w, out_c], out_c = in_c * multiplier */
-void acom_depthwise_i8(const acom_conv_shape *s, int32_t multiplier, const int8_t *in, int32_t in_offset,
-                       const int8_t *filter, const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                       int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
-/* out[r, o] = in[r, :] . w[o, :] (+ bias), rows x in_n -> rows x out_n, per-channel or per-tensor (mult[0]) */
-void acom_fully_connected_i8(int32_t rows, int32_t in_n, int32_t out_n, const int8_t *in, int32_t in_offset,
+void acom_depthwise_i8(const acom_conv_shape *s, int32_t multiplier, const int8_t *in, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_zp,
+                       int32_t act_min, int32_t act_max, int8_t *out);
+/* out[r, o] = in[r * in_stride, + in_n] . w[o, :] + bias[o], rows x in_n -> rows x out_n (in_stride: in_n for
+ * dense rows; stride * in_c for a convolution of one input row, whose windows overlap) */
+void acom_fully_connected_i8(int32_t rows, int32_t in_n, int32_t in_stride, int32_t out_n, const int8_t *in,
                              const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                             int per_channel, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+                             int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
 void acom_quantize_f32(int32_t n, const float *in, float scale, int32_t zp, int8_t *out);
 /* [outer, n] -> softmax over n */
 void acom_softmax_f32(int32_t outer, int32_t n, float beta, const float *in, float *out);

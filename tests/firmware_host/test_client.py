@@ -14,7 +14,8 @@ import soundfile as sf
 import torch
 
 from acom.core.audio import load_audio
-from acom.corpora.featcache import TEST_SUBSET, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import open_dataset
 from acom.firmware_host.client import artifact_encoder
 from acom.firmware_host.loopback_demo import pty_pair
 from acom.runtime.bundle import open_bundle, read_manifest
@@ -48,7 +49,7 @@ def wait_finals(proc, out, n: int) -> list[dict]:
 def test_send_pte_codes_over_udp_and_serial_get_the_offline_labels(ac_bundle, urban_set, tmp_path):
     bundle_dir, _ = ac_bundle
     manifest, bundle = read_manifest(bundle_dir), open_bundle(bundle_dir)
-    files = [item.path for item in open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[:3]]
+    files = [item.path for item in open_dataset("ac", urban_set, TASKS["ac"].test_subset).items[:3]]
     encode = artifact_encoder(bundle_dir, manifest, "edge.pte")
     with torch.inference_mode():
         want = [int(bundle.split.server()(torch.as_tensor(encode(load_audio(f, 16000)))[None]).argmax())
@@ -72,7 +73,7 @@ def test_send_over_a_serial_pty_pair(ac_bundle, urban_set, tmp_path):
         out = tmp_path / "serial.jsonl"
         proc, _ = serve(bundle_dir, out, "--serial", str(b))
         time.sleep(1.5)  # the server opens its port first: pyserial's open discards bytes that came before
-        file = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[0].path
+        file = open_dataset("ac", urban_set, TASKS["ac"].test_subset).items[0].path
         sent = subprocess.run([*ACOM, "send", "--bundle", str(bundle_dir), "--serial", str(a), str(file)],
                               capture_output=True, text=True, timeout=120)
         assert sent.returncode == 0, sent.stderr
@@ -106,7 +107,7 @@ def test_c_device_on_qemu_aarch64_sends_udp_to_the_server(ac_bundle, urban_set, 
     UDP -> acom serve with the device's key: the labels of the tail run on the whole clips, and the packets and
     bytes Python's sender would send."""
     bundle_dir, _ = ac_bundle
-    files = [item.path for item in open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[:3]]
+    files = [item.path for item in open_dataset("ac", urban_set, TASKS["ac"].test_subset).items[:3]]
     manifest, codes, want = _pte_codes_and_labels(bundle_dir, files)
     out, keys = tmp_path / "udp.jsonl", tmp_path / "keys.json"
     keys.write_text(json.dumps({"5": KEY}))
@@ -130,7 +131,7 @@ def test_c_firmware_on_qemu_cortex_m55_sends_on_its_uart(ac_bundle, urban_set, t
     """Cortex-M55 firmware (qemu-system-arm, mps3-an547) writes COBS frames on its UART, a pty that socat links
     to the one `acom serve --serial` reads: the server's label is the whole clip's."""
     bundle_dir, _ = ac_bundle
-    files = [item.path for item in open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[3:5]]
+    files = [item.path for item in open_dataset("ac", urban_set, TASKS["ac"].test_subset).items[3:5]]
     manifest, codes, want = _pte_codes_and_labels(bundle_dir, files)
     with pty_pair(tmp_path) as (a, b):
         out = tmp_path / "serial.jsonl"

@@ -16,7 +16,8 @@ import torch
 
 from acom.core.audio import load_audio
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
-from acom.corpora.featcache import TEST_SUBSET, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import open_dataset
 from acom.errors import ExportError
 from acom.export.c_graph import graph_c, integer_part_end
 from acom.export.c_priors import bundle_sources
@@ -126,7 +127,7 @@ def test_the_whole_device_in_c_talks_to_the_server(m55_ac: Path, urban_set: Path
     16-bit audio into codes (C front end, C graph) and range-coded packets (C wire code) on its UART; socat
     links the UART's pty to the one `acom serve --serial` reads. The packets are those Python's sender makes of
     TFLite Micro's codes, byte for byte in number and length; the server's labels are those codes'."""
-    items = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[:3]
+    items = open_dataset("ac", urban_set, TASKS["ac"].test_subset).items[:3]
     model = (m55_ac / "edge_int8.tflite").read_bytes()
     split, _ = load_checkpoint(PRETRAINED / "ac" / "split.pt", "ac")  # what the fixture exported
     w = make_windows(EdgeGraph(split, 1, frontend=False).eval(), [(load_audio(it.path, 16000), 0) for it in items],
@@ -160,7 +161,7 @@ def test_the_whole_device_reports_what_it_sent(m55_ac: Path, urban_set: Path) ->
     """device_app.c built for this machine (the bundle's front end and graph in C) sends a clip over UDP with
     16-byte tags, full and short packets: Python reads every packet with the device's key, and the C's report
     (packets, bytes, frames, payload bytes) is what it read."""
-    item = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[0]
+    item = open_dataset("ac", urban_set, TASKS["ac"].test_subset).items[0]
     key = b"device-key-0123456"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -177,7 +178,7 @@ def test_the_whole_device_reports_what_it_sent(m55_ac: Path, urban_set: Path) ->
 
 def test_loopback_demo_over_the_firmware_uart(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:
     """What `make demo` runs: the demo links the firmware's UART to the server with its own pty pair."""
-    files = [str(it.path) for it in open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[:2]]
+    files = [str(it.path) for it in open_dataset("ac", urban_set, TASKS["ac"].test_subset).items[:2]]
     out = tmp_path / "demo.jsonl"
     r = subprocess.run([sys.executable, "-m", "acom.firmware_host.loopback_demo", "--bundle", str(m55_ac),
                         "--c-device", "cortex-m55-u55", "--out", str(out), *files], capture_output=True, text=True,
@@ -192,7 +193,7 @@ def test_loopback_demo_over_the_firmware_uart(m55_ac: Path, urban_set: Path, tmp
 def test_instruction_counts_grow_with_each_stage(m55_ac: Path, urban_set: Path, tmp_path: Path) -> None:
     """The QEMU plugin counts what the firmware executes (bench/device_cost.py): the same on every run, more
     with each stage the device does (front end, graph, packets), range coding more than bit-packing."""
-    item = open_dataset("ac", urban_set, TEST_SUBSET["ac"]).items[0]
+    item = open_dataset("ac", urban_set, TASKS["ac"].test_subset).items[0]
     pcm = edge_c.pcm16(load_audio(item.path, 16000)[:16000])
     plugin = cbuild.insn_plugin(tmp_path)
     runs = [app_instructions("cortex-m4", m55_ac, [(0, pcm)], k, False, plugin, tmp_path)[0] for k in range(4)]

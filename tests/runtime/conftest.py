@@ -10,7 +10,8 @@ import torch
 
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
 from acom.core.ctc import CharVocab, ctc_greedy
-from acom.corpora.featcache import TEST_SUBSET, open_dataset
+from acom.core.tasks import TASKS
+from acom.corpora.featcache import open_dataset
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import Bundle, open_bundle
 
@@ -18,7 +19,7 @@ from acom.runtime.bundle import Bundle, open_bundle
 def edge_codes(task: str, data: Path, n_q: int | None, items: int) -> list[np.ndarray]:
     """Codes [n_q, T] of the first test items, from the shipped model's float edge half."""
     split, _ = load_checkpoint(PRETRAINED / task / "split.pt")
-    ds = open_dataset(task, data, TEST_SUBSET[task])
+    ds = open_dataset(task, data, TASKS[task].test_subset)
     with torch.inference_mode():
         return [split.edge(n_q)(torch.from_numpy(ds[i][0])[None])[0].numpy() for i in range(min(items, len(ds)))]
 
