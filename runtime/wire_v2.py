@@ -121,6 +121,8 @@ def expand_v2_compact(data: bytes, contexts: dict, keys: dict[int, bytes] | None
     if length < 0:
         raise WireError(f"compact packet of {len(data)} bytes: too short for its tag", "length")
     seq, first = _extend16(c.seq, seq_low), _extend16(c.first_frame, first_low)
+    if seq >= 1 << 32 or first >= 1 << 32:
+        raise WireError(f"compact packet: seq {seq} / first frame {first} extended past 32 bits", "field")
     p = Packet(c.device_id, c.stream_id, seq, first, c.codebook_id, sizes >> 12, sizes & 0x0FFF,
                data[COMPACT_SIZE: COMPACT_SIZE + length], bool(flags & FLAG_ENTROPY), bool(flags & FLAG_END),
                tagged, compact=True, tag_len=TAG_SIZE * tagged, version=VERSION)

@@ -54,3 +54,15 @@ def test_v2_compact_packets_are_held_until_their_full_packet_and_checked() -> No
     with pytest.raises(WireError) as e:
         decode_packet(data[4], None, sources.get(src))
     assert e.value.reason == "crc"
+
+
+def test_a_v2_compact_packet_extended_past_32_bits_is_a_wire_error() -> None:
+    top = (1 << 32) - 2
+    full = encode_v2(Packet(7, 2, top, top, 0xABC, 1, 1, pack_codes(np.zeros((1, 1), int), [64]), version=2))
+    compact = encode_v2(Packet(7, 2, top + 3 - (1 << 32), 5, 0xABC, 1, 1, pack_codes(np.zeros((1, 1), int), [64]),
+                               version=2), compact=True)  # low 16 bits past the top: extends beyond 2^32
+    contexts = Contexts()
+    decode_packet(full, None, contexts)
+    with pytest.raises(WireError, match="past 32 bits") as e:
+        decode_packet(compact, None, contexts)
+    assert e.value.reason == "field"
