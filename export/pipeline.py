@@ -184,6 +184,9 @@ def export(opts: ExportOptions) -> Manifest:
     with stage("load"):
         split, payload, ckpt_path = _load(opts)
         task = payload["task"]
+    stages = 0 if split.rvq is None else len(split.rvq.config.codebook_sizes)
+    if stages and opts.n_q is not None and not 1 <= opts.n_q <= stages:
+        raise ExportError(f"--n-q {opts.n_q}: this model has 1..{stages} quantizer stages")
     frontend_in_graph = board.frontend == "graph"
     data = _data_root(opts, task)
     float_split, qat = split, None

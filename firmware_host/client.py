@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         encode = artifact_encoder(args.bundle, manifest, args.artifact)
     if args.full_every < 1:
         raise AcomError(f"--full-every {args.full_every}: expected 1 or more")
-    key = bytes.fromhex(args.key) if args.key else None
+    key = _key(args.key)
     sizes, book = list(manifest.model.codebook_sizes), codebook_id(manifest.codebook_hash)
     fpp = max(1, round(args.packet_s * manifest.frame_rate))
     if args.c_device:
@@ -154,6 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _key(text: str | None) -> bytes | None:
+    """--key as bytes: hex, at least 16 bytes (as the server's keys file requires)."""
+    if text is None:
+        return None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise AcomError(f"--key {text[:8]}...: not hex (the device's key, as in the server's --keys file)") from None
+    if len(key) < 16:
+        raise AcomError(f"--key: {len(key)} bytes; keys are at least 16 bytes (32 hex digits)")
+    return key
+
+
 def _priors(args: argparse.Namespace, manifest: Manifest):
     """--entropy: the bundle's CodePriors (an AcomError when it has none); else None (bit-packed payloads)."""
     if not args.entropy:
@@ -179,7 +192,7 @@ def _device_from_c(args: argparse.Namespace, manifest: Manifest, priors, parse_h
     sent = send_audio(args.c_device, args.bundle, clips, device_id=args.device_id, full_every=args.full_every,
                       tag_len=args.tag_bytes,
                       frames_per_packet=max(1, round(args.packet_s * manifest.frame_rate)),
-                      key=bytes.fromhex(args.key) if args.key else None, priors=priors,
+                      key=_key(args.key), priors=priors,
                       udp=parse_hostport(args.udp) if args.udp else None, uart=args.serial)
     for path, s in zip(args.audio, sent):
         seconds = s["frames"] / manifest.frame_rate

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -64,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a serial port to read (/dev/ttyUSB0, a pty, socket://HOST:PORT, loop://); repeatable")
     p.add_argument("--baudrate", type=int, default=115200, help="serial speed (default 115200)")
     p.add_argument("--keys", type=Path, help="JSON {device id: hex key}: packets must carry a valid HMAC tag")
+    p.add_argument("--max-packet-s", type=float, default=10.0, metavar="S",
+                   help="audio one packet may carry (default 10 s); more is refused and counted (packet_frames)")
+    p.add_argument("--max-gap-s", type=float, default=30.0, metavar="S",
+                   help="audio a packet may say was lost before it in its stream (default 30 s); more is refused "
+                   "(gap): a device cut off for longer starts a new stream")
     p.add_argument("--max-bad-tags", type=int, default=64, metavar="N",
                    help="with --keys: a source that sends more than N bad tags in a minute is ignored for 5 "
                    "minutes (default 64), so a short tag cannot be guessed at line rate")
@@ -96,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warn_if_exposed(args: argparse.Namespace, keys: dict | None) -> None:
+    """Say so (on stderr) when anyone on the network may send packets, or other users may read the keys."""
+    if args.keys and Path(args.keys).stat().st_mode & 0o077:
+        print(f"acom serve: warning: {args.keys} can be read by other users (chmod 600 it): it holds the device "
+              "keys", file=sys.stderr)
+    if args.udp and keys is None and parse_hostport(args.udp)[0] not in ("127.0.0.1", "localhost", "::1"):
+        print(f"acom serve: warning: listening on {args.udp} without --keys: anyone who can reach it can send "
+              "packets that are accepted", file=sys.stderr)
+
+
 def make_server(args: argparse.Namespace, out) -> Server:
     import torch
 
@@ -109,12 +125,15 @@ def make_server(args: argparse.Namespace, out) -> Server:
         raise AcomError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
     if args.tf32 and device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    for name in ("max_batch", "max_delay_ms", "reorder_ms", "idle_s", "window_s", "max_bad_tags"):
-        if getattr(args, name) <= 0:
-            raise AcomError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
+    for name in ("max_batch", "max_delay_ms", "reorder_ms", "idle_s", "window_s", "max_bad_tags", "max_packet_s",
+                 "max_gap_s"):
+        value = getattr(args, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise AcomError(f"--{name.replace('_', '-')} {value}: must be a positive finite number")
     config = ServeConfig(max_batch=args.max_batch, max_delay=args.max_delay_ms / 1e3, device=device,
                          window_s=args.window_s, engine=args.engine, dtype=args.dtype, buckets=args.tail_buckets,
                          partial=not args.no_partial, max_bad_tags=args.max_bad_tags,
+                         max_packet_s=args.max_packet_s, max_gap_s=args.max_gap_s,
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
     server = Server(open_bundle(args.bundle), out, config, keys)
@@ -131,12 +150,15 @@ async def serve(args: argparse.Namespace, out) -> dict:
         raise AcomError(f"cannot listen on --udp {args.udp} / --metrics-port {args.metrics_port}: {e}") from e
     print(json.dumps({"type": "ready", "task": server.bundle.task, **{k: list(v) for k, v in bound.items()},
                       "serial": args.serial}), file=sys.stderr, flush=True)
+    _warn_if_exposed(args, server.keys)  # after the ready line, which scripts read first
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), args.duration)
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.failed.wait())]
+    await asyncio.wait(waiters, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+    for w in waiters:
+        w.cancel()
     return await server.shutdown()
 
 
@@ -146,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         raise AcomError("nothing to listen on: give --udp HOST:PORT and/or --serial PORT")
     out = open(args.out, "a") if args.out else sys.stdout
     try:
-        asyncio.run(serve(args, out))
+        summary = asyncio.run(serve(args, out))
     finally:
         if args.out:
-            out.close()
-    return 0
+            with contextlib.suppress(OSError):
+                out.close()
+    return 1 if "failure" in summary else 0

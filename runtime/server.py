@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from acom.core.tasks import TASKS
@@ -45,6 +45,8 @@ class ServeConfig:
     buckets: bool = False  # the ASR slot engine's tensor sizes rounded up to a few (slot_engine.py)
     partial: bool = True  # write partial results, not only final ones
     max_bad_tags: int = 64  # with keys: a source with more bad tags than this in a minute is ignored for 5 min
+    max_packet_s: float = 10.0  # audio a packet may carry; more is refused ("packet_frames"): bounded tail work
+    max_gap_s: float = 30.0  # audio a packet may claim was lost before it; more is refused ("gap")
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
 
 
@@ -56,7 +58,10 @@ class Server:
         self.bundle, self.out, self.config, self.keys = bundle, out, config, keys
         self.metrics = metrics or Metrics()
         self.engine = make_engine(bundle, config.device, config.window_s, config.engine, config.dtype, config.buckets)
-        self.streams = Reassembler(config.reassembly, keyed=keys is not None)
+        rate = bundle.frame_rate
+        self.max_packet_frames = math.ceil(config.max_packet_s * rate)
+        self.streams = Reassembler(replace(config.reassembly, max_gap_frames=math.ceil(config.max_gap_s * rate)),
+                                   keyed=keys is not None)
         self.book = codebook_id(bundle.manifest.codebook_hash)
         self.contexts = SourceContexts(config.reassembly.max_streams)  # short-packet contexts per source
         self.guard = TagGuard(config.max_bad_tags, max_sources=config.reassembly.max_streams)
@@ -67,6 +72,8 @@ class Server:
         self._closers: list = []
         self.serial_readers: list[SerialReader] = []
         self._stopping = self._busy = False
+        self.failure: str | None = None  # why the server stopped on its own (set by fail)
+        self.failed = asyncio.Event()
 
     # ---- receiving (event loop thread) ----
 
@@ -106,6 +113,9 @@ class Server:
             return
         if p.codebook_id != self.book:
             self.metrics.count("codebook")
+            return
+        if p.n_frames > self.max_packet_frames:
+            self.metrics.count("packet_frames")
             return
         try:
             codes = packet_codes(p, self.bundle.codebook_sizes, self.bundle.priors)
@@ -155,7 +165,10 @@ class Server:
                 self.metrics.observe_step(time.monotonic() - started)
                 self.metrics.batches.inc()
                 self.metrics.batch_streams.inc(len(work))
-                self._write(results)
+                try:
+                    self._write(results)
+                except (OSError, ValueError) as e:  # a closed pipe, a full disk: no result can reach anyone
+                    self.fail(f"cannot write results ({e!r})")
 
     def _write(self, results: list[Result]) -> None:
         now, wall, rate = time.monotonic(), round(time.time(), 4), self.bundle.frame_rate
@@ -213,23 +226,39 @@ class Server:
             self._closers.append(self.metrics.close)
         return bound
 
-    async def shutdown(self) -> dict:
-        """Stop receiving, end every open stream (its final result is written), return the summary."""
+    def fail(self, why: str) -> None:
+        """Stop serving on an error the server cannot work around (its output is gone): packets are no longer
+        accepted, and ``failed`` is set for whoever runs the server to shut it down."""
+        if self.failure is None:
+            self.failure = why
+            print(f"acom serve: {why}: stopping", file=sys.stderr)
+        self._stopping = True
+        self.pending.clear()
+        self.failed.set()
+
+    async def shutdown(self, timeout: float = 30.0) -> dict:
+        """Stop receiving, end every open stream (its final result is written), return the summary. Returns
+        within about ``timeout`` seconds even if the tail does not (what is left is counted, not written)."""
         self._stopping = True
         for close in self._closers:
             close()
         self.metrics.count("context", self.contexts.expire(time.monotonic(), 0))  # held, never released
         self._deliver(self.streams.close_all(time.monotonic()))
-        while self.pending or self._busy:  # the batcher runs what is left, without waiting for more
-            self._wake.set()
+        deadline = time.monotonic() + timeout
+        while (self.pending or self._busy) and self.failure is None and time.monotonic() < deadline:
+            self._wake.set()  # the batcher runs what is left, without waiting for more
             await asyncio.sleep(0.01)
+        if self.pending:
+            self.metrics.count("unwritten", len(self.pending))
+            self.pending.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._pool.shutdown(wait=True)
-        summary = {"type": "summary", **self.metrics.snapshot()}
-        self.out.write(json.dumps(summary) + "\n")
-        self.out.flush()
+        summary = {"type": "summary", **self.metrics.snapshot(), **({"failure": self.failure} if self.failure else {})}
+        with contextlib.suppress(OSError, ValueError):  # the output may be what failed
+            self.out.write(json.dumps(summary) + "\n")
+            self.out.flush()
         return summary
 
 

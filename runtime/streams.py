@@ -43,6 +43,8 @@ class ReassemblyConfig:
     idle_timeout: float = 10.0  # seconds without packets after which an open stream is ended
     linger: float = 60.0  # seconds a closed stream id stays refused when no device keys are configured
     max_streams: int = 10000  # open streams at most (a new one beyond it is refused: "streams")
+    max_gap_frames: int | None = None  # a packet further than this beyond its stream's next frame is refused
+    #                                   ("gap"): lost frames reach the tail as frames, so a claimed gap is work
 
 
 @dataclass
@@ -77,10 +79,14 @@ class Reassembler:
         """Take one checked packet with its codes [n_q, n_frames]. Returns (delivery, drop reason or None).
 
         Drop reasons: ``duplicate``, ``late``, ``replay``, ``closed`` (no keys: stream ended recently),
-        ``frames`` (its frames overlap frames already delivered), ``streams`` (too many open streams).
+        ``frames`` (its frames overlap frames already delivered), ``streams`` (too many open streams), ``gap``
+        (it starts more than ``max_gap_frames`` beyond the stream's next frame).
         """
         key, out = (p.device_id, p.stream_id), Delivery()
         s = self.streams.get(key)
+        next_frame = 0 if s is None else s.next_frame
+        if self.config.max_gap_frames is not None and p.first_frame - next_frame > self.config.max_gap_frames:
+            return out, "gap"
         if s is None:
             reason = self._closed_reason(key, now) or (
                 "streams" if len(self.streams) >= self.config.max_streams else None)

@@ -69,6 +69,14 @@ def test_unknown_board_lists_known_ones() -> None:
     assert export_main(["--board", "rpi9"]) == 2
 
 
+def test_stages_out_of_range_are_refused_before_any_work(tmp_path: Path) -> None:
+    for n_q in (0, 4):  # the shipped ASR model has 3 stages
+        with pytest.raises(ExportError, match=f"--n-q {n_q}: this model has 1..3 quantizer stages"):
+            export(ExportOptions(board="rpi4", task="asr", n_q=n_q, out=tmp_path / "b", log=lambda s: None))
+    assert export_main(["--board", "rpi4", "--task", "asr", "--n-q", "0", "--out", str(tmp_path / "b")]) == 2
+    assert not (tmp_path / "b").exists()
+
+
 def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -180,3 +180,7 @@ def test_send_bad_input(ac_bundle, tmp_path):
     r = subprocess.run([*ACOM, "send", "--bundle", str(bundle_dir), "--udp", "127.0.0.1:9", str(wav)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and str(wav) in r.stderr
+    for key, message in (("zz", "--key zz...: not hex"), ("abcd", "--key: 2 bytes; keys are at least 16 bytes")):
+        r = subprocess.run([*ACOM, "send", "--bundle", str(bundle_dir), "--udp", "127.0.0.1:9", "--key", key,
+                            str(tmp_path / "x.flac")], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -45,12 +45,33 @@ def test_serve_subprocess_writes_results_and_flushes_on_sigterm(asr_case, tmp_pa
     assert lines[-1]["type"] == "summary" and lines[-1]["streams_ended"] == {"shutdown": 1}
 
 
+def test_a_result_that_cannot_be_written_stops_the_server_with_status_1(asr_case, tmp_path):
+    """`acom serve | head -1` after head exits: the pipe is closed, results cannot go anywhere."""
+    path, bundle, codes = asr_case
+    proc = subprocess.Popen([*ACOM, "serve", "--bundle", str(path), "--udp", "127.0.0.1:0", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready = json.loads(proc.stderr.readline())
+    proc.stdout.close()  # the reader is gone
+    packets = stream_packets(codes[0], bundle.codebook_sizes, codebook_id(bundle.manifest.codebook_hash))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in packets:
+            s.sendto(p, tuple(ready["udp"]))
+    try:
+        assert proc.wait(timeout=60) == 1  # stopped on its own, no signal needed
+    finally:
+        proc.kill()
+    err = proc.stderr.read()
+    assert "cannot write results" in err and "Traceback" not in err and "Exception ignored" not in err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--bundle", "/nonexistent", "--udp", "0"], "/nonexistent/manifest.json"),
     (["--bundle", "BUNDLE"], "nothing to listen on"),
     (["--bundle", "BUNDLE", "--udp", "127.0.0.1:99999"], "PORT 0..65535"),
     (["--bundle", "BUNDLE", "--udp", "0", "--keys", "KEYS"], "entry '7'"),
-    (["--bundle", "BUNDLE", "--udp", "0", "--max-batch", "0"], "--max-batch 0: must be positive"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--max-batch", "0"], "--max-batch 0: must be a positive finite number"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--reorder-ms", "inf"], "--reorder-ms inf: must be a positive finite"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--max-gap-s", "nan"], "--max-gap-s nan: must be a positive finite"),
     (["--bundle", "BUNDLE", "--udp", "0", "--engine", "stream", "--dtype", "bfloat16"], "only the ASR slot engine"),
     (["--bundle", "BUNDLE", "--udp", "0", "--engine", "stream", "--tail-buckets"], "only the ASR slot engine pads"),
 ])
@@ -60,3 +81,20 @@ def test_serve_bad_input_exits_2_naming_the_problem(asr_case, tmp_path, args, me
     args = [str(asr_case[0]) if a == "BUNDLE" else str(keys) if a == "KEYS" else a for a in args]
     r = subprocess.run([*ACOM, "serve", *args, "--duration", "0.1"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_public_listening_without_keys_and_readable_keys_are_warned_about(asr_case, tmp_path):
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"7": "ab" * 16}))
+    keys.chmod(0o644)
+    r = subprocess.run([*ACOM, "serve", "--bundle", str(asr_case[0]), "--udp", "0.0.0.0:0", "--duration", "0.1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stderr.splitlines()[0])["type"] == "ready"  # still the first line
+    assert "listening on 0.0.0.0:0 without --keys" in r.stderr
+    r = subprocess.run([*ACOM, "serve", "--bundle", str(asr_case[0]), "--udp", "0", "--keys", str(keys),
+                        "--duration", "0.1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "can be read by other users" in r.stderr and "without --keys" not in r.stderr
+    keys.chmod(0o600)
+    r = subprocess.run([*ACOM, "serve", "--bundle", str(asr_case[0]), "--udp", "0", "--keys", str(keys),
+                        "--duration", "0.1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "warning" not in r.stderr

@@ -13,12 +13,14 @@ import time
 import tty
 import urllib.request
 
+import numpy as np
 from google_crc32c import value as crc32c
 
+from acom.codes.priors import encode_codes
 from acom.runtime.sender import stream_packets
 from acom.runtime.server import ServeConfig, Server
 from acom.runtime.streams import ReassemblyConfig
-from acom.runtime.wire import codebook_id, frame_serial
+from acom.runtime.wire import Packet, codebook_id, encode_packet, frame_serial, pack_codes
 from tests.runtime.conftest import offline_text
 
 KEY = b"k" * 32
@@ -164,6 +166,26 @@ def test_a_source_guessing_4_byte_tags_is_ignored_and_others_are_served(asr_case
     lines, summary = run(bundle, scenario, keys={3: KEY}, config=ServeConfig(max_bad_tags=5))
     assert [r["text"] for r in lines if r["type"] == "final"] == [offline_text(bundle, codes[0])]
     assert summary["packets"] == {"tag": 6, "source_ignored": 1, "ignored": 14 + len(good), "accepted": len(good)}
+
+
+def test_packets_that_claim_too_many_frames_are_refused_before_any_work(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
+    zeros = min((encode_codes(np.full((1, 4096), c), bundle.priors) for c in range(sizes[0])), key=len)
+    assert len(zeros) < 300  # 4,096 frames of the likeliest run of codes: a few bytes of range-coded payload
+    big = encode_packet(Packet(5, 1, 0, 0, book, 1, 4096, zeros, entropy_coded=True, end_of_stream=True,
+                               frames_per_packet=4096, stream_n_q=1))
+    jump = encode_packet(Packet(5, 2, 0, 10_000, book, 1, 25, pack_codes(codes[0][:1, :25], sizes),
+                                end_of_stream=True, frames_per_packet=25, stream_n_q=1))  # 10,000 frames "lost"
+    good = stream_packets(codes[0], sizes, book, device_id=5, stream_id=3)
+
+    async def scenario(server, addr, out):
+        send(addr, [big, jump] + good)
+        await until(lambda: len(finals(out)) == 1)
+
+    lines, summary = run(bundle, scenario)  # 10 s of audio a packet and 30 s of gap at most (the defaults)
+    assert [r["stream"] for r in lines if r["type"] == "final"] == [3]
+    assert summary["packets"] == {"packet_frames": 1, "gap": 1, "accepted": len(good)}
 
 
 def test_serial_pty_socket_url_and_a_dead_port(asr_case):
