@@ -88,8 +88,9 @@ class Server:
         self._decode(data, source)
 
     def _decode(self, data: bytes, source, retried: bool = False) -> None:
+        contexts = self.contexts.get(source)
         try:
-            packet = decode_packet(data, self.keys, self.contexts.get(source))
+            packet = decode_packet(data, self.keys, contexts)
         except WireError as e:
             if e.reason == "context" and not retried:  # lost or overtaken full packet: wait for the next one
                 self.metrics.count("context", self.contexts.hold(source, data, time.monotonic()))
@@ -98,6 +99,7 @@ class Server:
                 if e.reason == "tag" and self.keys is not None and self.guard.bad_tag(source, time.monotonic()):
                     self.metrics.count("source_ignored")
             return
+        self.contexts.keep(source, contexts)  # only now: failed packets create or evict no source state
         self.handle_packet(packet)
         if not packet.compact:
             for held in self.contexts.release(source, packet.context):
