@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gap-s", type=float, default=30.0, metavar="S",
                    help="audio a packet may say was lost before it in its stream (default 30 s); more is refused "
                    "(gap): a device cut off for longer starts a new stream")
+    p.add_argument("--state", type=Path, metavar="FILE",
+                   help="with --keys: keep the ended stream ids in FILE, so that replays stay refused after a "
+                   "restart (written every second while streams end, and at shutdown)")
     p.add_argument("--max-bad-tags", type=int, default=64, metavar="N",
                    help="with --keys: a source that sends more than N bad tags in a minute is ignored for 5 "
                    "minutes (default 64), so a short tag cannot be guessed at line rate")
@@ -133,9 +136,11 @@ def make_server(args: argparse.Namespace, out) -> Server:
     config = ServeConfig(max_batch=args.max_batch, max_delay=args.max_delay_ms / 1e3, device=device,
                          window_s=args.window_s, engine=args.engine, dtype=args.dtype, buckets=args.tail_buckets,
                          partial=not args.no_partial, max_bad_tags=args.max_bad_tags,
-                         max_packet_s=args.max_packet_s, max_gap_s=args.max_gap_s,
+                         max_packet_s=args.max_packet_s, max_gap_s=args.max_gap_s, state=args.state,
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
+    if args.state and keys is None:
+        raise AcomError("--state keeps the ended stream ids of keyed devices: it needs --keys")
     server = Server(open_bundle(args.bundle), out, config, keys)
     quiet_gc()  # the model and imports are long-lived: later collections need not walk them (fewer long pauses)
     return server

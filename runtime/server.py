@@ -19,6 +19,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TextIO
 
 from acom.core.tasks import TASKS
@@ -27,6 +28,7 @@ from acom.runtime.bundle import Bundle
 from acom.runtime.engine import Result, Work
 from acom.runtime.engines import make_engine
 from acom.runtime.metrics import Metrics
+from acom.runtime.replay_state import load_state, save_state
 from acom.runtime.sources import SourceContexts, TagGuard
 from acom.runtime.streams import Delivery, Reassembler, ReassemblyConfig, StreamKey
 from acom.runtime.wire import Packet, SerialDeframer, codebook_id, decode_packet, packet_codes
@@ -47,6 +49,7 @@ class ServeConfig:
     max_bad_tags: int = 64  # with keys: a source with more bad tags than this in a minute is ignored for 5 min
     max_packet_s: float = 10.0  # audio a packet may carry; more is refused ("packet_frames"): bounded tail work
     max_gap_s: float = 30.0  # audio a packet may claim was lost before it; more is refused ("gap")
+    state: Path | None = None  # with keys: the ended stream ids are kept here across restarts (replay_state.py)
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
 
 
@@ -63,6 +66,9 @@ class Server:
         self.streams = Reassembler(replace(config.reassembly, max_gap_frames=math.ceil(config.max_gap_s * rate)),
                                    keyed=keys is not None)
         self.book = codebook_id(bundle.manifest.codebook_hash)
+        if config.state is not None and keys is not None:
+            self.streams.load_closed_ids(load_state(config.state))
+        self._saved = self.streams.closed_count
         self.contexts = SourceContexts(config.reassembly.max_streams)  # short-packet contexts per source
         self.guard = TagGuard(config.max_bad_tags, max_sources=config.reassembly.max_streams)
         self.pending: dict[StreamKey, Work] = {}
@@ -201,6 +207,7 @@ class Server:
             self._deliver(self.streams.tick(now))
             if now - last_gauges >= 1.0:  # the endpoint's recent-latency percentiles, once a second
                 self.metrics.refresh_gauges()
+                self._save_state()
                 last_gauges = now
 
     # ---- lifecycle ----
@@ -228,6 +235,17 @@ class Server:
             self._closers.append(self.metrics.close)
         return bound
 
+    def _save_state(self) -> None:
+        """With keys and ``state``: the ended stream ids to disk, when streams ended since the last save."""
+        if self.config.state is None or self.keys is None or self.streams.closed_count == self._saved:
+            return
+        try:
+            save_state(self.config.state, self.streams.closed_ids())
+            self._saved = self.streams.closed_count
+        except OSError as e:  # replay protection across restarts is lost: say so, keep serving
+            self.metrics.count("state_error")
+            print(f"acom serve: cannot save {self.config.state} ({e})", file=sys.stderr)
+
     def fail(self, why: str) -> None:
         """Stop serving on an error the server cannot work around (its output is gone): packets are no longer
         accepted, and ``failed`` is set for whoever runs the server to shut it down."""
@@ -246,6 +264,7 @@ class Server:
             close()
         self.metrics.count("context", self.contexts.expire(time.monotonic(), 0))  # held, never released
         self._deliver(self.streams.close_all(time.monotonic()))
+        self._save_state()
         deadline = time.monotonic() + timeout
         while (self.pending or self._busy) and self.failure is None and time.monotonic() < deadline:
             self._wake.set()  # the batcher runs what is left, without waiting for more

@@ -73,6 +73,7 @@ class Reassembler:
         self.config, self.keyed = config, keyed
         self.streams: dict[StreamKey, _Stream] = {}
         self._closed_keyed: dict[int, bytearray] = {}  # device -> bitmap of its 65536 stream ids
+        self.closed_count = 0  # streams ended so far (tells a saver that the bitmaps changed)
         self._closed_at: dict[StreamKey, float] = {}  # without keys: when each stream closed
 
     def accept(self, p: Packet, codes: np.ndarray, now: float) -> tuple[Delivery, str | None]:
@@ -173,9 +174,21 @@ class Reassembler:
         if self.keyed:
             bits = self._closed_keyed.setdefault(key[0], bytearray(1 << 13))
             bits[key[1] >> 3] |= 1 << (key[1] & 7)
+            self.closed_count += 1
         else:
             self._closed_at[key] = now
         out.ended.append((key, why))
+
+    def closed_ids(self) -> dict[int, bytes]:
+        """With keys: per device, the bitmap of its ended stream ids (what ``load_closed_ids`` restores)."""
+        return {d: bytes(b) for d, b in self._closed_keyed.items()}
+
+    def load_closed_ids(self, closed: dict[int, bytes]) -> None:
+        """Merge ended stream ids saved by an earlier server: their packets stay refused as ``replay``."""
+        for device, bits in closed.items():
+            mine = self._closed_keyed.setdefault(int(device), bytearray(1 << 13))
+            for i, b in enumerate(bits[: 1 << 13]):
+                mine[i] |= b
 
     def _closed_reason(self, key: StreamKey, now: float) -> str | None:
         if self.keyed:

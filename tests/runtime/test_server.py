@@ -188,6 +188,26 @@ def test_packets_that_claim_too_many_frames_are_refused_before_any_work(asr_case
     assert summary["packets"] == {"packet_frames": 1, "gap": 1, "accepted": len(good)}
 
 
+def test_replays_stay_refused_after_a_restart_with_a_state_file(asr_case, tmp_path):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
+    good = stream_packets(codes[0], sizes, book, device_id=3, stream_id=1, key=KEY)
+    config = ServeConfig(state=tmp_path / "replay.json")
+
+    async def first(server, addr, out):
+        send(addr, good)
+        await until(lambda: len(finals(out)) == 1)
+
+    async def replayed(server, addr, out):
+        send(addr, good)  # captured and sent again to the restarted server
+        await until(lambda: server.metrics.snapshot()["packets"].get("replay", 0) == len(good))
+
+    assert run(bundle, first, keys={3: KEY}, config=config)[1]["packets"] == {"accepted": len(good)}
+    assert (tmp_path / "replay.json").stat().st_mode & 0o777 == 0o600
+    lines, summary = run(bundle, replayed, keys={3: KEY}, config=config)
+    assert summary["packets"] == {"replay": len(good)} and not [r for r in lines if r["type"] == "final"]
+
+
 def test_serial_pty_socket_url_and_a_dead_port(asr_case):
     path, bundle, codes = asr_case
     book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
