@@ -47,6 +47,7 @@ class Result:            # builds one per stream
     text: str | None = None  # ASR: the transcript so far
     label: int | None = None  # classifier: the best class
     scores: list[float] | None = None  # classifier: class probabilities
+    error: str | None = None  # the tail failed on this stream: the result is incomplete (final)
 
 
 @dataclass
@@ -84,6 +85,10 @@ class _Engine:
         with torch.inference_mode():  # stage s, code j -> that stage's decoded contribution [K_s, D]
             self._tables = [st.out_proj(st.lookup(torch.arange(k, device=self.device)[None]))[0].T.contiguous()
                             for st, k in zip(self.split.rvq.stages, self.split.rvq.config.codebook_sizes)]
+
+    def drop(self, key: StreamKey) -> None:
+        """Forget a stream's state (after a failed step: it cannot be trusted)."""
+        self.streams.pop(key, None)
 
     @property
     def lookahead_frames(self) -> int:

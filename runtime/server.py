@@ -162,12 +162,13 @@ class Server:
                 keys = list(self.pending)[: self.config.max_batch]
                 work = {k: self.pending.pop(k) for k in keys}
                 self._busy, started = True, time.monotonic()
+                had = {k for k in work if k in self.engine.streams}
                 try:
                     results = await loop.run_in_executor(self._pool, self.engine.step, work)
-                except Exception as e:  # a bug in the tail must not stop the server: count it, say it, go on
-                    self.metrics.tail_errors.inc(len(work))
+                except Exception as e:  # a bug in the tail must not stop the server: isolate it, say it, go on
                     print(f"acom serve: tail step failed for {len(work)} streams: {e!r}", file=sys.stderr)
-                    continue
+                    results = await loop.run_in_executor(self._pool, self._isolate, work, had, e)
+                    self._end_failed([r.key for r in results if r.error])
                 finally:
                     self._busy = False
                 self.metrics.observe_step(time.monotonic() - started)
@@ -177,6 +178,33 @@ class Server:
                     self._write(results)
                 except (OSError, ValueError) as e:  # a closed pipe, a full disk: no result can reach anyone
                     self.fail(f"cannot write results ({e!r})")
+
+    def _isolate(self, work: dict[StreamKey, Work], had: set, error: Exception) -> list[Result]:
+        """After a failed step (worker thread): every stream of it alone. A stream the step created is run again
+        from scratch; one with earlier state (which the failed step may have half-updated) or that fails alone
+        is dropped with a final result that says so. Every state the step touched is freed or rebuilt."""
+        results = []
+        for key, w in work.items():
+            self.engine.drop(key)
+            if key not in had:
+                try:
+                    results += self.engine.step({key: w})
+                    continue
+                except Exception as e:  # noqa: BLE001 - the stream's own failure, reported in its result
+                    self.engine.drop(key)
+                    error = e
+            self.metrics.tail_errors.inc()
+            results.append(Result(key, True, 0, 0, (-1, -1), math.nan, error=f"tail step failed: {error!r}"))
+        return results
+
+    def _end_failed(self, keys: list[StreamKey]) -> None:
+        """End streams whose tail failed (event loop thread): their later packets are refused (closed)."""
+        now = time.monotonic()
+        for key in keys:
+            self.pending.pop(key, None)
+            if key in self.streams.streams:
+                self.streams.end(key, now, "error")
+                self.metrics.streams.labels("error").inc()
 
     def _write(self, results: list[Result]) -> None:
         now, wall, rate = time.monotonic(), round(time.time(), 4), self.bundle.frame_rate
@@ -188,6 +216,8 @@ class Server:
                     "missing_frames": r.missing_frames}
             if r.text is not None:
                 line["text"] = r.text
+            if r.error is not None:
+                line["error"] = r.error
             if r.scores is not None or not TASKS[self.bundle.task].sequence:
                 line["label"], line["scores"] = r.label, None if r.scores is None else [round(s, 4) for s in r.scores]
             if not math.isnan(r.arrival):

@@ -229,6 +229,11 @@ class SlotAsrEngine(_Engine):
         self.prev = torch.zeros(capacity, dtype=torch.long, device=self.device)  # last frame's best label
         self.streams: dict[StreamKey, _Text] = {}
 
+    def drop(self, key: StreamKey) -> None:
+        """Forget a stream's state and free its slot (after a failed step)."""
+        if self.streams.pop(key, None) is not None:
+            self.free.append(self.slot_of.pop(key))
+
     def _slots(self, keys: list[StreamKey]) -> list[int]:
         new = [k for k in keys if k not in self.slot_of]
         if len(new) > len(self.free):

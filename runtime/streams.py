@@ -179,6 +179,10 @@ class Reassembler:
             self._closed_at[key] = now
         out.ended.append((key, why))
 
+    def end(self, key: StreamKey, now: float, why: str) -> None:
+        """End a stream from outside (its tail failed): what waits is dropped, its id closed as any ended one."""
+        self._close(key, now, why, Delivery())
+
     def closed_ids(self) -> dict[int, bytes]:
         """With keys: per device, the bitmap of its ended stream ids (what ``load_closed_ids`` restores)."""
         return {d: bytes(b) for d, b in self._closed_keyed.items()}

@@ -208,6 +208,57 @@ def test_replays_stay_refused_after_a_restart_with_a_state_file(asr_case, tmp_pa
     assert summary["packets"] == {"replay": len(good)} and not [r for r in lines if r["type"] == "final"]
 
 
+def test_a_failing_stream_costs_no_other_stream_its_result(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
+    good, bad = (stream_packets(codes[i], sizes, book, device_id=5, stream_id=s, frames_per_packet=1000)
+                 for i, s in ((0, 1), (1, 66)))  # one packet each, so they share a tail step
+
+    async def scenario(server, addr, out):
+        step = server.engine.step
+
+        def failing(work):
+            if (5, 66) in work:  # a stream that breaks the tail (a bug, an input it cannot take)
+                raise RuntimeError("boom")
+            return step(work)
+
+        server.engine.step = failing
+        server.config = ServeConfig(max_delay=0.5)  # both packets wait for one step
+        send(addr, bad + good)
+        await until(lambda: len(finals(out)) == 2)
+        send(addr, bad)  # the failed stream is ended: its packets are refused
+        await until(lambda: server.metrics.snapshot()["packets"].get("closed", 0) == 1)
+
+    lines, summary = run(bundle, scenario)
+    got = {r["stream"]: r for r in lines if r["type"] == "final"}
+    assert got[1]["text"] == offline_text(bundle, codes[0]) and "error" not in got[1]
+    assert got[66]["error"] == "tail step failed: RuntimeError('boom')" and got[66]["frames"] == 0
+    assert summary["tail_errors"] == 1 and summary["streams_ended"] == {"end": 2}  # both had ended: no more to refuse
+    assert summary["packets"] == {"accepted": 2, "closed": 1}
+
+
+def test_a_stream_whose_tail_fails_midway_is_ended_with_an_error(asr_case):
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
+    packets = stream_packets(codes[0], sizes, book, device_id=5, stream_id=70, frames_per_packet=20)
+    assert len(packets) >= 3
+
+    async def scenario(server, addr, out):
+        step = server.engine.step
+        server.engine.step = lambda work: step(work) if not server.engine.streams else 1 / 0  # fails once it has state
+        send(addr, packets[:1])
+        await until(lambda: server.metrics.snapshot()["tail_batches"] >= 1)
+        send(addr, packets[1:2])
+        await until(lambda: len(finals(out)) == 1)
+        send(addr, packets[2:])
+        await until(lambda: server.metrics.snapshot()["packets"].get("closed", 0) == len(packets) - 2)
+
+    lines, summary = run(bundle, scenario)
+    (final,) = [r for r in lines if r["type"] == "final"]
+    assert final["error"].startswith("tail step failed: ZeroDivisionError")
+    assert summary["streams_ended"] == {"error": 1} and summary["tail_errors"] == 1
+
+
 def test_serial_pty_socket_url_and_a_dead_port(asr_case):
     path, bundle, codes = asr_case
     book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
