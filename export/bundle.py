@@ -39,6 +39,14 @@ def priors_tensors(priors: dict) -> dict[str, torch.Tensor]:
     return {k: (v if isinstance(v, torch.Tensor) else torch.tensor(v)).contiguous() for k, v in priors.items()}
 
 
+def _remove_stale(out: Path) -> None:
+    """Remove the temporary folders of exports to ``out`` that were killed (their process is gone)."""
+    for old in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def write_bundle(out: Path, files: dict[str, bytes], tensors: dict[str, dict[str, torch.Tensor]],
                  manifest: Manifest, force: bool = False) -> Manifest:
     """Write everything to a temporary folder beside ``out``, then rename it into place.
@@ -51,6 +59,7 @@ def write_bundle(out: Path, files: dict[str, bytes], tensors: dict[str, dict[str
     if out.exists() and not force:
         raise ExportError(f"{out} exists; choose another --out or pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     except AcomError as e:
         print(f"acom-export: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("acom-export: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except OSError as e:  # a full disk, a folder that cannot be written: the bundle is not half-written
+        print(f"acom-export: error: cannot write the bundle ({e}); nothing was written", file=sys.stderr)
+        return 1
     if ns.json:
         print(json.dumps(manifest.to_dict(), indent=1))
     else:

@@ -122,3 +122,14 @@ def test_keep_failed_writes_a_bundle_marked_failed_and_exits_3(urban_set: Path, 
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["verification"]["passed"] is False
     assert "code agreement below 101%" in manifest["verification"]["failures"][0]
+
+
+def test_temporary_folders_of_killed_exports_are_removed(tmp_path: Path) -> None:
+    import os
+
+    from acom.export.bundle import _remove_stale
+    dead, alive = tmp_path / ".b.tmp-999999999", tmp_path / f".b.tmp-{os.getpid()}"
+    for d in (dead, alive):
+        (d / "c").mkdir(parents=True)
+    _remove_stale(tmp_path / "b")  # what write_bundle does first
+    assert not dead.exists() and alive.exists()  # a running export's folder is left alone
