@@ -2,9 +2,12 @@
 
 The firmware then runs the graph without an interpreter: every shape, broadcast stride, transpose order,
 padding and fixed-point multiplier is worked out here, in TFLite's own formulas (``QuantizeMultiplier`` on
-double-precision scales, int8 ADD's 2^20 input grid, activation ranges on the output grid), so the C only
-loops. ``graph_c(model)`` returns the C source of ``int acom_graph_run(const int8_t *input, int32_t *codes)``;
-operators outside the set the exporter's microcontroller graphs use raise ExportError naming them.
+double-precision scales, int8 ADD's 2^20 input grid, activation ranges on the output grid, input offsets
+folded into the biases), so the C only loops. Operators that only move elements (reshape, transpose, slice)
+make views, copied out at most once when a call needs them in memory; float islands of int8 inputs become
+tables (export/c_islands.py). ``graph_c(model)`` returns the C source of
+``int acom_graph_run(const int8_t *input, int32_t *codes)``; operators outside the set the exporter's
+microcontroller graphs use raise ExportError naming them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 import numpy as np
 
 from acom.errors import ExportError
+from acom.export.c_islands import islands
 
 _CTYPE = {"INT8": "int8_t", "INT32": "int32_t", "FLOAT32": "float", "BOOL": "uint8_t"}
 _NP = {"INT8": np.int8, "INT32": np.int32, "FLOAT32": np.float32, "BOOL": np.bool_}
@@ -54,6 +58,11 @@ class _Graph:
         self.ops = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
         self.decls: list[str] = []
         self.body: list[str] = []
+        # tensors that TRANSPOSE, SLICE and RESHAPE make are views until a call reads them: the tensor they were
+        # cut from (the root) and each element's index in it
+        self.views: dict[int, tuple[int, np.ndarray]] = {}
+        self.alias: dict[int, int] = {}  # a view that is its root, byte for byte: the root's name serves
+        self.written: set[int] = set()  # views already copied out
 
     def type(self, i: int) -> str:
         t = self.types[self.g.tensors[i].type]
@@ -120,7 +129,40 @@ class _Graph:
         return max((o + b for o, b, _, _ in placed), default=8)
 
     def call(self, text: str) -> None:
+        text = re.sub(r"\bt(\d+)\b", lambda m: f"t{self.alias.get(int(m.group(1)), int(m.group(1)))}", text)
         self.body.append(f"    {text}")
+
+    def view(self, i: int) -> tuple[int, np.ndarray]:
+        """(root, index of each element of tensor i in the root) for a view, (i, its own indices) otherwise."""
+        if i in self.views:
+            return self.views[i]
+        return i, np.arange(max(1, int(np.prod(self.shape(i))))).reshape(self.shape(i))
+
+    def need(self, i: int) -> None:
+        """Tensor i in memory before a call reads it: a view becomes its root's name when it is the root in the
+        same order, else one strided copy of the root."""
+        if i not in self.views or i in self.written:
+            return
+        self.written.add(i)
+        root, idx = self.views[i]
+        n_root = max(1, int(np.prod(self.shape(root))))
+        if idx.size == n_root and np.array_equal(idx.ravel(), np.arange(n_root)):
+            self.alias[i] = root
+            return
+        base, shape, strides = _strided(idx)
+        self.call(f"acom_strided_copy(t{root} + {base}, {np.dtype(_NP[self.type(root)]).itemsize}, "
+                  f"(const int32_t[4]){_c_ints(shape)}, (const int32_t[4]){_c_ints(strides)}, t{i});")
+
+    def operand(self, i: int, shape4: list[int]) -> tuple[str, str]:
+        """(pointer, 4-D strides) by which an elementwise call reads tensor i broadcast to shape4: a view not yet
+        in memory is read in place from its root when 4 strides over shape4 reach its elements."""
+        if i in self.views and i not in self.written:
+            root, idx = self.views[i]
+            found = _strides4(np.broadcast_to(idx.reshape(self.shape4(i)), shape4))
+            if found is not None:
+                return f"t{root} + {found[0]}", f"(const int32_t[4]){_c_ints(found[1])}"
+            self.need(i)
+        return f"t{i}", f"(const int32_t[4]){_c_ints(_broadcast_strides(self.shape4(i), shape4))}"
 
 
 def _c_number(v, t: str) -> str:
@@ -144,14 +186,42 @@ def _broadcast_strides(shape: list[int], out: list[int]) -> list[int]:
     return [s if d == o else 0 for s, d, o in zip(_strides(shape), shape, out)]
 
 
-def _copy4(out_shape: list[int], strides: list[int]) -> tuple[list[int], list[int]]:
-    """A strided copy of any rank as the kernels' 4-D one: dimensions of size 1 dropped (they add nothing),
-    leading 1s added."""
-    kept = [(d, s) for d, s in zip(out_shape, strides) if d != 1]
-    if len(kept) > 4:
-        raise ExportError(f"a copy over {len(kept)} dimensions larger than 1: the C kernels take 4")
-    kept = [(1, 0)] * (4 - len(kept)) + kept
-    return [d for d, _ in kept], [s for _, s in kept]
+def _strides4(idx: np.ndarray) -> tuple[int, list[int]] | None:
+    """(base, strides) with idx[p] = base + sum_k p_k * strides[k] over idx's own 4-D shape, or None."""
+    idx = np.asarray(idx, dtype=np.int64)
+    base = int(idx[0, 0, 0, 0])
+    strides = [int(idx[tuple(1 if j == k else 0 for j in range(4))]) - base if idx.shape[k] > 1 else 0
+               for k in range(4)]
+    grid = base + sum(np.arange(idx.shape[k]).reshape([-1 if j == k else 1 for j in range(4)]) * strides[k]
+                      for k in range(4))
+    return (base, strides) if np.array_equal(grid, idx) else None
+
+
+def _strided(idx: np.ndarray) -> tuple[int, list[int], list[int]] | None:
+    """(base, 4-D shape, strides) with idx[i] = base + sum_k i_k * strides[k] over the 4-D shape (dimensions of size
+    1 dropped, neighbours that step as one merged, leading 1s added), or None when no 4 strides make it."""
+    idx = np.asarray(idx, dtype=np.int64)
+    base = int(idx.ravel()[0])
+    dims = [k for k in range(idx.ndim) if idx.shape[k] != 1]
+    sq = idx.reshape([idx.shape[k] for k in dims]) if dims else idx.reshape(1)
+    shape = list(sq.shape)
+    strides = [int(sq[tuple(1 if j == k else 0 for j in range(sq.ndim))]) - base if shape[k] > 1 else 0
+               for k in range(sq.ndim)]
+    grid = np.full(sq.shape, base, dtype=np.int64)
+    for k, st in enumerate(strides):
+        grid = grid + (np.arange(shape[k]) * st).reshape([-1 if j == k else 1 for j in range(sq.ndim)])
+    if not np.array_equal(grid, sq):
+        return None
+    merged: list[tuple[int, int]] = []
+    for d, st in zip(shape, strides):
+        if merged and merged[-1][1] == st * d:
+            merged[-1] = (merged[-1][0] * d, st)
+        else:
+            merged.append((d, st))
+    if len(merged) > 4:
+        return None
+    merged = [(1, 0)] * (4 - len(merged)) + merged
+    return base, [d for d, _ in merged], [st for _, st in merged]
 
 
 def _reduction(shape: list[int], axes: list[int]) -> tuple[int, int, int]:
@@ -210,25 +280,49 @@ def _options(op) -> dict:
     return dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
 
 
+_MOVES = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "SLICE")  # operators that only move elements
+# operators whose first inputs (how many) the kernels read through 4-D strides: views of them need no copy
+_VIEW_READERS = {"ADD": 2, "MUL": 2, **{k: 2 for k in _FLOAT_BINARY}, "SELECT_V2": 3, "DEQUANTIZE": 1}
+
+
+def _island_call(g: "_Graph", spec: dict) -> None:
+    """The call that replaces a float island (export/c_islands.py): its int8 inputs through their tables."""
+    shape = g.shape4(spec["out"])
+    args = []
+    for i, table in spec["reads"]:
+        p, st = g.operand(i, shape)
+        args.append(f"{p}, {st}, {table}")
+    head = f"(const int32_t[4]){_c_ints(shape)}"
+    if spec["call"] == "acom_lut_i8":
+        g.call(f"acom_lut_i8({head}, {args[0]}, t{spec['out']});")
+    else:
+        g.call(f"acom_lut2_f32({head}, {spec['op']}, {', '.join(args)}, {spec['quantize']}, t{spec['out']});")
+
+
+def _move(g: "_Graph", name: str, ins: list[int], o: int, idx: np.ndarray) -> np.ndarray:
+    """The indices of output o's elements after the moving operator `name` on indices idx (its input's)."""
+    if name == "TRANSPOSE":
+        return idx.transpose([int(p) for p in g.const(ins[1])])
+    if name == "SLICE":
+        begin = [int(b) for b in g.const(ins[1])]
+        return idx[tuple(slice(b, b + d) for b, d in zip(begin, g.shape(o)))]
+    return idx.reshape(g.shape(o))
+
+
 def _lower(g: _Graph, name: str, op) -> None:  # noqa: C901 (one branch per TFLite operator)
     ins, outs = [int(i) for i in op.inputs], [int(i) for i in op.outputs]
     o, a = outs[0], ins[0]
     opt = _options(op)
     n_out = int(np.prod(g.shape(o)))
     t_in, t_out = g.type(a), g.type(o)
-    if name in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
-        g.call(f"memcpy(t{o}, t{a}, {g.nbytes(o)});")
-    elif name in ("TRANSPOSE", "SLICE"):
-        st = _strides(g.shape(a))
-        base = 0
-        if name == "TRANSPOSE":
-            strides = [st[int(p)] for p in g.const(ins[1])]
-        else:
-            begin = [int(b) for b in g.const(ins[1])]
-            strides, base = st, int(np.dot(begin, st))
-        shape, strides = _copy4(g.shape(o), strides)
-        g.call(f"acom_strided_copy(t{a} + {base}, {np.dtype(_NP[t_in]).itemsize}, (const int32_t[4]){_c_ints(shape)}, "
-               f"(const int32_t[4]){_c_ints(strides)}, t{o});")
+    if name in _MOVES:  # no call: the output is a view of the input's root, copied out when a call reads it
+        root, moved = g.view(a)[0], _move(g, name, ins, o, g.view(a)[1])
+        if _strided(moved) is None:  # not one strided copy of the root: copy the input out, cut from it
+            g.need(a)
+            root, moved = a, _move(g, name, ins, o, np.arange(max(1, int(np.prod(g.shape(a))))).reshape(g.shape(a)))
+            if _strided(moved) is None:
+                raise ExportError(f"{name} of {g.shape(a)}: more than 4 strided dimensions, not in the C kernels")
+        g.views[o] = (root, moved)
     elif name == "PAD":
         if t_in != "INT8":
             raise ExportError("PAD of a float tensor: the C graph pads int8 only")
@@ -243,35 +337,33 @@ def _lower(g: _Graph, name: str, op) -> None:  # noqa: C901 (one branch per TFLi
         (sa, za), (sb, zb), (so, zo) = g.scale_zp(a), g.scale_zp(b), g.scale_zp(o)
         lo, hi = _act_range_i8(opt.get("fusedActivationFunction", 0), so, zo)
         shape = g.shape4(o)
-        sa4, sb4 = _broadcast_strides(g.shape4(a), shape), _broadcast_strides(g.shape4(b), shape)
+        (pa, sa4), (pb, sb4) = g.operand(a, shape), g.operand(b, shape)
         head = f"(const int32_t[4]){_c_ints(shape)}"
         if name == "MUL":
             m, sh = quantize_multiplier(sa * sb / so)
-            g.call(f"acom_mul_i8({head}, t{a}, (const int32_t[4]){_c_ints(sa4)}, {-za}, t{b}, "
-                   f"(const int32_t[4]){_c_ints(sb4)}, {-zb}, {m}, {sh}, {zo}, {lo}, {hi}, t{o});")
+            g.call(f"acom_mul_i8({head}, {pa}, {sa4}, {-za}, {pb}, {sb4}, {-zb}, {m}, {sh}, {zo}, {lo}, {hi}, t{o});")
         else:
             twice = 2.0 * max(sa, sb)
             (ma, sha), (mb, shb) = quantize_multiplier(sa / twice), quantize_multiplier(sb / twice)
             m, sh = quantize_multiplier(twice / ((1 << 20) * so))
-            g.call(f"acom_add_i8({head}, t{a}, (const int32_t[4]){_c_ints(sa4)}, {-za}, {ma}, {sha}, t{b}, "
-                   f"(const int32_t[4]){_c_ints(sb4)}, {-zb}, {mb}, {shb}, {m}, {sh}, {zo}, {lo}, {hi}, t{o});")
+            g.call(f"acom_add_i8({head}, {pa}, {sa4}, {-za}, {ma}, {sha}, {pb}, {sb4}, {-zb}, {mb}, {shb}, {m}, {sh}, "
+                   f"{zo}, {lo}, {hi}, t{o});")
     elif name in _FLOAT_BINARY and t_out == "FLOAT32":
         if opt.get("fusedActivationFunction", 0):
             raise ExportError(f"float {name} with a fused activation: not in the C graph")
         b, shape = ins[1], g.shape4(o)
-        g.call(f"acom_binary_f32({_FLOAT_BINARY[name]}, (const int32_t[4]){_c_ints(shape)}, t{a}, (const int32_t[4])"
-               f"{_c_ints(_broadcast_strides(g.shape4(a), shape))}, t{b}, (const int32_t[4])"
-               f"{_c_ints(_broadcast_strides(g.shape4(b), shape))}, t{o});")
+        (pa, sa4), (pb, sb4) = g.operand(a, shape), g.operand(b, shape)
+        g.call(f"acom_binary_f32({_FLOAT_BINARY[name]}, (const int32_t[4]){_c_ints(shape)}, {pa}, {sa4}, {pb}, {sb4}, "
+               f"t{o});")
     elif name in _FLOAT_UNARY and t_out == "FLOAT32":
         g.call(f"acom_unary_f32({_FLOAT_UNARY[name]}, {n_out}, t{a}, t{o});")
     elif name == "QUANTIZE" and t_in == "FLOAT32" and t_out == "INT8":
         s, z = g.scale_zp(o)
         g.call(f"acom_quantize_f32({n_out}, t{a}, {float(np.float32(s)).hex()}f, {z}, t{o});")
     elif name == "SELECT_V2" and t_out == "FLOAT32":
-        c, x1, y1, shape = ins[0], ins[1], ins[2], g.shape4(o)
-        st = [_c_ints(_broadcast_strides(g.shape4(i), shape)) for i in (c, x1, y1)]
-        g.call(f"acom_select_f32((const int32_t[4]){_c_ints(shape)}, t{c}, (const int32_t[4]){st[0]}, t{x1}, "
-               f"(const int32_t[4]){st[1]}, t{y1}, (const int32_t[4]){st[2]}, t{o});")
+        shape = g.shape4(o)
+        (pc, sc), (px, sx), (py, sy) = (g.operand(i, shape) for i in ins[:3])
+        g.call(f"acom_select_f32((const int32_t[4]){_c_ints(shape)}, {pc}, {sc}, {px}, {sx}, {py}, {sy}, t{o});")
     elif name == "SOFTMAX" and t_in == "FLOAT32":
         shape = g.shape(a)
         g.call(f"acom_softmax_f32({int(np.prod(shape[:-1]))}, {shape[-1]}, "
@@ -296,7 +388,10 @@ def _lower(g: _Graph, name: str, op) -> None:  # noqa: C901 (one branch per TFLi
         g.call(f"acom_requantize_i8({n_out}, t{a}, {zi}, {m}, {sh}, {zo}, t{o});")
     elif name == "DEQUANTIZE" and t_in == "INT8":
         s, z = g.scale_zp(a)
-        g.call(f"acom_dequantize_i8({n_out}, t{a}, {z}, {float(np.float32(s)).hex()}f, t{o});")
+        shape = g.shape4(o)
+        pa, sa4 = g.operand(a, shape)
+        g.call(f"acom_dequantize_i8((const int32_t[4]){_c_ints(shape)}, {pa}, {sa4}, {z}, "
+               f"{float(np.float32(s)).hex()}f, t{o});")
     elif name == "AVERAGE_POOL_2D" and t_in == "INT8":
         if opt.get("padding") != 1:
             raise ExportError("AVERAGE_POOL_2D with SAME padding: the C graph pools VALID windows only")
@@ -391,22 +486,38 @@ def graph_c(model: bytes, header: str = "acom_graph.h", probe: int | None = None
     if g.type(x) != "INT8" or g.type(y) != "INT32":
         raise ExportError(f"graph input {g.type(x)} and output {g.type(y)}: the C graph takes int8 features "
                           "and gives int32 codes")
-    for op in g.g.operators:
-        code = g.m.operatorCodes[op.opcodeIndex]
-        _lower(g, g.ops[max(code.builtinCode, code.deprecatedBuiltinCode)], op)
-        if probe is not None and probe in [int(o) for o in op.outputs]:
-            g.call(f"memcpy(acom_graph_probe, t{probe}, {g.nbytes(probe)});")
-    multipliers, g.decls = g.decls, []
-    live = {x: (-1, -1), y: (len(g.g.operators), len(g.g.operators))}  # the input from the start, the codes to the end
+    replace, skip, tables = islands(g)
     for k, op in enumerate(g.g.operators):
-        for i in [int(i) for i in op.inputs if i >= 0] + [int(o) for o in op.outputs]:
+        if k in skip:
+            continue
+        code = g.m.operatorCodes[op.opcodeIndex]
+        name = g.ops[max(code.builtinCode, code.deprecatedBuiltinCode)]
+        if k in replace:
+            _island_call(g, replace[k])
+        elif name not in _MOVES:  # views are copied out for the calls that read memory as it lies
+            ins = [int(i) for i in op.inputs if i >= 0]
+            for i in ins[_VIEW_READERS.get(name, 0):]:
+                g.need(i)
+            _lower(g, name, op)
+        else:
+            _lower(g, name, op)
+        if probe is not None and probe in [int(o) for o in op.outputs]:
+            g.need(probe)
+            g.call(f"memcpy(acom_graph_probe, t{probe}, {g.nbytes(probe)});")
+    g.need(y)
+    yr = g.alias.get(y, y)  # the codes' tensor in memory
+    multipliers, g.decls = [*tables, *g.decls], []
+    # each tensor's life: from the first call that names it (its writer; the input before the first) to the last
+    # (the codes after the last)
+    end = len(g.body)
+    live = {x: (-1, -1), yr: (end, end)}
+    for k, line in enumerate(g.body):
+        for i in {int(i) for i in re.findall(r"\bt(\d+)\b", line)}:
             a, b = live.get(i, (k, k))
             live[i] = (min(a, k), max(b, k))
     live[x] = (-1, live[x][1])
-    live[y] = (live[y][0], len(g.g.operators))
-    if probe is not None:
-        live[probe] = (live[probe][0], live[probe][1] + 1)  # copied out right after it is written
-    arena = g.declare({x, y} | {int(i) for i in re.findall(r"\bt(\d+)\b", "\n".join(g.body))}, live)
+    live[yr] = (live[yr][0], end)
+    arena = g.declare({x, yr} | {int(i) for i in re.findall(r"\bt(\d+)\b", "\n".join(g.body))}, live)
     g.decls = [f"static uint64_t arena_words[{-(-arena // 8)}];  /* every tensor the graph writes: "
                f"{arena} bytes */", "#define arena ((uint8_t *)arena_words)", *g.decls, *multipliers]
     n_in, n_out = int(np.prod(g.shape(x))), int(np.prod(g.shape(y)))
@@ -426,7 +537,7 @@ def graph_c(model: bytes, header: str = "acom_graph.h", probe: int | None = None
                    "",
                    "int acom_graph_run(const int8_t *input, int32_t *codes) {",
                    f"    memcpy(t{x}, input, {g.nbytes(x)});", *g.body,
-                   f"    memcpy(codes, t{y}, {g.nbytes(y)});", "    return 0;", "}", ""])
+                   f"    memcpy(codes, t{yr}, {g.nbytes(y)});", "    return 0;", "}", ""])
     return h, c
 
 
@@ -447,6 +558,8 @@ def frontend_c(frontend: dict, model: bytes) -> str:
     n = np.arange(cfg.win_length, dtype=np.float64)
     window = 0.5 - 0.5 * np.cos(2.0 * math.pi * n / cfg.win_length)  # periodic Hann, as core/features.py
     k = np.arange(cfg.n_fft // 2, dtype=np.float64) * 2.0 * math.pi / cfg.n_fft
+    half, bits = cfg.n_fft // 2, (cfg.n_fft // 2).bit_length() - 1  # the FFT's length and its index bits
+    bitrev = [int(format(i, f"0{bits}b")[::-1], 2) if bits else 0 for i in range(half)]
     fb = mel_filterbank(cfg)
     first, count, weights = [], [], []
     for row in fb:
@@ -460,11 +573,12 @@ def frontend_c(frontend: dict, model: bytes) -> str:
         return f"static const float {name}[{values.size}] = {{{','.join(_c_number(v, 'FLOAT32') for v in values)}}};"
     lines = ["/* generated by acom.export.c_graph.frontend_c: do not edit */", '#include "acom_frontend.h"',
              floats("window", window), floats("cos_table", np.cos(k)), floats("sin_table", np.sin(k)),
+             f"static const uint16_t bitrev[{half}] = {_c_ints(bitrev)};",
              f"static const uint16_t mel_first[{cfg.n_mels}] = {_c_ints(first)};",
              f"static const uint16_t mel_count[{cfg.n_mels}] = {_c_ints(count)};", floats("mel_weights", weights),
              floats("mean", frontend["feature_mean"]), floats("std", frontend["feature_std"]),
              "const acom_frontend acom_frontend_config = {",
              f"    {cfg.n_fft}, {cfg.win_length}, {cfg.hop_length}, {cfg.n_mels}, window, cos_table, sin_table,",
-             "    mel_first, mel_count, mel_weights, mean, std,",
+             "    bitrev, mel_first, mel_count, mel_weights, mean, std,",
              f"    {_c_number(cfg.log_floor, 'FLOAT32')}, {_c_number(q[0], 'FLOAT32')}, {int(q[1])}}};", ""]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ typedef struct {
     const float *window;        /* [win] */
     const float *cos_table;     /* [n_fft / 2]: cos(2 pi k / n_fft) */
     const float *sin_table;     /* [n_fft / 2]: sin(2 pi k / n_fft) */
+    const uint16_t *bitrev;     /* [n_fft / 2]: i with its log2(n_fft / 2) bits reversed (the FFT's input order) */
     const uint16_t *mel_first;  /* [n_mels]: first DFT bin of each filter */
     const uint16_t *mel_count;  /* [n_mels]: its bins */
     const float *mel_weights;   /* the filters' weights, one after another */

@@ -56,6 +56,13 @@ void acom_fully_connected_i8(int32_t rows, int32_t in_n, int32_t in_stride, int3
                              const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift,
                              int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
 void acom_quantize_f32(int32_t n, const float *in, float scale, int32_t zp, int8_t *out);
+/* a float island of one int8 input as its table (export/c_islands.py): out = table[in + 128], in read through
+ * its 4-D strides */
+void acom_lut_i8(const int32_t shape[4], const int8_t *in, const int32_t is[4], const int8_t table[256],
+                 int8_t *out);
+/* an island of two int8 inputs: out = QUANTIZE(ta[a + 128] op tb[b + 128]), op ACOM_F_MUL, ACOM_F_ADD or ACOM_F_SUB */
+void acom_lut2_f32(const int32_t shape[4], int op, const int8_t *a, const int32_t as[4], const float ta[256],
+                   const int8_t *b, const int32_t bs[4], const float tb[256], float scale, int32_t zp, int8_t *out);
 /* [outer, n] -> softmax over n */
 void acom_softmax_f32(int32_t outer, int32_t n, float beta, const float *in, float *out);
 void acom_mean_f32(int32_t outer, int32_t axis, int32_t inner, const float *in, float *out);
@@ -63,7 +70,8 @@ void acom_mean_f32(int32_t outer, int32_t axis, int32_t inner, const float *in, 
 void acom_batch_matmul_f32(int32_t batch, int32_t m, int32_t k, int32_t n, const float *a, int32_t a_stride,
                            const float *c, int32_t c_stride, float *out);
 void acom_requantize_i8(int32_t n, const int8_t *in, int32_t in_zp, int32_t m, int shift, int32_t out_zp, int8_t *out);
-void acom_dequantize_i8(int32_t n, const int8_t *in, int32_t zp, float scale, float *out);
+void acom_dequantize_i8(const int32_t shape[4], const int8_t *in, const int32_t is[4], int32_t zp, float scale,
+                        float *out);
 void acom_avg_pool_i8(int32_t in_h, int32_t in_w, int32_t c, int32_t k_h, int32_t k_w, int32_t stride_h,
                       int32_t stride_w, int32_t out_h, int32_t out_w, int32_t act_min, int32_t act_max,
                       const int8_t *in, int8_t *out);

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -210,12 +211,85 @@ def m55_asr(speech_set: Path, tmp_path_factory) -> Path:
     return _m55_export("asr", speech_set, tmp_path_factory, 4)
 
 
-@pytest.mark.parametrize("board", ["host", "cortex-m55-u55"])
+@pytest.mark.parametrize("board", ["host", "cortex-m55-u55", "cortex-m4"])
 def test_asr_graph_in_c_gives_tflm_codes(m55_asr: Path, speech_set: Path, board: str) -> None:
     """The Conformer edge (fully connected, depthwise convolution, attention with softmax, layer norms in
     float): every code TFLite Micro's, and its integer-only start bit for bit; on its float islands LiteRT's
-    reference kernels are not TFLite Micro's, so they are not the judge there."""
+    reference kernels are not TFLite Micro's, so they are not the judge there. Each kernel path runs: Helium
+    on the M55, the DSP extension's on the M4 (four rows a weight row in the fully connected layers, four
+    channels a word in the depthwise convolutions), plain C here."""
     assert json.loads((m55_asr / "manifest.json").read_text())["c_graph"]["written"] is True
     r = edge_c.check_bundle(m55_asr, speech_set, board, items=3)
     assert r["codes"] == r["windows"] * 25 and r["codes_equal_tflm"] == r["codes"]
     assert r["probe_windows_equal_reference"] == r["windows"]
+
+
+def test_asr_float_islands_are_tables_and_moves_are_views(m55_asr: Path, speech_set: Path) -> None:
+    """The C graph looks up the float islands of one int8 input (GELU, SiLU) in tables worked out at export in
+    TFLite's float arithmetic: the first island, whose input is the integer part's last tensor, gives TFLite's
+    reference kernels' int8 values bit for bit. Reshapes cost no copy (only the input's and the codes' memcpy
+    are left), transposes and slices at most one strided copy, read in place by elementwise calls."""
+    from acom.export.c_graph import _Graph
+    from acom.export.c_islands import islands
+    from acom.export.litert import to_model_input
+    model = (m55_asr / "edge_int8.tflite").read_bytes()
+    replace, skip, tables = islands(_Graph(model))
+    first = next(spec["out"] for spec in replace.values() if spec["reads"][0][0] == integer_part_end(model))
+    inputs = [to_model_input(model, x) for x in edge_c.feature_windows(m55_asr, speech_set, 2)[0]]
+    assert edge_c.run_graph("host", model, inputs, first)[1] == edge_c.reference_probe(model, inputs, first)
+    header, source = graph_c(model)
+    body = source[source.index("int acom_graph_run"):]
+    assert body.count("acom_lut_i8(") >= 4 and body.count("acom_lut2_f32(") >= 1 and skip
+    assert body.count("memcpy(") == 2 and "ACOM_F_LOGISTIC" not in body
+    arena = int(next(x for x in header.splitlines() if "ACOM_GRAPH_ARENA_BYTES" in x).split()[2])
+    assert 0 < arena < json.loads((m55_asr / "manifest.json").read_text())["artifacts"][0]["arena_bytes"]
+
+
+def _mbqm(x: int, m: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier in Python integers: gemmlowp's SaturatingRoundingDoublingHighMul
+    (nudge 2^30, or 1 - 2^30 below zero; the quotient truncated) and RoundingDivideByPOT."""
+    a = x * (1 << max(shift, 0))
+    if a == m == -2**31:
+        h = 2**31 - 1
+    else:
+        ab = a * m
+        num = ab + (2**30 if ab >= 0 else 1 - 2**30)
+        h = abs(num) // 2**31 * (1 if num >= 0 else -1)
+    e = max(-shift, 0)
+    mask = (1 << e) - 1
+    return (h >> e) + (1 if (h & mask) > (mask >> 1) + (1 if h < 0 else 0) else 0)
+
+
+def test_requantization_is_tflites(tmp_path: Path) -> None:
+    """acom_mbqm, the requantization of every int8 kernel, equals TFLite's MultiplyByQuantizedMultiplier for
+    multipliers QuantizeMultiplier gives (2^30 .. 2^31 - 1, and 0), shifts -31..30 and accumulators across the
+    int32 range (x * 2^shift within it, as TFLite requires), ties included."""
+    from acom.export.c_graph import quantize_multiplier
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(20000):
+        shift = int(rng.integers(-31, 31))
+        m = int(rng.choice([0, 2**30, 2**31 - 1, int(rng.integers(2**30, 2**31))]))
+        bound = 2**31 >> max(shift, 0)
+        small = min(300, bound)
+        x = int(rng.choice([int(rng.integers(-bound, bound)), int(rng.integers(-small, small)), bound - 1, -bound]))
+        cases.append((x, m, shift))
+    for real in (0.5, 0.25, 1e-3, 0.75, 3.0, 1e-9):  # exact halves: the roundings' ties
+        m, shift = quantize_multiplier(real)
+        cases += [(x, m, shift) for x in (-7, -6, -5, -3, -2, -1, 1, 2, 3, 5, 6, 7, 2**20, -(2**20))]
+    src = tmp_path / "mbqm.c"
+    rows = ",".join(f"{{{x}, {m}, {s}}}" for x, m, s in cases)
+    src.write_text(f"""#include <stdio.h>
+#include "acom_kernels.h"
+static const long long C[][3] = {{{rows}}};
+int main(void) {{
+    for (unsigned i = 0; i < sizeof C / sizeof C[0]; i++)
+        printf("%ld\\n", (long)acom_mbqm((int32_t)C[i][0], (int32_t)C[i][1], (int)C[i][2]));
+    return 0;
+}}
+""")
+    exe = tmp_path / "mbqm"
+    subprocess.run([cbuild.tool("gcc"), "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(edge_c.C_DIR),
+                    "-o", str(exe), str(src), str(edge_c.C_DIR / "acom_kernels.c"), "-lm"], check=True)
+    got = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
+    assert got == [_mbqm(x, m, s) for x, m, s in cases]
