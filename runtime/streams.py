@@ -136,7 +136,7 @@ class Reassembler:
 
     def _release(self, key: StreamKey, s: _Stream, now: float, out: Delivery) -> None:
         """Deliver the waiting packets that are next in order (frames skipped before one become a gap chunk)."""
-        while s.next_seq in s.waiting:
+        while key in self.streams and s.next_seq in s.waiting:
             p, codes, arrival = s.waiting.pop(s.next_seq)
             lost_from = min(s.lost_from, p.seq)
             s.lost_from = p.seq + 1
@@ -171,6 +171,7 @@ class Reassembler:
     def _close(self, key: StreamKey, now: float, why: str, out: Delivery) -> None:
         s = self.streams.pop(key)
         out.dropped.extend((key, "closed") for _ in s.waiting)  # sent after the end-of-stream packet
+        s.waiting.clear()  # nothing of an ended stream is released later (a caller may still hold ``s``)
         if self.keyed:
             bits = self._closed_keyed.setdefault(key[0], bytearray(1 << 13))
             bits[key[1] >> 3] |= 1 << (key[1] & 7)

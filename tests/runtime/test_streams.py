@@ -136,3 +136,15 @@ def test_any_network_delivers_each_frame_once_in_order(n, data):
             assert c.seqs[0] in received and (c.codes == c.seqs[0] % 64).all()
     applied = [c.seqs[0] for c in got if c.codes is not None]
     assert len(applied) == len(set(applied))  # no packet applied twice
+
+
+def test_packets_after_the_end_packet_behind_a_gap_are_dropped_not_a_crash():
+    """Found by bench/fuzz_cov.py: seq 0 lost, the end packet (1) and a packet after it (2) waiting. Giving the
+    gap up released the end packet, which closed the stream, and then the packet after it closed it again."""
+    for give_up in ("tick", "close_all"):
+        r = Reassembler(ReassemblyConfig(reorder_timeout=0.1))
+        r.accept(*pkt(1, end=True), 0.0)
+        r.accept(*pkt(2), 0.0)
+        d = r.tick(1.0) if give_up == "tick" else r.close_all(1.0)
+        assert d.ended == [((1, 0), "end")] and d.dropped == [((1, 0), "closed")] and not r.streams
+        assert [(c.first_frame, c.codes is None) for _, c in d.chunks] == [(0, True), (5, False)]
