@@ -250,31 +250,11 @@ def long_run(runs: int, seed: int, out: Path) -> int:
     return r.returncode
 
 
-def minimize() -> int:
-    """Replace the corpus by the smallest set of its inputs that reaches the same code (libFuzzer's merge)."""
-    import subprocess
-    with tempfile.TemporaryDirectory() as tmp:
-        r = subprocess.run([sys.executable, "-c", "import sys; sys.argv = sys.argv[1:]; import runpy; "
-                            "runpy.run_path(sys.argv[0], run_name='__merge__')", __file__, "-merge=1", tmp,
-                            str(CORPUS)], capture_output=True, text=True)
-        kept = list(Path(tmp).iterdir())
-        if r.returncode or not kept:
-            print(r.stderr[-2000:], file=sys.stderr)
-            return 1
-        before = len(list(CORPUS.iterdir()))
-        shutil.rmtree(CORPUS)
-        shutil.copytree(tmp, CORPUS)
-    print(f"fuzz_cov: corpus {before} -> {len(kept)} inputs")
-    return 0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=100_000, help="inputs to try (libFuzzer -runs)")
     ap.add_argument("--grow", action="store_true", help="add inputs that reach new code to bench/fuzz_corpus/")
     ap.add_argument("--coverage", type=Path, help="replay the corpus and write branch coverage here instead")
-    ap.add_argument("--minimize", action="store_true", help="shrink bench/fuzz_corpus/ to the inputs that keep its "
-                    "coverage (libFuzzer -merge=1)")
     ap.add_argument("--report", type=Path, help="run the fuzzer, then the coverage replay, and write both here")
     ap.add_argument("--replay", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=1)
@@ -285,8 +265,6 @@ def main() -> int:
         return coverage_report(args.coverage)
     if args.report:
         return long_run(args.runs, args.seed, args.report)
-    if args.minimize:
-        return minimize()
     CORPUS.mkdir(exist_ok=True)
     if not any(CORPUS.iterdir()):
         for i, s in enumerate(_SEEDS):
@@ -305,8 +283,5 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__merge__":  # minimize(): libFuzzer's own argument parsing (-merge=1 OUT IN)
-    atheris.Setup(sys.argv, one_input)
-    atheris.Fuzz()
-elif __name__ == "__main__":
+if __name__ == "__main__":
     sys.exit(main())
