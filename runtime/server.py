@@ -31,7 +31,7 @@ from acom.runtime.metrics import Metrics
 from acom.runtime.replay_state import load_state, save_state
 from acom.runtime.sources import SourceContexts, TagGuard
 from acom.runtime.streams import Delivery, Reassembler, ReassemblyConfig, StreamKey
-from acom.runtime.wire import Packet, SerialDeframer, codebook_id, decode_packet, packet_codes
+from acom.runtime.wire import Packet, SerialDeframer, codebook_id, packet_codes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,9 +94,8 @@ class Server:
         self._decode(data, source)
 
     def _decode(self, data: bytes, source, retried: bool = False) -> None:
-        contexts = self.contexts.get(source)
         try:
-            packet = decode_packet(data, self.keys, contexts)
+            packet = self.contexts.decode(source, data, self.keys)
         except WireError as e:
             if e.reason == "context" and not retried:  # lost or overtaken full packet: wait for the next one
                 self.metrics.count("context", self.contexts.hold(source, data, time.monotonic()))
@@ -105,7 +104,6 @@ class Server:
                 if e.reason == "tag" and self.keys is not None and self.guard.bad_tag(source, time.monotonic()):
                     self.metrics.count("source_ignored")
             return
-        self.contexts.keep(source, contexts)  # only now: failed packets create or evict no source state
         self.handle_packet(packet)
         if not packet.compact:
             for held in self.contexts.release(source, packet.context):

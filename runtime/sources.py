@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 
-from acom.runtime.wire import Contexts, context_of
+from acom.runtime.wire import Contexts, Packet, context_of, decode_packet
 
 
 class SourceContexts:
@@ -30,6 +30,13 @@ class SourceContexts:
             return Contexts()
         self._by_source.move_to_end(source)
         return c
+
+    def decode(self, source, data: bytes, keys: dict[int, bytes] | None = None) -> Packet:
+        """``decode_packet`` with the source's contexts, which are kept if the packet passes (WireError else)."""
+        contexts = self.get(source)
+        p = decode_packet(data, keys, contexts)
+        self.keep(source, contexts)
+        return p
 
     def keep(self, source, contexts: Contexts) -> None:
         """Register ``contexts`` for ``source`` (a packet from it passed its checks)."""

@@ -256,12 +256,10 @@ class Contexts:
         c = self._by.get(p.context)
         if p.compact:
             c.high_seq = max(c.high_seq, p.seq)
-        elif c is None or (c.device_id, c.stream_id, c.codebook_id) != (p.device_id, p.stream_id, p.codebook_id):
-            self._by[p.context] = StreamContext.of(p)
-        else:
-            high = max(c.high_seq, p.seq)
-            self._by[p.context] = StreamContext.of(p)
-            self._by[p.context].high_seq = high
+        else:  # the latest full packet of the stream; the highest seq carries over within the same stream
+            new = self._by[p.context] = StreamContext.of(p)
+            if c is not None and (c.device_id, c.stream_id, c.codebook_id) == (p.device_id, p.stream_id, p.codebook_id):
+                new.high_seq = max(c.high_seq, p.seq)
 
     def expand(self, data: bytes, keys: dict[int, bytes] | None = None) -> Packet:
         """A short (v3) or compact (v2) packet, checked against the full header it stands for."""

@@ -24,14 +24,6 @@ from acom.runtime.wire import (
 )
 
 KEYS = {7: b"device-seven-key"}
-def _via(sources, source, data):
-    """Decode as the server does: the source's contexts kept only once a packet from it passed its checks."""
-    contexts = sources.get(source)
-    p = decode_packet(data, None, contexts)
-    sources.keep(source, contexts)
-    return p
-
-
 rng = np.random.default_rng(1)
 
 
@@ -152,15 +144,15 @@ def test_short_packets_that_do_not_follow_their_stream_are_refused() -> None:
 def test_sources_have_their_own_contexts_and_are_bounded() -> None:
     _, data = _stream()
     sources = SourceContexts(max_sources=3)
-    _via(sources, ("127.0.0.1", 5000), data[0])
+    sources.decode(("127.0.0.1", 5000), data[0])
     with pytest.raises(WireError) as e:  # another source cannot use that context
-        _via(sources, ("127.0.0.1", 5001), data[1])
+        sources.decode(("127.0.0.1", 5001), data[1])
     assert e.value.reason == "context"
-    assert _via(sources, ("127.0.0.1", 5000), data[1]).seq == 1
+    assert sources.decode(("127.0.0.1", 5000), data[1]).seq == 1
     for port in range(6000, 6003):
         sources.keep(("127.0.0.1", port), sources.get(("127.0.0.1", port)))
     with pytest.raises(WireError):  # the least recently heard source was forgotten
-        _via(sources, ("127.0.0.1", 5000), data[2])
+        sources.decode(("127.0.0.1", 5000), data[2])
 
 
 def test_held_short_packets_are_released_by_their_full_packet_or_expire() -> None:
@@ -168,8 +160,8 @@ def test_held_short_packets_are_released_by_their_full_packet_or_expire() -> Non
     sources, src = SourceContexts(max_held=3), ("127.0.0.1", 5000)
     assert [sources.hold(src, d, now) for d, now in zip(data[1:4], (0.0, 0.1, 0.2))] == [0, 0, 0]
     assert sources.release(("127.0.0.1", 5001), (3, 2)) == [] and sources.release(src, (3, 3)) == []
-    full = _via(sources, src, data[4])  # the next full packet of the stream
-    assert [_via(sources, src, d).seq for d in sources.release(src, full.context)] == [1, 2, 3]
+    full = sources.decode(src, data[4])  # the next full packet of the stream
+    assert [sources.decode(src, d).seq for d in sources.release(src, full.context)] == [1, 2, 3]
     assert sources.release(src, full.context) == []
     assert [sources.hold(src, d, 1.0) for d in data[5:8]] == [0, 0, 0]
     assert sources.hold(src, data[9], 2.0) == 1  # over max_held: the oldest is pushed out
@@ -179,16 +171,12 @@ def test_held_short_packets_are_released_by_their_full_packet_or_expire() -> Non
 def test_packets_that_fail_their_checks_create_and_evict_no_source_state() -> None:
     _, data = _stream(key=KEYS[7])
     sources, device = SourceContexts(max_sources=2), ("127.0.0.1", 5000)
-    contexts = sources.get(device)
-    decode_packet(data[0], KEYS, contexts)
-    sources.keep(device, contexts)
+    sources.decode(device, data[0], KEYS)
     for port in range(6000, 6100):  # forged full packets from 100 other addresses
         forged = data[0][:-8] + bytes(8)
         with pytest.raises(WireError):
-            contexts = sources.get(("127.0.0.1", port))
-            decode_packet(forged, KEYS, contexts)
-            sources.keep(("127.0.0.1", port), contexts)
-    assert decode_packet(data[1], KEYS, sources.get(device)).seq == 1  # the device's context is still there
+            sources.decode(("127.0.0.1", port), forged, KEYS)
+    assert sources.decode(device, data[1], KEYS).seq == 1  # the device's context is still there
 
 
 def test_one_source_cannot_fill_the_held_packets_of_all() -> None:

@@ -11,14 +11,6 @@ from acom.runtime.wire import Contexts, Packet, decode_packet, pack_codes, packe
 from acom.runtime.wire_v2 import encode_v2
 
 KEYS = {7: b"device-seven-key"}
-def _via(sources, source, data):
-    """Decode as the server does: the source's contexts kept only once a packet from it passed its checks."""
-    contexts = sources.get(source)
-    p = decode_packet(data, None, contexts)
-    sources.keep(source, contexts)
-    return p
-
-
 rng = np.random.default_rng(2)
 
 
@@ -52,15 +44,15 @@ def test_v2_compact_packets_are_held_until_their_full_packet_and_checked() -> No
     _, data = _v2_stream()
     sources, src = SourceContexts(), ("127.0.0.1", 5000)
     with pytest.raises(WireError) as e:
-        _via(sources, src, data[1])
+        sources.decode(src, data[1])
     assert e.value.reason == "context"
     sources.hold(src, data[1], 0.0)
-    full = _via(sources, src, data[3])
-    assert [_via(sources, src, d).seq for d in sources.release(src, full.context)] == [1]
+    full = sources.decode(src, data[3])
+    assert [sources.decode(src, d).seq for d in sources.release(src, full.context)] == [1]
     _, other = _v2_stream(stream_id=2 + 256)  # same v2 context byte, another stream: the CRC fails
-    _via(sources, src, other[0])
+    sources.decode(src, other[0])
     with pytest.raises(WireError) as e:
-        _via(sources, src, data[4])
+        sources.decode(src, data[4])
     assert e.value.reason == "crc"
 
 
