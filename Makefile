@@ -14,11 +14,11 @@ DATA ?= data
 # qemu-aarch64, Cortex-M firmware under qemu-system-arm).
 DEBS := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox libsox-fmt-all \
         bible-kjv openttd-opensfx gcc-arm-none-eabi libnewlib-arm-none-eabi socat codec2 libopus0 \
-        g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user qemu-system-arm
+        g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user qemu-system-arm nlohmann-json3-dev
 
-.PHONY: setup debs venv demo test bench clean
+.PHONY: setup debs venv edge-runtime demo test bench clean
 
-setup: debs venv
+setup: debs venv edge-runtime
 
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -37,6 +37,22 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+# acom-edge for the Raspberry Pis links the ExecuTorch runtime built for aarch64: the executorch wheel of the
+# pinned version for manylinux_2_28_aarch64 (17 MB), downloaded once and unpacked into the cache (lib/,
+# include/, share/cmake/); acom.firmware_host.edge_runner finds it there
+ACOM_CACHE ?= $(HOME)/.cache/acom
+ET_VERSION = $(shell sed -n 's/^executorch==//p' requirements.txt)
+ET_ARM := $(ACOM_CACHE)/executorch-$(ET_VERSION)-aarch64
+
+edge-runtime: $(ET_ARM)/executorch/lib/libexecutorch.so
+
+$(ET_ARM)/executorch/lib/libexecutorch.so: requirements.txt | venv
+	$(PY) -m pip download -q --disable-pip-version-check executorch==$(ET_VERSION) \
+	  --platform manylinux_2_28_aarch64 --only-binary=:all: --no-deps -d $(ACOM_CACHE)/wheels
+	ACOM_CACHE=$(ACOM_CACHE) $(PY) -m acom.firmware_host.edge_runner \
+	  --unpack $(ACOM_CACHE)/wheels/executorch-$(ET_VERSION)-*manylinux_2_28_aarch64.whl
 	@touch $@
 
 demo: setup

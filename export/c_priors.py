@@ -64,3 +64,24 @@ def bundle_sources(priors, n_q: int) -> dict[str, bytes]:
               '#include "acom_priors.h"', *c_tables(priors, n_q, "ACOM_PRIORS", static=False)]
     return {"c/acom_priors.h": ("\n".join(header) + "\n").encode(),
             "c/acom_priors.c": ("\n".join(source) + "\n").encode()}
+
+
+def binary_tables(priors, n_q: int) -> bytes:
+    """A Linux bundle's edge_priors.bin: the first n_q stages' tables for acom-edge's range coder, read in place
+    (firmware_host/c/linux/edge_bundle.cpp). Little-endian; every array starts 8-byte aligned:
+    "ACOMPRI1", u32 n_q, u32 0; per stage u32 k, u32 m, f64 p_uni[k], f64 ctx_types[k], f64 ctx_denom[k],
+    u32 indptr[k + 1], u32 count[m], u16 cur[m]."""
+    if not 1 <= n_q <= priors.n_q:
+        raise AcomError(f"n_q {n_q}: the priors hold {priors.n_q} stages")
+
+    def aligned(data: bytes) -> bytes:
+        return data + bytes(-len(data) % 8)
+
+    out = [b"ACOMPRI1", np.array([n_q, 0], "<u4").tobytes()]
+    for s in range(n_q):
+        t = stage_tables(priors, s)
+        out.append(np.array([t["k"][0], len(t["cur"])], "<u4").tobytes())
+        out += [aligned(np.asarray(t[f], "<f8").tobytes()) for f in ("p_uni", "ctx_types", "ctx_denom")]
+        out += [aligned(np.asarray(t["indptr"], "<u4").tobytes()), aligned(np.asarray(t["count"], "<u4").tobytes()),
+                aligned(np.asarray(t["cur"], "<u2").tobytes())]
+    return b"".join(out)

@@ -374,6 +374,10 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
                                                     "feature_std": graph.feat_std.flatten().tolist()},
                                  priors, graph.n_q)
         files.update(c_graph["files"])
+    elif "priors" in payload:  # acom-edge's range coder reads its tables in place
+        from acom.codes.priors import CodePriors
+        from acom.export.c_priors import binary_tables
+        files["edge_priors.bin"] = binary_tables(CodePriors.from_tensors(payload["priors"]), graph.n_q)
     fe = graph.frontend.cfg
     sizes = list(rvq.config.codebook_sizes[: graph.n_q])
     manifest = Manifest(
