@@ -20,6 +20,7 @@ COMMANDS = {
     "serve": ("acom.runtime.serve_cli:main", "receive codes over UDP/serial and run the batched tail (JSON lines)"),
     "triton": ("acom.runtime.triton_cli:main", "export the tail to ONNX and write a checked Triton model repository"),
     "send": ("acom.firmware_host.client:main", "act as a device: audio -> edge artifact -> packets over UDP/serial"),
+    "flash": ("acom.firmware_host.flash:main", "put a bundle's device program on its board, or run it emulated"),
     "bench": ("acom.comparisons.bench_cli:bench_main",
               "benchmarks: rate-accuracy (metric against bit/s), codecs (against codec pipelines)"),
 }

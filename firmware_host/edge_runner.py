@@ -112,15 +112,18 @@ def _step(cmd: list[str], board: str) -> None:
         raise AcomError(f"building acom-edge for {board} failed: {said[-800:]}")
 
 
-def edge_command(board: str, exe: Path) -> list[str]:
+def edge_command(board: str, exe: Path, qemu_options: tuple[str, ...] = ()) -> list[str]:
     """How to run acom-edge built for `board` here: directly (host) or under the board's qemu-aarch64 with
-    Debian's aarch64 loader and libraries (the binary finds the runtime's libraries by its RUNPATH)."""
+    Debian's aarch64 loader and libraries (the binary finds the runtime's libraries by its RUNPATH);
+    `qemu_options` go before the program (e.g. an instruction-counting plugin)."""
     if kind(board) == "host":
+        if qemu_options:
+            raise AcomError("the host build runs without an emulator: no QEMU options")
         return [str(exe)]
     emu = load_board(board).emulator
     if not (AARCH64_SYSROOT / "lib" / "ld-linux-aarch64.so.1").exists():
         raise AcomError(f"{AARCH64_SYSROOT}: no aarch64 loader (Debian libc6-arm64-cross; `make setup`)")
-    return [tool(emu.program), "-cpu", emu.cpu, "-L", str(AARCH64_SYSROOT), str(exe)]
+    return [tool(emu.program), "-cpu", emu.cpu, "-L", str(AARCH64_SYSROOT), *qemu_options, str(exe)]
 
 
 def main(argv: list[str] | None = None) -> int:
