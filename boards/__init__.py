@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 from acom.errors import ExportError
 
-__all__ = ["Board", "Emulator", "Figure", "Npu", "all_boards", "known_boards", "load_board", "BOARDS_DIR"]
+__all__ = ["Board", "Emulator", "Figure", "Npu", "Programmer", "all_boards", "known_boards", "load_board",
+           "BOARDS_DIR"]
 
 BOARDS_DIR = Path(__file__).resolve().parent
 KINDS = ("linux", "mcu")
@@ -94,6 +95,16 @@ class Figure:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Programmer:
+    """How `acom flash` writes a microcontroller's image through a debug probe."""
+
+    pyocd_target: str
+    """pyOCD's target type (``pyocd list --targets``), e.g. ``stm32h743xx``; its memory map bounds the image."""
+    note: str | None = None
+    """What a user must know, e.g. a CMSIS pack to install for a target pyOCD does not build in."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Board:
     """A board profile, validated. Sizes are KiB, clocks MHz, budgets per second of audio."""
 
@@ -132,6 +143,8 @@ class Board:
     """How to run it without hardware."""
     energy: Mapping[str, Figure]
     """Energy figures by name (read-only), each with its source."""
+    programmer: Programmer | None = None
+    """A microcontroller's debug-probe target for `acom flash`, or None (no probe flashing)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field."""
@@ -144,6 +157,7 @@ class Board:
             "npu": None if self.npu is None else asdict(self.npu),
             "emulator": {**asdict(self.emulator), "command": self.emulator.command()},
             "energy": {k: asdict(f) for k, f in self.energy.items()},
+            "programmer": None if self.programmer is None else asdict(self.programmer),
         }
 
 
@@ -233,7 +247,7 @@ _TOP_REQUIRED = ("name", "description", "kind", "core", "clock_mhz", "ram_kib", 
 
 
 def _parse(data: dict[str, Any], f: _Fields) -> Board:
-    f.check_keys(data, _TOP_REQUIRED, ("npu",))
+    f.check_keys(data, _TOP_REQUIRED, ("npu", "programmer"))
     name = f.string(data, "name")
     if not _NAME_RE.match(name):
         raise f.fail("name", f"{name!r} must be lowercase letters, digits and '-'")
@@ -247,7 +261,8 @@ def _parse(data: dict[str, Any], f: _Fields) -> Board:
         model_flash_budget_kib=f.number(data, "model_flash_budget_kib", integer=True),
         macs_per_s_budget=f.number(data, "macs_per_s_budget", integer=True),
         npu=_npu(*f.table(data, "npu")) if "npu" in data else None,
-        emulator=_emulator(*f.table(data, "emulator")), energy=_energy(*f.table(data, "energy"), kind=kind))
+        emulator=_emulator(*f.table(data, "emulator")), energy=_energy(*f.table(data, "energy"), kind=kind),
+        programmer=_programmer(*f.table(data, "programmer")) if "programmer" in data else None)
     _check_consistent(board, f)
     return board
 
@@ -282,6 +297,12 @@ def _emulator(table: dict[str, Any], f: _Fields) -> Emulator:
                     fpu=f.string(table, "fpu") if "fpu" in table else None)
 
 
+def _programmer(table: dict[str, Any], f: _Fields) -> Programmer:
+    f.check_keys(table, ("pyocd_target",), ("note",))
+    return Programmer(pyocd_target=f.string(table, "pyocd_target"),
+                      note=f.string(table, "note") if "note" in table else None)
+
+
 def _energy(table: dict[str, Any], f: _Fields, *, kind: str) -> Mapping[str, Figure]:
     for key in REQUIRED_ENERGY[kind]:
         if key not in table:
@@ -303,5 +324,7 @@ def _check_consistent(b: Board, f: _Fields) -> None:
         raise f.fail("model_ram_budget_kib", f"{b.model_ram_budget_kib} exceeds ram_kib {b.ram_kib}")
     if b.model_flash_budget_kib > b.flash_kib:
         raise f.fail("model_flash_budget_kib", f"{b.model_flash_budget_kib} exceeds flash_kib {b.flash_kib}")
+    if b.programmer is not None and b.kind != "mcu":
+        raise f.fail("programmer", "only a microcontroller (kind = \"mcu\") is flashed through a debug probe")
     if ("ethos-u-vela" in b.runtimes) != (b.npu is not None):
         raise f.fail("npu", "runtime 'ethos-u-vela' and an [npu] table must be given together")
