@@ -77,8 +77,10 @@ demo: setup
 	@echo "== device and server on this machine: the rpi4 bundle's edge.pte -> packets over UDP -> acom serve =="
 	$(PY) -m acom.firmware_host.loopback_demo --bundle export-rpi4-asr $$(ls $(DATA)/speech/test-clean/*/*/*.flac | head -3)
 	@echo
-	@echo "== the same with the device's C code sending, range-coded: a static aarch64 binary under qemu-aarch64 -> UDP =="
-	$(PY) -m acom.firmware_host.loopback_demo --bundle export-rpi4-asr --c-device rpi4 --entropy $$(ls $(DATA)/speech/test-clean/*/*/*.flac | head -3)
+	@echo "== the Pi's device program: acom-edge (ExecuTorch, XNNPACK's Arm kernels) under qemu-aarch64 -> UDP -> acom serve =="
+	$(VENV)/bin/acom flash --bundle export-rpi4-asr --emulate --entropy $$(ls $(DATA)/speech/test-clean/*/*/*.flac | head -3)
+	rm -rf build/acom-edge-rpi4
+	$(VENV)/bin/acom flash --bundle export-rpi4-asr --out build/acom-edge-rpi4 --to 192.168.1.10:5004
 	@echo
 	@echo "== the device's C wire code on every board's emulator against the test vectors =="
 	$(PY) -m acom.firmware_host.wire_c
