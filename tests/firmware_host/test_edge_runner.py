@@ -211,3 +211,18 @@ def test_a_serial_link_that_goes_away_fails_after_retries(rpi4_asr, speech_wavs,
 def _readable(fd: int) -> bool:
     import select
     return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_profile_writes_an_etdump_the_inspector_reads(rpi4_asr, speech_wavs, tmp_path):
+    """--profile: per-operator times of every run, XNNPACK's kernels among them, in a file executorch's Inspector
+    reads."""
+    from executorch.devtools import Inspector
+    dump = tmp_path / "edge.etdp"
+    run = edge("host", "--bundle", rpi4_asr, "--udp", "127.0.0.1:9", "--profile", dump, *speech_wavs[:2])
+    assert run.returncode == 0, run.stderr
+    windows = sum(json.loads(x)["windows"] for x in run.stdout.splitlines())
+    events = [e for block in Inspector(etdump_path=str(dump)).event_blocks for e in block.events]
+    calls = [e for e in events if e.name == "DELEGATE_CALL"]
+    assert calls and all(len(e.perf_data.raw) == windows for e in calls)
+    assert any("IGEMM" in e.name or "GEMM" in e.name for e in events)  # XNNPACK's own operators, timed
+    assert all(t > 0 for e in calls for t in e.perf_data.raw)
