@@ -86,7 +86,10 @@ def build_edge(board: str) -> Path:
     """acom-edge for `board` ("host" or a Linux board), built in the cache (CMake rebuilds what changed); its
     path. AcomError with the compiler's message when the build fails."""
     root = runtime_root(board)
-    work = CACHE / "acom-edge" / f"{board}-{executorch_version()}"
+    import hashlib  # noqa: PLC0415
+    # one build folder per board, runtime and source tree (a checkout and an installed wheel do not share one)
+    tree = hashlib.sha1(str(PACKAGE_DIR).encode()).hexdigest()[:8]
+    work = CACHE / "acom-edge" / f"{board}-{executorch_version()}-{tree}"
     opts = [*board_options(board), "-DACOM_EDGE=ON", f"-DACOM_BOARD={'' if board == 'host' else board}",
             f"-DCMAKE_PREFIX_PATH={root}", f"-DPython3_EXECUTABLE={_python()}", "-DCMAKE_BUILD_TYPE=Release"]
     if board != "host":
@@ -94,10 +97,23 @@ def build_edge(board: str) -> Path:
     with _locked(work.with_suffix(".lock")):
         stamp = work / "acom-options.txt"
         if not stamp.is_file() or stamp.read_text() != "\n".join(opts):
-            _step([cmake(), "-S", str(PACKAGE_DIR), "-B", str(work), *opts], board)
+            _step([_cmake(), "-S", str(PACKAGE_DIR), "-B", str(work), *opts], board)
             stamp.write_text("\n".join(opts))
-        _step([cmake(), "--build", str(work), "-j", "2", "--target", "acom-edge"], board)
+        _step([_cmake(), "--build", str(work), "-j", "2", "--target", "acom-edge"], board)
     return work / "acom-edge"
+
+
+def _cmake() -> str:
+    """The pinned cmake (the pip package's, 3.31: the executorch package's targets need 3.28), even when this
+    Python's bin folder lacks its script (an installed wheel run with another environment's packages)."""
+    try:
+        import cmake as pip_cmake  # noqa: PLC0415
+        exe = Path(pip_cmake.CMAKE_BIN_DIR) / "cmake"
+        if exe.is_file():
+            return str(exe)
+    except ImportError:
+        pass
+    return cmake()
 
 
 def _python() -> str:

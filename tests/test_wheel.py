@@ -27,7 +27,8 @@ NOT_SOURCE = (".venv", ".git", "data", "build", "export-*", "*.egg-info", "__pyc
 # what the commands read at run time: each must be inside the wheel
 PACKAGE_DATA = ["acom/core/pretrained/asr/split.pt", "acom/core/pretrained/ac/split.pt",
                 "acom/core/pretrained/ac/full.pt", "acom/runtime/wire_vectors/wire_v2.json",
-                "acom/boards/rpi4.toml", "acom/CMakeLists.txt", "acom/firmware_host/c/acom_wire.c"]
+                "acom/boards/rpi4.toml", "acom/CMakeLists.txt", "acom/firmware_host/c/acom_wire.c",
+                "acom/firmware_host/c/linux/acom_edge.cpp", "acom/firmware_host/c/linux/edge_bundle.hpp"]
 
 
 def _run(cmd: list, cwd: Path, env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -115,3 +116,14 @@ def test_a_missing_data_file_is_named(installed, urban_set):
         moved.rename(shipped)
     assert run.returncode == 2
     assert str(shipped) in run.stderr and "Traceback" not in run.stderr
+
+
+def test_acom_edge_builds_from_the_wheel(installed):
+    """The Pis' device program from the installed package's sources and CMake project (for the host here)."""
+    bin_dir, env, work = installed
+    built = _run([bin_dir / "python", "-m", "acom.firmware_host.edge_runner", "--build", "host"], work, env)
+    assert built.returncode == 0, built.stderr[-2000:]
+    exe = Path(built.stdout.strip())
+    assert exe.is_file() and "site-packages" not in str(exe)  # built in the cache, not into the install
+    helped = _run([exe, "--help"], work, env)
+    assert helped.returncode == 0 and "--bundle DIR" in helped.stdout
