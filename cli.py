@@ -21,6 +21,8 @@ COMMANDS = {
     "triton": ("acom.runtime.triton_cli:main", "export the tail to ONNX and write a checked Triton model repository"),
     "send": ("acom.firmware_host.client:main", "act as a device: audio -> edge artifact -> packets over UDP/serial"),
     "flash": ("acom.firmware_host.flash:main", "put a bundle's device program on its board, or run it emulated"),
+    "profile": ("acom.profiling.profile:main", "a bundle's MACs, memory, instructions and energy per second of audio"),
+    "plan": ("acom.profiling.plan:main", "every cut and number of stages of a checkpoint against a board's budgets"),
     "bench": ("acom.comparisons.bench_cli:bench_main",
               "benchmarks: rate-accuracy (metric against bit/s), codecs (against codec pipelines)"),
 }

@@ -51,3 +51,21 @@ def edge_macs_per_second(edge) -> dict:
     return {"frontend_as_exported": frontend_conv, "frontend_fft": fft, "layers": layer_macs,
             "rvq_encode": rvq_macs, "total": fft + layer_macs + rvq_macs,
             "total_as_exported": frontend_conv + layer_macs + rvq_macs}
+
+
+@torch.no_grad()
+def block_costs(model) -> list[dict]:
+    """Per block of a ``BlockModel``, on one second of 16 kHz audio: {"index", "block" (its class), "macs_per_s",
+    "params", "out_channels", "out_frame_rate"} (the block's output [C, frames per second])."""
+    cfg = model.frontend.cfg
+    wave = torch.zeros(1, cfg.sample_rate + cfg.win_length - cfg.hop_length)
+    x = (model.frontend(wave) - model.feat_mean) / model.feat_std
+    out = []
+    for i, block in enumerate(model.blocks):
+        with FlopCounterMode(display=False) as counter:
+            y = block(x, None)
+        out.append({"index": i, "block": type(block).__name__, "macs_per_s": counter.get_total_flops() / 2,
+                    "params": sum(p.numel() for p in block.parameters()), "out_channels": int(y.shape[1]),
+                    "out_frame_rate": float(y.shape[-1])})
+        x = y
+    return out

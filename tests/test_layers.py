@@ -12,6 +12,7 @@ import pytest
 # top to bottom; packages on one row are independent of each other (neither imports the other)
 LAYERS = [
     ("acom.cli",),
+    ("acom.profiling",),
     ("acom.firmware_host",),
     ("acom.export",),
     ("acom.comparisons", "acom.runtime"),
