@@ -38,9 +38,8 @@ from reportfile import merge_entry
 from acom.boards import load_board
 from acom.core.audio import load_audio
 from acom.export.pipeline import ExportOptions, export
-from acom.firmware_host.cbuild import insn_plugin
 from acom.firmware_host.client import artifact_encoder
-from acom.firmware_host.edge_runner import build_edge, edge_command
+from acom.firmware_host.edge_runner import build_edge, count_instructions, edge_command
 from acom.runtime.bundle import read_manifest
 from acom.runtime.wire import Contexts, decode_packet
 
@@ -85,25 +84,15 @@ def agreement(board: str, bundle: Path, files: list[Path]) -> dict:
 
 
 def instructions(board: str, bundle: Path, work: Path) -> dict:
-    """Guest instructions for 1 and for 4 windows of audio: per second of audio from the difference."""
-    m = read_manifest(bundle)
-    plugin = insn_plugin(work)
-    counts = []
-    for windows in (1, 4):
-        wav = work / f"noise-{windows}.wav"
-        rng = np.random.default_rng(0)
-        sf.write(wav, (rng.standard_normal(windows * m.graph.window_samples) * 3000).astype(np.int16), m.sample_rate,
-                 subtype="PCM_16")
-        cmd = edge_command(board, build_edge(board), ("-plugin", str(plugin), "-d", "plugin"))
-        run = subprocess.run([*cmd, "--bundle", str(bundle), "--udp", "127.0.0.1:9", str(wav)], capture_output=True,
-                             text=True, timeout=900)
-        counts.append(next(int(x.split()[1]) for x in run.stderr.splitlines() if x.startswith("insns ")))
-    seconds = 3 * m.graph.window_samples / m.sample_rate
-    per_s = (counts[1] - counts[0]) / seconds
+    """Guest instructions per second of audio (firmware_host.edge_runner.count_instructions) and the lower bound
+    on the share of one core they take."""
+    counted = count_instructions(board, bundle, work)
     b = load_board(board)
-    return {"instructions_per_s_audio": round(per_s), "startup_and_first_window_instructions": counts[0],
+    return {"instructions_per_s_audio": round(counted["per_s_audio"]),
+            "startup_and_first_window_instructions": counted["startup"],
             "clock_mhz": b.clock_mhz, "issue_width": ISSUE_WIDTH[board],
-            "share_of_one_core_lower_bound": round(per_s / ISSUE_WIDTH[board] / (b.clock_mhz * 1e6), 4)}
+            "share_of_one_core_lower_bound": round(counted["per_s_audio"] / ISSUE_WIDTH[board] / (b.clock_mhz * 1e6),
+                                                   4)}
 
 
 def latency(board: str, bundle: Path, seconds: float = 8.0) -> dict:

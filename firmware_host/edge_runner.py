@@ -142,6 +142,33 @@ def edge_command(board: str, exe: Path, qemu_options: tuple[str, ...] = ()) -> l
     return [tool(emu.program), "-cpu", emu.cpu, "-L", str(AARCH64_SYSROOT), *qemu_options, str(exe)]
 
 
+def count_instructions(board: str, bundle: Path, work: Path) -> dict:
+    """Guest instructions acom-edge executes under the board's qemu-aarch64 (counted by the QEMU plugin
+    c/test/qemu_insn.c) on 1 and on 4 windows of noise: {"per_s_audio": the difference per second of audio
+    (the runtime's start-up left out), "startup": the 1-window run's count}."""
+    import numpy as np  # noqa: PLC0415
+    import soundfile as sf  # noqa: PLC0415
+
+    from acom.firmware_host.cbuild import insn_plugin  # noqa: PLC0415
+    from acom.runtime.bundle import read_manifest  # noqa: PLC0415
+    m = read_manifest(bundle)
+    cmd = edge_command(board, build_edge(board), ("-plugin", str(insn_plugin(work)), "-d", "plugin"))
+    counts = []
+    for windows in (1, 4):
+        wav = work / f"noise-{windows}.wav"
+        noise = np.random.default_rng(0).standard_normal(windows * m.graph.window_samples) * 3000
+        sf.write(wav, noise.astype(np.int16), m.sample_rate, subtype="PCM_16")
+        run = subprocess.run([*cmd, "--bundle", str(bundle), "--udp", "127.0.0.1:9", str(wav)], capture_output=True,
+                             text=True, timeout=900)
+        found = [int(x.split()[1]) for x in run.stderr.splitlines() if x.startswith("insns ")]
+        if run.returncode != 0 or len(found) != 1:
+            raise AcomError(f"acom-edge under {board} with the counting plugin: exit {run.returncode}, "
+                            f"{run.stderr[-300:]}")
+        counts.append(found[0])
+    seconds = 3 * m.graph.window_samples / m.sample_rate
+    return {"per_s_audio": (counts[1] - counts[0]) / seconds, "startup": counts[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m acom.firmware_host.edge_runner --unpack WHEEL` (the Makefile's step), or `--build BOARD`."""
     import argparse  # noqa: PLC0415
