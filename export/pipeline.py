@@ -402,6 +402,12 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
                         {**vars(rvq.config), "codebook_sizes": list(rvq.config.codebook_sizes)}),
         priors="priors.safetensors" if "priors" in payload else None,
         extra={"qat": qat, "stage_seconds": stage.times})
+    if manifest.c_graph is not None and manifest.c_graph.written:
+        with stage("firmware"):
+            from acom.export.firmware import bundle_firmware
+            firmware, built = bundle_firmware(opts.board, manifest, files)
+            manifest = replace(manifest, firmware=firmware)
+            files.update(built)
     tensors = {"tail.safetensors": tail_state(split)}
     if "priors" in payload:
         tensors["priors.safetensors"] = priors_tensors(payload["priors"])

@@ -1,6 +1,7 @@
-"""Build the device's C sources (firmware_host/c/) for a board with the top-level CMakeLists.txt and give the
-command that runs the result under the board's emulator (boards/NAME.toml ``[emulator]``), or on this machine
-for ``host``.
+"""Build the device's C sources (firmware_host/c/) for a board with the top-level CMakeLists.txt (``build`` and
+``board_options`` live in ``acom.export.c_build``, which ``acom-export`` uses for a bundle's firmware, and are
+re-exported here) and give the command that runs the result under the board's emulator (boards/NAME.toml
+``[emulator]``), or on this machine for ``host``.
 
 - ``host``: this machine's gcc, no toolchain file.
 - Linux boards (Raspberry Pis): a static aarch64 binary (firmware_host/cmake/aarch64-linux-gnu.cmake), run by
@@ -14,102 +15,17 @@ for ``host``.
 from __future__ import annotations
 
 import bisect
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from acom.boards import load_board
 from acom.errors import AcomError
-from acom.export import c_constants
-from acom.export.c_bundle import C_DIR, CMAKE_DIR  # the device library; one toolchain file per board kind
+from acom.export.c_build import PACKAGE_DIR, board_options, build, cmake, kind, tool  # noqa: F401 (re-exported)
+from acom.export.c_bundle import C_DIR, CMAKE_DIR  # noqa: F401 (the device library; one toolchain file per kind)
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the acom package: the top-level CMakeLists.txt
-APP_DIR = C_DIR / "app"  # the device application: send_codes.c, device_app.c, transports, io.h
+APP_DIR = C_DIR / "app"  # the device applications (send_codes.c, device_app.c, firmware_uart.c), audio in, transports
 PLATFORM_DIR = C_DIR / "platform"  # start-up code, linker script, io.h on stdio or semihosting
 TEST_DIR = C_DIR / "test"  # test drivers: wire vectors, stdin encoder, graph codes, the QEMU plugin
-
-
-def tool(name: str) -> str:
-    """The path of an executable, or an AcomError that says what installs it."""
-    path = shutil.which(name)
-    if path is None:
-        raise AcomError(f"{name} not found: `make setup` installs it (Debian packages in the Makefile's DEBS)")
-    return path
-
-
-def cmake() -> str:
-    """cmake beside this Python (the venv's, from requirements.txt) or on PATH; AcomError if neither."""
-    beside = Path(sys.executable).parent / "cmake"
-    if beside.is_file():
-        return str(beside)
-    path = shutil.which("cmake")
-    if path is None:
-        raise AcomError("cmake not found beside this Python or on PATH: `make setup` installs it (requirements.txt)")
-    return path
-
-
-def kind(board: str) -> str:
-    """"host", "linux" or "mcu"."""
-    return "host" if board == "host" else load_board(board).kind
-
-
-def board_options(board: str) -> list[str]:
-    """The cmake -D options that pick the board: its toolchain file, core, FPU and (mcu) memory map."""
-    if kind(board) == "host":
-        return [f"-DCMAKE_C_COMPILER={tool('gcc')}", "-DACOM_KIND=host"]
-    b = load_board(board)
-    emu = b.emulator
-    tool(emu.toolchain.replace("g++", "gcc"))  # the sources are C: the C driver of the same toolchain
-    toolchain = CMAKE_DIR / f"{emu.toolchain_prefix}.cmake"
-    if not toolchain.is_file():
-        known = ", ".join(sorted(p.stem for p in CMAKE_DIR.glob("*-*.cmake")))
-        raise AcomError(f"board {board}: no toolchain file for {emu.toolchain} (known: {known})")
-    opts = [f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", f"-DACOM_KIND={b.kind}", f"-DACOM_CPU={emu.cpu}"]
-    if b.kind == "mcu":
-        opts += [f"-DACOM_FPU={emu.fpu or ''}", f"-DACOM_UART_BASE={emu.uart_base:#x}",
-                 f"-DACOM_RAM_ORIGIN={emu.ram_origin:#x}", f"-DACOM_RAM_LENGTH={emu.ram_length:#x}",
-                 "-DACOM_FLASH_IMAGES=OFF"]  # QEMU loads the ELF; the .bin of mps3-an547 would span 16 MiB+
-    return opts
-
-
-def build(board: str, sources: list[Path], out: Path, include: Path, extra_include: Path | None = None,
-          defines: tuple[str, ...] = ()) -> Path:
-    """Compile the library, `sources` and the board's platform files into `out` (a binary or an ELF) with
-    CMake, in a build folder beside `out`; `include` holds the generated headers (acom_wire_constants.h is
-    written there too), `extra_include` (searched before the library's) a bundle's c/; `defines`: NAME=VALUE
-    for the preprocessor. AcomError with the compiler's message if it fails."""
-    c_constants.write(include)
-    work, opts = out.parent / f"{out.name}.cmake", board_options(board)
-    stamp = work / "acom-board.txt"  # a folder configured for another board keeps its compiler: start afresh
-    if work.is_dir() and (not stamp.is_file() or stamp.read_text() != "\n".join(opts)):
-        shutil.rmtree(work)
-    dirs = [include, *([extra_include] if extra_include else [])]
-    configure = [cmake(), "-S", str(PACKAGE_DIR), "-B", str(work), *opts, f"-DACOM_APP_NAME={out.name}",
-                 f"-DACOM_APP_SOURCES={_list(sources)}", f"-DACOM_INCLUDE_DIRS={_list(dirs)}",
-                 f"-DACOM_DEFINES={';'.join(defines)}", f"-DACOM_GENERATED_DIR={Path(include).resolve()}"]
-    _run(configure, out.name, board)
-    stamp.write_text("\n".join(opts))
-    _run([configure[0], "--build", str(work), "-j", "2"], out.name, board)
-    shutil.copy2(work / out.name, out)
-    return out
-
-
-def _run(cmd: list[str], name: str, board: str) -> None:
-    """One cmake step; AcomError with what CMake or the compiler said (make's own lines left out)."""
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        said = "\n".join(x for x in (done.stderr or done.stdout).splitlines() if not x.startswith(("gmake", "make")))
-        raise AcomError(f"building {name} for {board} failed: {said[-800:]}")
-
-
-def _list(paths: list[Path]) -> str:
-    """Paths as one CMake list; a path holding ';' would split in two, so it is refused."""
-    texts = [str(Path(p).resolve()) for p in paths]
-    bad = [t for t in texts if ";" in t]
-    if bad:
-        raise AcomError(f"{bad[0]}: a source path may not contain ';' (CMake's list separator)")
-    return ";".join(texts)
 
 
 def run_command(board: str, binary: Path, uart: str | None = None) -> list[str]:

@@ -21,30 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from acom.errors import AcomError
-from acom.export.c_priors import c_array, c_tables
+from acom.export.c_priors import c_array
+from acom.export.firmware import check_settings, graph_sources, priors_lines, write_settings
 from acom.firmware_host.cbuild import APP_DIR, build, count_instructions, kind, run_command
 from acom.firmware_host.cbuild import by_function as functions_of
 from acom.runtime.manifest import Manifest
-from acom.runtime.wire import DEFAULT_TAG, MAX_FRAMES, TAG_SIZES
+from acom.runtime.wire import DEFAULT_TAG
 
 Stream = tuple[int, int, np.ndarray]  # device id, stream id, codes [n_q, T]
-
-
-def _priors_lines(priors, n_q: int, name: str) -> list[str]:
-    """The range coder's tables as C (``#define name`` the array), or ``#define name NULL``: bit-packed."""
-    if priors is None:
-        return [f"#define {name} NULL"]
-    return [*c_tables(priors, n_q, name + "_TABLE"), f"#define {name} {name}_TABLE"]
-
-
-def _check_settings(frames_per_packet: int, full_every: int, key: bytes | None, tag_len: int) -> None:
-    """AcomError for stream settings the device would refuse packet by packet."""
-    if not 1 <= frames_per_packet <= MAX_FRAMES:
-        raise AcomError(f"frames_per_packet {frames_per_packet}: expected 1..{MAX_FRAMES}")
-    if full_every < 1:
-        raise AcomError(f"full_every {full_every}: expected 1 or more")
-    if key is not None and tag_len not in TAG_SIZES[1:]:
-        raise AcomError(f"tag_len {tag_len}: expected one of {', '.join(map(str, TAG_SIZES[1:]))} (bytes of HMAC tag)")
 
 
 def write_codes(path: Path, streams: list[Stream], sizes: list[int], codebook_hash: str,
@@ -52,12 +36,12 @@ def write_codes(path: Path, streams: list[Stream], sizes: list[int], codebook_ha
                 tag_len: int = DEFAULT_TAG) -> None:
     """codes_in.h for send_codes.c: the streams' codes (all with the same n_q) and how to send them (range-coded
     under `priors`, a CodePriors, when given; `tag_len` bytes of tag with a key)."""
-    _check_settings(frames_per_packet, full_every, key, tag_len)
+    check_settings(frames_per_packet, full_every, key, tag_len)
     n_q = {s[2].shape[0] for s in streams}
     if len(n_q) != 1:
         raise AcomError(f"streams with different numbers of stages {sorted(n_q)}: one n_q per run")
     lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stddef.h>", "#include <stdint.h>",
-             *_priors_lines(priors, next(iter(n_q)), "C_PRIORS"),
+             *priors_lines(priors, next(iter(n_q)), "C_PRIORS"),
              f"#define C_NQ {n_q.pop()}", f"#define C_FRAMES_PER_PACKET {frames_per_packet}",
              f"#define C_FULL_EVERY {full_every}u", f"#define C_KEY_LEN {len(key or b'')}u",
              f"#define C_TAG_LEN {tag_len if key is not None else 0}u",
@@ -120,7 +104,7 @@ def send(board: str,  # noqa: PLR0913 (keyword-only stream settings)
     bundle's CodePriors) when given; with `key` tags of `tag_len` bytes. The packets are those
     ``sender.stream_packets`` makes of the same settings. What the C reported: per stream {"stream", "packets",
     "bytes", "payload_bytes"} (bytes: whole packets; payload_bytes: their payloads, the codes)."""
-    _check_settings(frames_per_packet, full_every, key, tag_len)
+    check_settings(frames_per_packet, full_every, key, tag_len)
     k = _check_transport(board, udp, uart)
     transport = APP_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")
     env = _udp_env(udp)
@@ -141,34 +125,21 @@ def send(board: str,  # noqa: PLR0913 (keyword-only stream settings)
     return out
 
 
-def write_app(path: Path, manifest: Manifest, clips: list[tuple[int, np.ndarray]], device_id: int,
+def write_app(folder: Path, manifest: Manifest, clips: list[tuple[int, np.ndarray]], device_id: int,
               full_every: int, key: bytes | None, priors=None, frames_per_packet: int = 1,
               tag_len: int = DEFAULT_TAG) -> None:
-    """app_in.h for device_app.c: the clips (stream id, 16-bit samples) and how the bundle's device sends:
-    `frames_per_packet` code frames a packet, range-coded under `priors` when given ("bundle": the bundle's
-    c/acom_priors.h, else a CodePriors whose tables go into app_in.h), with `key` tags of `tag_len` bytes."""
-    _check_settings(frames_per_packet, full_every, key, tag_len)
-    window = manifest.graph.window_samples
-    if priors == "bundle":  # the bundle's own c/acom_priors.c, built with the app
-        tables = ['#include "acom_priors.h"', "#define A_PRIORS ACOM_PRIORS"]
-    else:
-        tables = _priors_lines(priors, manifest.n_q, "A_PRIORS")
-    lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stddef.h>", "#include <stdint.h>",
-             *tables,
-             f"#define A_WINDOW {window}",
-             f"#define A_SAMPLES_PER_CODE {round(manifest.sample_rate / manifest.frame_rate)}",
-             f"#define A_NQ {manifest.n_q}", f"#define A_FPP {frames_per_packet}", f"#define A_DEVICE {device_id}u",
-             f"#define A_FULL_EVERY {full_every}u", f"#define A_TAG_LEN {tag_len if key is not None else 0}u",
-             f"#define A_KEY_LEN {len(key or b'')}u", f"static const uint8_t A_KEY[] = {c_array(key or b'')};",
-             f"static const uint32_t A_SIZES[] = {c_array(manifest.codebook_sizes)};",
-             f"static const uint8_t A_HASH[32] = {c_array(bytes.fromhex(manifest.codebook_hash))};"]
+    """app_settings.h (how the bundle's device sends: ``acom.export.firmware.write_settings``) and app_in.h (the
+    clips: stream id, 16-bit samples) in `folder`, for device_app.c."""
+    write_settings(folder / "app_settings.h", manifest, device_id, full_every, key, priors, frames_per_packet,
+                   tag_len)
+    lines = ["/* written by acom.firmware_host.device_c: do not edit */", "#include <stdint.h>"]
     rows = []
     for i, (stream, pcm) in enumerate(clips):
         lines.append(f"static const int16_t A_PCM{i}[] = {{{','.join(str(int(v)) for v in pcm) or '0'}}};")
         rows.append(f"{{{stream}u, A_PCM{i}, {len(pcm)}}}")
     lines += ["typedef struct { uint16_t stream_id; const int16_t *pcm; int32_t samples; } a_clip;",
               f"#define A_NCLIPS {len(rows)}", f"static const a_clip A_CLIPS[] = {{{', '.join(rows)}}};"]
-    path.write_text("\n".join(lines) + "\n")
+    (folder / "app_in.h").write_text("\n".join(lines) + "\n")
 
 
 AUDIO_PER_RUN = 8 * 16000  # samples of embedded 16-bit audio per firmware image (the emulators' 512 KiB)
@@ -190,7 +161,7 @@ def send_audio(board: str,  # noqa: PLR0913 (keyword-only stream settings)
     if not (m.c_graph is not None and m.c_graph.written):
         why = m.c_graph.reason if m.c_graph else "not an MCU bundle"
         raise AcomError(f"{bundle}: no C graph in this bundle ({why}); send codes computed on the host instead")
-    _check_settings(frames_per_packet, full_every, key, tag_len)
+    check_settings(frames_per_packet, full_every, key, tag_len)
     _check_transport(board, udp, uart)
     env = _udp_env(udp)
     out: list[dict] = []
@@ -224,9 +195,8 @@ def _run_app(board, bundle, m, clips, sending, uart, env, timeout) -> list[dict]
         work = Path(tmp)
         c = bundle / "c"
         own = priors is not None and (c / "acom_priors.c").exists()  # bundles exported before it lack the file
-        write_app(work / "app_in.h", m, clips, device_id, full_every, key, "bundle" if own else priors, fpp, tag_len)
-        sources = [APP_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
-                   c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if own else []),
+        write_app(work, m, clips, device_id, full_every, key, "bundle" if own else priors, fpp, tag_len)
+        sources = [APP_DIR / "device_app.c", APP_DIR / "device_stream.c", *graph_sources(c, own),
                    APP_DIR / ("transport_uart.c" if k == "mcu" else "transport_udp.c")]
         exe = build(board, sources, work / "device_app", work, extra_include=c)
         cmd = run_command(board, exe, uart=uart)
@@ -246,10 +216,10 @@ def app_instructions(board: str, bundle: Path, clips: list[tuple[int, np.ndarray
     instructions per function of the firmware (else {}). Packets go to a UART with nothing attached."""
     from acom.runtime.bundle import read_manifest
     m = read_manifest(bundle)
-    write_app(work / "app_in.h", m, clips, 1, 8, None, "bundle" if entropy else None, max(1, round(m.frame_rate)))
+    write_app(work, m, clips, 1, 8, None, "bundle" if entropy else None, max(1, round(m.frame_rate)))
     c = bundle / "c"
-    sources = [APP_DIR / "device_app.c", c / "acom_graph.c", c / "acom_kernels.c", c / "acom_frontend.c",
-               c / "acom_frontend_tables.c", *([c / "acom_priors.c"] if entropy else []), APP_DIR / "transport_uart.c"]
+    sources = [APP_DIR / "device_app.c", APP_DIR / "device_stream.c", *graph_sources(c, entropy),
+               APP_DIR / "transport_uart.c"]
     exe = build(board, sources, work / "device_app", work, extra_include=c, defines=(f"ACOM_STAGES={stages}",))
     stdout, n, blocks = count_instructions(run_command(board, exe), plugin, by_block=by_function)
     if "device: done" not in stdout:

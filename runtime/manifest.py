@@ -112,6 +112,38 @@ class CGraph:
 
 
 @dataclass(frozen=True)
+class Firmware:
+    """An MCU bundle's firmware (firmware/, docs/firmware.md): the device as an image that takes its audio on its
+    UART; built, or why not. Bundles exported before it have none (the field is absent)."""
+
+    written: bool
+    reason: str | None = None
+    elf: str | None = None  # "firmware/acom-fw.elf"
+    hex: str | None = None  # the image as Intel hex (addresses included)
+    images: tuple[dict, ...] = ()  # the image as raw .bin, one per load region: {"file", "address"}
+    sections: dict = field(default_factory=dict)  # text, data, bss bytes; flash_bytes (text + data), ram_bytes
+    settings: dict = field(default_factory=dict)  # compiled in: device_id, frames_per_packet, full_every, ...
+    window_samples: int | None = None  # samples of audio one window of the firmware takes
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> Firmware:
+        if not _need(d, "written", bool, where):
+            return cls(False, d.get("reason"))
+        sections = _need(d, "sections", dict, where)
+        for key in ("text", "data", "bss", "flash_bytes", "ram_bytes"):
+            _need(sections, key, int, f"{where} sections")
+        return cls(True, None, _need(d, "elf", str, where), _need(d, "hex", str, where),
+                   tuple(_need(d, "images", list, where)), sections, _need(d, "settings", dict, where),
+                   _need(d, "window_samples", int, where))
+
+    def to_dict(self) -> dict:
+        if not self.written:
+            return {"written": False, "reason": self.reason}
+        return {"written": True, "elf": self.elf, "hex": self.hex, "images": list(self.images),
+                "sections": self.sections, "settings": self.settings, "window_samples": self.window_samples}
+
+
+@dataclass(frozen=True)
 class Verification:
     """How the artifacts were checked against the float model on test windows."""
 
@@ -154,6 +186,7 @@ class Manifest:
     graph: GraphSpec | None = None
     artifacts: tuple[Artifact, ...] = ()
     c_graph: CGraph | None = None
+    firmware: Firmware | None = None
     verification: Verification | None = None
     nominal_bps: float | None = None
     costs: dict = field(default_factory=dict)  # macs_per_s, macs_per_s_on_device, peak_memory_bytes, ...
@@ -180,6 +213,8 @@ class Manifest:
         d["artifacts"] = [a.to_dict() for a in self.artifacts]
         if self.c_graph is not None:
             d["c_graph"] = self.c_graph.to_dict()
+        if self.firmware is not None:
+            d["firmware"] = self.firmware.to_dict()
         d["verification"] = None if self.verification is None else self.verification.to_dict()
         d.update(self.costs)
         d["model"] = {"config": self.model.config, "split_layer": self.model.split_layer,
@@ -217,6 +252,7 @@ class Manifest:
                                                        graph.get("codes_dtype", "int32")),
             artifacts=tuple(Artifact.from_dict(a, f"{where} artifacts") for a in d.get("artifacts") or ()),
             c_graph=None if d.get("c_graph") is None else CGraph.from_dict(d["c_graph"], f"{where} c_graph"),
+            firmware=None if d.get("firmware") is None else Firmware.from_dict(d["firmware"], f"{where} firmware"),
             verification=None if d.get("verification") is None
             else Verification.from_dict(d["verification"], f"{where} verification"),
             nominal_bps=d.get("nominal_bps"), costs={k: d[k] for k in cls.COSTS if k in d},

@@ -212,6 +212,24 @@ int acom_frame_serial(const uint8_t *packet, size_t len, uint8_t *out, size_t ca
     return (int)o;
 }
 
+int acom_cobs_decode(const uint8_t *frame, size_t len, uint8_t *out, size_t cap) {
+    size_t i = 0, o = 0;
+    while (i < len) {
+        size_t code = frame[i++];
+        if (code == 0 || code - 1 > len - i) return ACOM_E_FRAMING;
+        for (size_t k = 1; k < code; k++, i++) {
+            if (frame[i] == 0) return ACOM_E_FRAMING;
+            if (o == cap) return ACOM_E_SIZE;
+            out[o++] = frame[i];
+        }
+        if (code < 0xFF && i < len) {  /* a block shorter than 254 bytes ends at a zero, unless it ends the frame */
+            if (o == cap) return ACOM_E_SIZE;
+            out[o++] = 0;
+        }
+    }
+    return (int)o;
+}
+
 int acom_stream_packet(acom_stream *s, const uint16_t *codes, int n_q, int n_frames, int stride, int end,
                        uint8_t *out, size_t cap) {
     uint64_t seq = (uint64_t)s->first_seq + s->index;

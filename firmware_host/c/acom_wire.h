@@ -23,6 +23,7 @@
 #define ACOM_E_FIELD (-1)  /* a field out of range (codes >= K, n_q, n_frames, tag length), or a short packet
                               that does not follow its context */
 #define ACOM_E_SIZE (-2)   /* the packet would exceed ACOM_MAX_PACKET, or the output buffer is too small */
+#define ACOM_E_FRAMING (-3)  /* not valid COBS (a zero byte inside, a block longer than what is left) */
 
 /* One packet's fields (the payload is given apart). */
 typedef struct {
@@ -93,6 +94,10 @@ size_t acom_short_header(int n_q, int n_frames, const acom_context *ctx);
 
 /* COBS-encode a packet and append the zero delimiter (a serial frame). Returns the length or ACOM_E_SIZE. */
 int acom_frame_serial(const uint8_t *packet, size_t len, uint8_t *out, size_t cap);
+
+/* COBS-decode one serial frame's bytes (without its zero delimiter) into out, as Python's `cobs.decode`
+ * reads them. Returns the decoded length, ACOM_E_FRAMING or ACOM_E_SIZE (out too small). */
+int acom_cobs_decode(const uint8_t *frame, size_t len, uint8_t *out, size_t cap);
 
 /* A sending stream: the state a device keeps between packets (python: sender.StreamSender). The caller sets
  * the settings; the fields acom_stream_packet keeps start at 0 (a designated initializer leaves them so). */

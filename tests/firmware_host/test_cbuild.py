@@ -4,7 +4,9 @@ through the top-level CMakeLists.txt, and its failures as AcomErrors that say wh
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,8 +58,8 @@ def test_a_compiler_error_names_the_line(tmp_path: Path) -> None:
 
 
 def test_missing_cmake_says_what_installs_it(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(cbuild.sys, "executable", str(tmp_path / "python"))  # no cmake beside it
-    monkeypatch.setattr(cbuild.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # no cmake beside it
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(AcomError, match=r"cmake not found .*`make setup` installs it"):
         cbuild.cmake()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from acom.boards import known_boards
 from acom.errors import AcomError
-from acom.firmware_host import cbuild, device_c, wire_c
+from acom.firmware_host import device_c, wire_c
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import Contexts, Packet, StreamContext, codebook_id, decode_packet, frame_serial, pack_codes
 
@@ -72,7 +73,7 @@ def test_bad_vectors_file_and_missing_tool_are_clear_errors(tmp_path: Path, monk
     with pytest.raises(AcomError, match="v.json: no field 'tag_len'"):
         wire_c.check("host", bad)
     assert wire_c.main(["--board", "host", "--vectors", str(tmp_path / "none.json")]) == 2
-    monkeypatch.setattr(cbuild.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(AcomError, match="qemu-aarch64 not found|aarch64-linux-gnu-gcc not found"):
         wire_c.check("rpi4")
 

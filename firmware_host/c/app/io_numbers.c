@@ -1,8 +1,9 @@
-/* io_numbers: "LABEL N1 N2 ...\n" through io_write, without printf (small firmware, no libc formatting). */
+/* io_numbers: "LABEL N1 N2 ...\n" through io_write, without printf (small firmware, no libc formatting);
+ * io_format writes the same line (without the newline) into a buffer, for reports sent elsewhere. */
 #include "io.h"
 
-void io_numbers(const char *label, const long *values, int n) {
-    char line[160], *q = line;
+int io_format(char *line, const char *label, const long *values, int n) {
+    char *q = line;
     for (const char *s = label; *s && q < line + 40;) *q++ = *s++;
     for (int k = 0; k < n && k < 8; k++) {
         char d[24];
@@ -13,7 +14,14 @@ void io_numbers(const char *label, const long *values, int n) {
         do d[m++] = (char)('0' + u % 10); while ((u /= 10));
         while (m) *q++ = d[--m];
     }
-    *q++ = '\n';
     *q = 0;
+    return (int)(q - line);
+}
+
+void io_numbers(const char *label, const long *values, int n) {
+    char line[IO_LINE];
+    int len = io_format(line, label, values, n);
+    line[len] = '\n';
+    line[len + 1] = 0;
     io_write(line);
 }
