@@ -54,18 +54,19 @@ def edge_macs_per_second(edge) -> dict:
 
 
 @torch.no_grad()
-def block_costs(model) -> list[dict]:
-    """Per block of a ``BlockModel``, on one second of 16 kHz audio: {"index", "block" (its class), "macs_per_s",
-    "params", "out_channels", "out_frame_rate"} (the block's output [C, frames per second])."""
+def block_costs(model, seconds: float = 1.0) -> list[dict]:
+    """Per block of a ``BlockModel``, run on ``seconds`` of 16 kHz audio at once (a device's window: attention's
+    cost grows with it) and given per second of audio: {"index", "block" (its class), "macs_per_s", "params",
+    "out_channels", "out_frame_rate"} (the block's output [C, frames per second])."""
     cfg = model.frontend.cfg
-    wave = torch.zeros(1, cfg.sample_rate + cfg.win_length - cfg.hop_length)
+    wave = torch.zeros(1, round(seconds * cfg.sample_rate) + cfg.win_length - cfg.hop_length)
     x = (model.frontend(wave) - model.feat_mean) / model.feat_std
     out = []
     for i, block in enumerate(model.blocks):
         with FlopCounterMode(display=False) as counter:
             y = block(x, None)
-        out.append({"index": i, "block": type(block).__name__, "macs_per_s": counter.get_total_flops() / 2,
+        out.append({"index": i, "block": type(block).__name__, "macs_per_s": counter.get_total_flops() / 2 / seconds,
                     "params": sum(p.numel() for p in block.parameters()), "out_channels": int(y.shape[1]),
-                    "out_frame_rate": float(y.shape[-1])})
+                    "out_frame_rate": y.shape[-1] / seconds})
         x = y
     return out

@@ -46,3 +46,30 @@ def ac_bundle(urban_set: Path, tmp_path_factory) -> tuple[Path, dict]:
                                     calibration_windows=8, verify_items=12, log=lambda s: None))
     assert manifest.to_dict() == {**json.loads((out / "manifest.json").read_text()), **manifest.extra}
     return out, manifest.to_dict()  # the manifest as JSON: the contract the tests read
+
+
+@pytest.fixture(scope="session")
+def rpi4_asr(speech_set, tmp_path_factory):
+    """An rpi4 export (ExecuTorch only) of the shipped ASR model, with its priors: the bundle folder."""
+    from acom.export.pipeline import ExportOptions, export
+    from tests.export.helpers import edited_board
+
+    out = tmp_path_factory.mktemp("rpi4-asr") / "bundle"
+    board = edited_board(tmp_path_factory.mktemp("board"), "rpi4", runtimes='["executorch-xnnpack"]')
+    export(ExportOptions(board=str(board), task="asr", out=out, data=speech_set, calibration_windows=8,
+                         verify_items=8, keep_failed=True, log=lambda s: None))
+    return out  # verification on 8 utterances of the small set may miss the bar: these tests compare codes
+
+
+@pytest.fixture(scope="session")
+def speech_wavs(speech_set, tmp_path_factory):
+    """The speech set's test-clean utterances as 16-bit mono WAV files (what acom-edge reads), sorted."""
+    import soundfile as sf
+
+    out = tmp_path_factory.mktemp("wavs")
+    paths = []
+    for flac in sorted(speech_set.glob("test-clean/*/*/*.flac")):
+        pcm, rate = sf.read(flac, dtype="int16")
+        paths.append(out / f"{flac.stem}.wav")
+        sf.write(paths[-1], pcm, rate, subtype="PCM_16")
+    return paths
