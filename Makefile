@@ -85,10 +85,8 @@ demo: setup
 	@echo "== the device's C wire code on every board's emulator against the test vectors =="
 	$(PY) -m acom.firmware_host.wire_c
 	@echo
-	@echo "== the whole device in C: Cortex-M55 firmware under qemu-system-arm, audio -> codes -> range-coded packets on its UART -> acom serve =="
-	@echo "   (one packet per 4 s clip: each clip is a stream of one full packet; a device left on sends one session, docs/wire.md)"
-	$(PY) -m acom.firmware_host.loopback_demo --bundle export-cortex-m55-u55-ac --c-device cortex-m55-u55 --entropy --packet-s 4 \
-	  $$(ls $(DATA)/urban/audio/fold10/*.wav | head -4)
+	@echo "== the whole device in C: the bundle's Cortex-M55 firmware under qemu-system-arm, live audio in on its UART -> codes -> range-coded packets out -> acom serve =="
+	$(VENV)/bin/acom flash --bundle export-cortex-m55-u55-ac --emulate --entropy $$(ls $(DATA)/urban/audio/fold10/*.wav | head -4)
 	@echo
 	@echo "== that firmware's codes against TFLite Micro's on test clips (its front end and graph in C) =="
 	$(PY) -m acom.firmware_host.edge_c --bundle export-cortex-m55-u55-ac --data $(DATA)/urban --frontend c

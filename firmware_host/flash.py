@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +135,60 @@ def _emulate_linux(args: argparse.Namespace, m: Manifest) -> dict:
 
 
 def _emulate_mcu(args: argparse.Namespace, m: Manifest) -> dict:
-    raise AcomError(f"board {m.board}: emulation of the Cortex-M firmware is not built yet")
+    """The bundle's firmware under qemu-system-arm, the files over its UART (docs/firmware.md), its packets on a
+    pty pair into a local acom serve --serial. The bundle's image sends 1 s packets, range-coded when it has
+    priors, without a key; other settings (--packet-s, no --entropy, --keys) build an image of their own."""
+    from acom.core.audio import load_audio
+    from acom.firmware_host.edge_c import pcm16
+    from acom.firmware_host.local_serve import local_server
+    from acom.firmware_host.loopback_demo import pty_pair
+    from acom.firmware_host.uart_audio import stream_audio
+    if args.server:
+        raise AcomError("--server: a Cortex-M board's firmware talks on its UART; acom flash starts the server")
+    if m.firmware is None or not m.firmware.written:
+        why = m.firmware.reason if m.firmware is not None else "exported before acom-export built firmware"
+        raise AcomError(f"{args.bundle}: no firmware image ({why}); export the bundle again")
+    clips = [(i, pcm16(load_audio(p, m.sample_rate))) for i, p in enumerate(args.audio)]
+    with tempfile.TemporaryDirectory(prefix="acom-flash-") as tmp, pty_pair(Path(tmp)) as (device, server):
+        image = _firmware_for(args, m, Path(tmp))
+        extra = ("--keys", str(args.keys)) if args.keys else ()
+        with local_server(args.bundle, Path(tmp) / "serve.jsonl", tty=server, extra=extra) as srv:
+            time.sleep(1.5)  # the server opens its port first: pyserial's open discards bytes that came before
+            run = stream_audio(m.board, image, clips, serial=str(device), timeout=600)
+            finals = srv.wait_finals(len(clips), timeout=120)
+        lines = srv.lines()
+    sent = []
+    for s in run.streams:
+        seconds = max(s["frames"] / m.frame_rate, 1e-9)
+        sent.append({"stream": s["stream"], "frames": s["frames"], "packets": s["packets"], "bytes": s["bytes"],
+                     "payload": "entropy" if args.entropy else "packed",
+                     "payload_bps": round(8 * s["payload_bytes"] / seconds, 1),
+                     "bps_on_wire": round(8 * s["bytes"] / seconds, 1)})
+    return {"board": m.board, "device": sent, "finals": finals, "files": [str(p) for p in args.audio],
+            "server": "local", "errors": run.errors,
+            "summary": lines[-1] if lines and lines[-1]["type"] == "summary" else {}}
+
+
+def _firmware_for(args: argparse.Namespace, m: Manifest, work: Path) -> Path:
+    """The bundle's firmware image when its settings are the ones asked for, else one built with them."""
+    from acom.export.firmware import StreamSettings, build_firmware
+    fpp = max(1, round(args.packet_s * m.frame_rate))
+    have = m.firmware.settings
+    key = None
+    if args.keys:
+        from acom.runtime.serve_cli import load_keys
+        key = load_keys(args.keys).get(1)
+        if key is None:
+            raise AcomError(f"--keys {args.keys}: no key for device 1 (the firmware's device id)")
+    if have.get("frames_per_packet") == fpp and have.get("entropy") == args.entropy and key is None:
+        return args.bundle / m.firmware.elf
+    settings = StreamSettings(frames_per_packet=fpp, entropy=args.entropy, key=key)
+    return build_firmware(m.board, m, args.bundle / "c", work, settings).files[m.firmware.elf]
+
+
+def _class_name(label: int) -> str:
+    from acom.corpora.datasets import US8K_CLASSES
+    return f" ({US8K_CLASSES[label]})" if 0 <= label < len(US8K_CLASSES) else ""
 
 
 def _print_result(result: dict, as_json: bool) -> None:
@@ -146,7 +200,7 @@ def _print_result(result: dict, as_json: bool) -> None:
               f"{r['bps_on_wire']} bit/s on the wire ({r['payload']} codes: {r['payload_bps']} bit/s)")
     files = result.get("files", [])
     for r in result["finals"]:
-        what = repr(r["text"]) if "text" in r else f"label {r['label']}"
+        what = repr(r["text"]) if "text" in r else f"label {r['label']}{_class_name(r['label'])}"
         name = Path(files[r["stream"]]).name if r["stream"] < len(files) else ""
         print(f"server: stream {r['stream']} ({name}, {r['seconds']} s): {what}")
 
