@@ -68,6 +68,8 @@ class UartRun:
     errors: list[tuple[str, int]] = field(default_factory=list)
     window_samples: int | None = None
     instructions: int | None = None
+    arrived: list[float] = field(default_factory=list)  # time.monotonic() of each packet's arrival
+    fed: list[tuple[int, int, float]] = field(default_factory=list)  # realtime: (stream, samples sent, when)
 
 
 def firmware_elf(bundle_or_elf: Path) -> Path:
@@ -85,7 +87,7 @@ def firmware_elf(bundle_or_elf: Path) -> Path:
 def stream_audio(board: str, bundle_or_elf: Path,  # noqa: PLR0913 (keyword-only options)
                  clips: Sequence[tuple[int, np.ndarray] | bytes], *, serial: str | None = None,
                  on_packet: Callable[[bytes], None] | None = None, timeout: float = 300.0,
-                 plugin: Path | None = None) -> UartRun:
+                 plugin: Path | None = None, realtime_rate: int | None = None) -> UartRun:
     """Run the firmware (a bundle's ``firmware/acom-fw.elf`` or an ELF) under `board`'s emulator
     (qemu-system-arm), feed it `clips` over its UART and collect what it sends, until it has reported every
     clip's stream; QEMU is stopped on every way out.
@@ -94,6 +96,8 @@ def stream_audio(board: str, bundle_or_elf: Path,  # noqa: PLR0913 (keyword-only
     bytes sent as they are (to test bad input). serial: a tty path or pyserial URL (e.g. one end of a socat pty
     pair whose other end `acom serve --serial` reads) that gets each packet as a COBS frame; on_packet: called
     with each packet's bytes. plugin: c/test/qemu_insn.c built (cbuild.insn_plugin) to count instructions.
+    realtime_rate: feed each clip at this many samples a second (10 ms PCM frames, as a microphone delivers
+    them) and record when each was sent (``UartRun.fed``), instead of as fast as the device takes them.
     AcomError if the board is not a microcontroller, QEMU fails, or `timeout` seconds pass first."""
     if kind(board) != "mcu":
         raise AcomError(f"board {board}: the UART firmware is for the microcontroller boards")
@@ -107,7 +111,15 @@ def stream_audio(board: str, bundle_or_elf: Path,  # noqa: PLR0913 (keyword-only
         try:
             conn = _connect(sock_path, qemu, time.monotonic() + 30)
             with conn:
-                run = _exchange(conn, data, want, port, on_packet, time.monotonic() + timeout, qemu)
+                run = UartRun()
+                if realtime_rate:
+                    clip_list = [c for c in clips if not isinstance(c, bytes | bytearray)]
+                    writer = threading.Thread(target=_send_paced, args=(conn, clip_list, realtime_rate, run),
+                                              daemon=True)
+                else:
+                    writer = threading.Thread(target=_send_all, args=(conn, data), daemon=True)
+                writer.start()
+                _exchange(run, conn, want, port, on_packet, time.monotonic() + timeout, qemu)
         finally:
             qemu.terminate()
             try:
@@ -149,13 +161,12 @@ def _connect(path: Path, qemu: subprocess.Popen, deadline: float) -> socket.sock
         time.sleep(0.02)
 
 
-def _exchange(conn: socket.socket, data: bytes, want: Counter, port, on_packet, deadline: float,
-              qemu: subprocess.Popen) -> UartRun:
-    """Send `data` from a thread (the socket blocks while the firmware computes: QEMU takes no byte while the
-    UART holds one) and read the device's frames until every stream id in `want` was reported (as often)."""
-    run, left = UartRun(), +want
-    writer = threading.Thread(target=_send_all, args=(conn, data), daemon=True)
-    writer.start()
+def _exchange(run: UartRun, conn: socket.socket, want: Counter, port, on_packet, deadline: float,
+              qemu: subprocess.Popen) -> None:
+    """Read the device's frames into `run` (a writer thread sends the audio: the socket blocks while the
+    firmware computes, as QEMU takes no byte while the UART holds one) until every stream id in `want` was
+    reported (as often)."""
+    left = +want
     deframer = SerialDeframer(decode=False)
     conn.settimeout(0.2)
     while left.total():
@@ -178,16 +189,32 @@ def _exchange(conn: socket.socket, data: bytes, want: Counter, port, on_packet, 
                     left[run.streams[-1]["stream"]] -= 1
             else:
                 run.packets.append(item)
+                run.arrived.append(time.monotonic())
                 if on_packet is not None:
                     on_packet(item)
                 if port is not None:
                     port.write(cobs.encode(item) + b"\x00")
-    return run
 
 
 def _send_all(conn: socket.socket, data: bytes) -> None:
     with contextlib.suppress(OSError):  # QEMU stopped first: the reader says why
         conn.sendall(data)
+
+
+def _send_paced(conn: socket.socket, clips: list[tuple[int, np.ndarray]], rate: int, run: UartRun) -> None:
+    """Each clip as a microphone would deliver it: START, then 10 ms PCM frames each sent when its last sample
+    has been captured (recorded in run.fed), then END."""
+    step = rate // 100
+    with contextlib.suppress(OSError):
+        for stream_id, pcm in clips:
+            conn.sendall(b"\x00" + frame(START, stream_id.to_bytes(2, "little")))
+            data, start = np.asarray(pcm).astype("<i2"), time.monotonic()
+            for i in range(0, len(data), step):
+                end = min(i + step, len(data))
+                time.sleep(max(0.0, start + end / rate - time.monotonic()))
+                conn.sendall(frame(PCM, data[i:end].tobytes()))
+                run.fed.append((stream_id, end, time.monotonic()))
+            conn.sendall(frame(END))
 
 
 def _report(run: UartRun, words: list[str]) -> None:

@@ -140,8 +140,9 @@ def render(p: dict) -> str:
             air = f"{r['air_time_share']:.1%}" + ("!" if r["air_time_share"] > 1 else "")
             lines.append(f"  {r['system']:<22} {r['bps_on_wire']:>10} {air:>9} {_w(r['compute_w']):>12} "
                          f"{_w(r['radio_w']):>12} {_w(r['total_w']):>12} {ratio:>8}{verdict}")
-        lines.append("  (air time: the link's share of the air; over 100% (!) the link cannot carry it; LoRa in EU868 "
-                     "allows 1%)" if name == "lora" else "")
+        if name == "lora":
+            lines.append("  (air time: the link's share of the air; over 100% (!) the link cannot carry it; EU868 "
+                         "allows a device 1%)")
     return "\n".join(lines)
 
 
