@@ -171,7 +171,10 @@ def _check_fit(board: Board, ram_bytes: int, flash_bytes: int) -> None:
         over.append(f"flash {flash_bytes / 1024:.0f} KiB > {board.model_flash_budget_kib} KiB "
                     f"(by {flash_bytes / 1024 - board.model_flash_budget_kib:.0f} KiB)")
     if over:
-        raise ExportError(f"the model does not fit board {board.name}: " + "; ".join(over))
+        # acom plan (a layer above export, so not called from here) estimates every cut and n_q in seconds
+        raise ExportError(f"the model does not fit board {board.name}: " + "; ".join(over) +
+                          f". `acom plan --checkpoint CHECKPOINT --board {board.name}` lists every cut and n_q with "
+                          "its estimated RAM, flash and MACs and names the cheapest that fits")
 
 
 def export(opts: ExportOptions) -> Manifest:
