@@ -11,6 +11,7 @@ frames that begin with ``#`` (``#ready``, ``#stream``, ``#error``).
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import subprocess
 import tempfile
@@ -70,6 +71,7 @@ class UartRun:
     instructions: int | None = None
     arrived: list[float] = field(default_factory=list)  # time.monotonic() of each packet's arrival
     fed: list[tuple[int, int, float]] = field(default_factory=list)  # realtime: (stream, samples sent, when)
+    send_error: str | None = None  # why the host stopped sending audio early (the socket failed)
 
 
 def firmware_elf(bundle_or_elf: Path) -> Path:
@@ -117,7 +119,7 @@ def stream_audio(board: str, bundle_or_elf: Path,  # noqa: PLR0913 (keyword-only
                     writer = threading.Thread(target=_send_paced, args=(conn, clip_list, realtime_rate, run),
                                               daemon=True)
                 else:
-                    writer = threading.Thread(target=_send_all, args=(conn, data), daemon=True)
+                    writer = threading.Thread(target=_send_all, args=(conn, data, run), daemon=True)
                 writer.start()
                 _exchange(run, conn, want, port, on_packet, time.monotonic() + timeout, qemu)
         finally:
@@ -168,16 +170,19 @@ def _exchange(run: UartRun, conn: socket.socket, want: Counter, port, on_packet,
     reported (as often)."""
     left = +want
     deframer = SerialDeframer(decode=False)
-    conn.settimeout(0.2)
     while left.total():
         if time.monotonic() > deadline:
             raise AcomError(f"the firmware did not report streams {sorted(left)} in time: errors {run.errors}")
+        if run.send_error and qemu.poll() is None:
+            raise AcomError(f"sending the audio failed ({run.send_error}) before streams {sorted(left)} were "
+                            "reported")
         if qemu.poll() is not None:
             raise AcomError(f"qemu-system-arm exited ({qemu.returncode}) before it reported streams {sorted(left)}")
-        try:
-            got = conn.recv(65536)
-        except TimeoutError:
+        # select, not a socket timeout: a timeout would apply to the writer thread's sendall on the same socket,
+        # which must block while the firmware computes a window and takes no byte
+        if not select.select([conn], [], [], 0.2)[0]:
             continue
+        got = conn.recv(65536)
         if not got:
             raise AcomError(f"the firmware's UART closed before it reported streams {sorted(left)}")
         for item in deframer.feed(got):
@@ -196,16 +201,18 @@ def _exchange(run: UartRun, conn: socket.socket, want: Counter, port, on_packet,
                     port.write(cobs.encode(item) + b"\x00")
 
 
-def _send_all(conn: socket.socket, data: bytes) -> None:
-    with contextlib.suppress(OSError):  # QEMU stopped first: the reader says why
+def _send_all(conn: socket.socket, data: bytes, run: UartRun) -> None:
+    try:
         conn.sendall(data)
+    except OSError as e:  # QEMU stopped first, or the socket failed: the reader says so
+        run.send_error = f"{type(e).__name__}: {e}"
 
 
 def _send_paced(conn: socket.socket, clips: list[tuple[int, np.ndarray]], rate: int, run: UartRun) -> None:
     """Each clip as a microphone would deliver it: START, then 10 ms PCM frames each sent when its last sample
     has been captured (recorded in run.fed), then END."""
     step = rate // 100
-    with contextlib.suppress(OSError):
+    try:
         for stream_id, pcm in clips:
             conn.sendall(b"\x00" + frame(START, stream_id.to_bytes(2, "little")))
             data, start = np.asarray(pcm).astype("<i2"), time.monotonic()
@@ -215,6 +222,8 @@ def _send_paced(conn: socket.socket, clips: list[tuple[int, np.ndarray]], rate: 
                 conn.sendall(frame(PCM, data[i:end].tobytes()))
                 run.fed.append((stream_id, end, time.monotonic()))
             conn.sendall(frame(END))
+    except OSError as e:
+        run.send_error = f"{type(e).__name__}: {e}"
 
 
 def _report(run: UartRun, words: list[str]) -> None:
