@@ -25,8 +25,8 @@ import torch
 from acom.boards import known_boards, load_board
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
 from acom.errors import ExportError
+from acom.export.census import split_at
 from acom.profiling.plan import make_plan
-from acom.profiling.plan_census import split_at
 
 CONFIGS = (("asr", 1), ("ac", 2))
 

@@ -162,7 +162,10 @@ def _c_graph_files(board: Board, model: bytes, frontend: dict, priors=None, n_q:
                                              "c/CMakeLists.txt does (add_subdirectory: the acom_bundle library)"}}
 
 
-def _check_fit(board: Board, ram_bytes: int, flash_bytes: int) -> None:
+def _check_fit(board: Board, ram_bytes: int, flash_bytes: int, split, n_q: int, window: int,
+               estimated: bool = False) -> None:
+    """ExportError when the model's RAM or flash exceeds the board's budgets, naming the nearest configuration
+    (cut, n_q) whose estimate fits (export/footprint.py) and `acom plan` for all of them."""
     over = []
     if ram_bytes > board.model_ram_budget_kib * 1024:
         over.append(f"RAM {ram_bytes / 1024:.0f} KiB > {board.model_ram_budget_kib} KiB "
@@ -170,11 +173,30 @@ def _check_fit(board: Board, ram_bytes: int, flash_bytes: int) -> None:
     if flash_bytes > board.model_flash_budget_kib * 1024:
         over.append(f"flash {flash_bytes / 1024:.0f} KiB > {board.model_flash_budget_kib} KiB "
                     f"(by {flash_bytes / 1024 - board.model_flash_budget_kib:.0f} KiB)")
-    if over:
-        # acom plan (a layer above export, so not called from here) estimates every cut and n_q in seconds
-        raise ExportError(f"the model does not fit board {board.name}: " + "; ".join(over) +
-                          f". `acom plan --checkpoint CHECKPOINT --board {board.name}` lists every cut and n_q with "
-                          "its estimated RAM, flash and MACs and names the cheapest that fits")
+    if not over:
+        return
+    from acom.export.footprint import nearest_fit
+    near = nearest_fit(split, board, n_q, window)
+    if near is None:
+        hint = "no cut and n_q of this model is estimated to fit it"
+    else:
+        cut, q, fp = near
+        hint = (f"the nearest configuration estimated to fit is the cut after block {cut} with n_q {q} (RAM ~"
+                f"{fp.ram / 1024:.0f} KiB, flash ~{fp.flash / 1024:.0f} KiB; a different cut means training its RVQ)")
+    what = "estimated before lowering, by more than the estimates ever err" if estimated else "as lowered"
+    raise ExportError(f"the model does not fit board {board.name} ({what}): " + "; ".join(over) + f"; {hint}. "
+                      f"`acom plan --checkpoint CHECKPOINT --board {board.name}` lists every cut and n_q")
+
+
+def _check_estimate(board: Board, split, n_q: int, window: int) -> None:
+    """Refuse in seconds, before lowering, a configuration whose estimated footprint is over budget by more than
+    the estimates' spread (export/footprint.py): it cannot fit; anything closer is lowered and measured."""
+    from acom.export.census import census
+    from acom.export.footprint import footprint, sure_over
+    c = census(split, n_q, window, board.frontend == "graph")[(split.split_layer, n_q)]
+    fp = footprint(board, c)
+    if sure_over(board, fp):
+        _check_fit(board, fp.ram, fp.flash, split, n_q, window, estimated=True)
 
 
 def export(opts: ExportOptions) -> Manifest:
@@ -191,9 +213,9 @@ def export(opts: ExportOptions) -> Manifest:
     if stages and opts.n_q is not None and not 1 <= opts.n_q <= stages:
         raise ExportError(f"--n-q {opts.n_q}: this model has 1..{stages} quantizer stages")
     frontend_in_graph = board.frontend == "graph"
-    data = _data_root(opts, task)
     float_split, qat = split, None
     if opts.qat:
+        data = _data_root(opts, task)
         with stage("quantization-aware fine-tuning"):
             from acom.corpora.featcache import cached_features
             from acom.export.qat import qat_finetune
@@ -206,6 +228,8 @@ def export(opts: ExportOptions) -> Manifest:
         spec = graph.spec(window)
         macs = edge_macs_per_second(graph)
         need = _check_budget(board, macs, frontend_in_graph)
+        _check_estimate(board, split, graph.n_q, window)
+    data = _data_root(opts, task)  # after the checks that refuse in seconds (a missing default set is generated)
     spc = int(round(graph.frontend.cfg.sample_rate / split.frame_rate))
     with stage("calibration data"):
         calib_items = _dataset_items(task, data, "train", opts.calibration_windows)
@@ -219,7 +243,7 @@ def export(opts: ExportOptions) -> Manifest:
         with stage(f"quantize + lower ({runtime})"):
             artifacts.extend(_lower(runtime, graph, example, calibration, board, artifacts))
     ram, flash = _footprint(board, artifacts)
-    _check_fit(board, ram, flash)  # before minutes of verification
+    _check_fit(board, ram, flash, split, graph.n_q, window)  # before minutes of verification
     with stage("verify"):
         float_graph = graph if float_split is split else EdgeGraph(float_split, graph.n_q, frontend_in_graph).eval()
         # Codes are compared on the frames of real audio: the zero padding of each item's last window is

@@ -23,9 +23,9 @@ from acom.core.macs import block_costs, frontend_fft_macs_per_s
 from acom.core.split import SplitModel
 from acom.core.tasks import TASKS
 from acom.errors import AcomError
+from acom.export.census import census
 from acom.profiling import plan_estimate as est
 from acom.profiling.energy import radio
-from acom.profiling.plan_census import census
 from acom.profiling.plan_rows import Plan, Row
 from acom.profiling.plan_runs import RunResult, find_runs, match
 

@@ -100,14 +100,28 @@ def test_nearest_fitting_configuration_of_a_refused_export() -> None:
     assert row is not None and row.fits and abs(row.cut - split.split_layer) <= 2
 
 
-def test_export_refusal_points_to_the_plan() -> None:
-    """export may not import the plan (a layer above it): its refusal names the command that answers."""
+def test_export_refusal_names_the_nearest_fitting_configuration(tmp_path: Path) -> None:
+    """A refused export names the nearest cut and n_q whose estimate fits (export/footprint.py: below the plan,
+    so export can call it) and the plan's command; far over budget, it refuses before lowering, in seconds."""
+    import time
+
     from acom.boards import load_board
     from acom.errors import ExportError
-    from acom.export.pipeline import _check_fit
+    from acom.export.footprint import nearest_fit
+    from acom.export.pipeline import ExportOptions, _check_fit, export
 
-    with pytest.raises(ExportError, match=r"RAM 171 KiB > 64 KiB.*acom plan --checkpoint CHECKPOINT --board cortex-m4"):
-        _check_fit(load_board("cortex-m4"), 175344, 506368)  # the ASR model's TFLM arena and .tflite
+    split, _ = load_checkpoint(ASR, "asr")
+    board = load_board("cortex-m4")
+    cut, n_q, fp = nearest_fit(split, board, 1, 16000)
+    assert abs(cut - split.split_layer) <= 2 and fp.ram <= 64 * 1024 and fp.flash <= 512 * 1024
+    assert (cut, n_q) == (nearest_fitting(split, "cortex-m4", 1).cut, nearest_fitting(split, "cortex-m4", 1).n_q)
+    said = rf"RAM 171 KiB > 64 KiB.*cut after block {cut} with n_q {n_q}.*acom plan --checkpoint CHECKPOINT"
+    with pytest.raises(ExportError, match=said):
+        _check_fit(board, 175344, 506368, split, 1, 16000)  # the ASR model's TFLM arena and .tflite
+    start = time.monotonic()
+    with pytest.raises(ExportError, match=rf"estimated before lowering.*cut after block {cut} with n_q {n_q}"):
+        export(ExportOptions(board="cortex-m4", task="asr", out=tmp_path / "b", data=tmp_path, log=lambda s: None))
+    assert time.monotonic() - start < 30 and not (tmp_path / "b").exists()
 
 
 # --- bad input: exit 2, the field named, nothing written -------------------------------------------------------

@@ -5,7 +5,7 @@ it is in the graph (Linux boards), blocks 0..L (each BatchNorm counted as the mu
 RVQ search (matmul + argmax per stage), over one board window, under a
 ``TorchFunctionMode`` that counts every torch call returning a tensor and the elements it reads and writes.
 Those counts (operators, the largest layer's inputs + outputs, the attention scores over the window) and the
-parameter counts are what ``plan_estimate`` turns into flash and RAM.
+parameter counts are what ``export.footprint`` turns into flash and RAM.
 """
 
 from __future__ import annotations
