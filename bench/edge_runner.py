@@ -32,14 +32,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from reportfile import merge_entry
 
 from acom.boards import load_board
 from acom.core.audio import load_audio
 from acom.export.pipeline import ExportOptions, export
 from acom.firmware_host.client import artifact_encoder
-from acom.firmware_host.edge_runner import build_edge, count_instructions, edge_command
+from acom.firmware_host.edge_runner import build_edge, count_instructions, edge_command, to_wavs
 from acom.runtime.bundle import read_manifest
 from acom.runtime.wire import Contexts, decode_packet
 
@@ -55,16 +54,6 @@ def bundle_for(board: str, data: Path, given: Path | None, work: Path) -> Path:
     if not (out / "manifest.json").exists():
         export(ExportOptions(board=board, task="asr", out=out, data=data, keep_failed=True, force=True,
                              log=lambda s: print(f"  export {board}: {s}", file=sys.stderr)))
-    return out
-
-
-def wavs(data: Path, work: Path) -> list[Path]:
-    """The test-clean utterances as 16-bit WAV files (what acom-edge reads)."""
-    out = []
-    for flac in sorted(data.glob("test-clean/*/*/*.flac")):
-        pcm, rate = sf.read(flac, dtype="int16")
-        out.append(work / f"{flac.stem}.wav")
-        sf.write(out[-1], pcm, rate, subtype="PCM_16")
     return out
 
 
@@ -146,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     given = {str(b).split("=", 1)[0]: Path(str(b).split("=", 1)[1]) for b in args.bundle}
     with tempfile.TemporaryDirectory(prefix="acom-bench-edge-") as tmp:
         work = Path(tmp)
-        files = wavs(args.data, work)
+        files = to_wavs(sorted(args.data.glob("test-clean/*/*/*.flac")), 16000, work)
         for board in args.board or ["host", "rpi4", "rpi5"]:
             target = "rpi4" if board == "host" else board
             bundle = bundle_for(target, args.data, given.get(target), work)

@@ -169,6 +169,21 @@ def count_instructions(board: str, bundle: Path, work: Path) -> dict:
     return {"per_s_audio": (counts[1] - counts[0]) / seconds, "startup": counts[0]}
 
 
+def to_wavs(files: list[Path], rate: int, out: Path) -> list[Path]:
+    """The audio files as 16-bit mono WAV files at `rate` in the folder `out` (what acom-edge reads, as a board's
+    microphone driver would give it): out/NNNN-STEM.wav, in order."""
+    import numpy as np  # noqa: PLC0415
+    import soundfile as sf  # noqa: PLC0415
+
+    from acom.core.audio import load_audio  # noqa: PLC0415
+    paths = []
+    for i, path in enumerate(files):
+        pcm = np.clip(np.round(load_audio(path, rate) * 32768), -32768, 32767).astype(np.int16)
+        paths.append(out / f"{i:04d}-{Path(path).stem}.wav")
+        sf.write(paths[-1], pcm, rate, subtype="PCM_16")
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m acom.firmware_host.edge_runner --unpack WHEEL` (the Makefile's step), or `--build BOARD`."""
     import argparse  # noqa: PLC0415

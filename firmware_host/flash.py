@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from acom.boards import load_board
 from acom.errors import AcomError
 from acom.runtime.bundle import read_manifest
@@ -89,30 +87,17 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-def _wavs(files: list[Path], rate: int, work: Path) -> list[Path]:
-    """The audio as 16-bit mono WAV files at the bundle's rate (what a board's microphone driver gives)."""
-    import soundfile as sf
-
-    from acom.core.audio import load_audio
-    out = []
-    for i, path in enumerate(files):
-        audio = load_audio(path, rate)
-        out.append(work / f"{i:04d}-{path.stem}.wav")
-        sf.write(out[-1], np.clip(np.round(audio * 32768), -32768, 32767).astype(np.int16), rate, subtype="PCM_16")
-    return out
-
-
 def _emulate_linux(args: argparse.Namespace, m: Manifest) -> dict:
     """acom-edge for the bundle's board under qemu-aarch64, the files as WAV, UDP to a local acom serve."""
     import subprocess
 
-    from acom.firmware_host.edge_runner import build_edge, edge_command
+    from acom.firmware_host.edge_runner import build_edge, edge_command, to_wavs
     from acom.firmware_host.local_serve import local_server
     exe = build_edge(m.board)
     opts = [*(["--entropy"] if args.entropy else []), "--packet-s", str(args.packet_s),
             *(["--keys", str(args.keys)] if args.keys else [])]
     with tempfile.TemporaryDirectory(prefix="acom-flash-") as tmp:
-        wavs = _wavs(args.audio, m.sample_rate, Path(tmp))
+        wavs = to_wavs(args.audio, m.sample_rate, Path(tmp))
 
         def device(to: str) -> list[dict]:
             run = subprocess.run([*edge_command(m.board, exe), "--bundle", str(args.bundle), "--udp", to, *opts,

@@ -64,12 +64,6 @@ def rpi4_asr(speech_set, tmp_path_factory):
 @pytest.fixture(scope="session")
 def speech_wavs(speech_set, tmp_path_factory):
     """The speech set's test-clean utterances as 16-bit mono WAV files (what acom-edge reads), sorted."""
-    import soundfile as sf
+    from acom.firmware_host.edge_runner import to_wavs
 
-    out = tmp_path_factory.mktemp("wavs")
-    paths = []
-    for flac in sorted(speech_set.glob("test-clean/*/*/*.flac")):
-        pcm, rate = sf.read(flac, dtype="int16")
-        paths.append(out / f"{flac.stem}.wav")
-        sf.write(paths[-1], pcm, rate, subtype="PCM_16")
-    return paths
+    return to_wavs(sorted(speech_set.glob("test-clean/*/*/*.flac")), 16000, tmp_path_factory.mktemp("wavs"))
