@@ -81,8 +81,8 @@ def run_vela(model_path: Path, out_dir: Path, accelerator: str = "ethos-u55-128"
 
     Returns ``{"npu_ops", "cpu_ops"}`` (vela's operator names, in order), ``cycles`` (total at the NPU clock),
     ``clock_hz``, ``inference_s``, ``macs``, ``sram_bytes`` (feature maps, and weights in Sram_Only mode),
-    ``flash_bytes`` (on- plus off-chip flash: weights and command stream in Shared_Sram mode), ``dram_bytes``
-    and ``vela_model`` (the compiled ``.tflite``).
+    ``flash_bytes`` (on- plus off-chip flash: weights and command stream in Shared_Sram mode), ``dram_bytes``,
+    ``vela_model`` (the compiled ``.tflite``) and ``per_layer`` (vela's per-operation MACs and cycles).
 
     vela 5's default compiler (regor) rejects a float ARG_MAX as invalid TFLite instead of leaving it to the
     CPU, so the Python (legacy) compiler runs: it places the float RVQ on the CPU as TFLM expects.
@@ -90,7 +90,7 @@ def run_vela(model_path: Path, out_dir: Path, accelerator: str = "ethos-u55-128"
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "ethosu.vela", str(model_path), "--output-dir", str(out_dir),
            "--accelerator-config", accelerator, "--config", VELA_CONFIG, "--system-config", system_config,
-           "--memory-mode", memory_mode, "--show-cpu-operations", "--debug-force-legacy-core"]
+           "--memory-mode", memory_mode, "--show-cpu-operations", "--debug-force-legacy-core", "--verbose-performance"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     summary = out_dir / f"{model_path.stem}_summary_{system_config}.csv"
     if done.returncode != 0 or not summary.exists():
@@ -110,7 +110,19 @@ def run_vela(model_path: Path, out_dir: Path, accelerator: str = "ethos-u55-128"
                               + float(row["on_chip_flash_memory_used"])) * kib),
         "dram_bytes": round(float(row["dram_memory_used"]) * kib),
         "vela_model": out_dir / f"{model_path.stem}_vela.tflite",
+        "per_layer": _vela_layers(out_dir / f"{model_path.stem}_per-layer.csv"),
     }
+
+
+def _vela_layers(path: Path) -> list[dict]:
+    """vela's per-layer report (--verbose-performance): per NPU operation its TFLite operator, vela's operation,
+    MACs, cycles and the tensor name it came from (which names the model block); [] when vela wrote none."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("TFLite_operator") not in (None, "TFLite_operator")]
+    return [{"op": r["TFLite_operator"], "vela_op": r["NNG Operator"], "macs": int(float(r["MAC Count"] or 0)),
+             "cycles": int(float(r["Op Cycles"] or 0)), "name": r["Name"]} for r in rows]
 
 
 # --- C sources ---------------------------------------------------------------------------------------------

@@ -56,3 +56,22 @@ def _rvq(manifest: Manifest):
     cfg = dict(manifest.model.rvq_config)
     cfg["codebook_sizes"] = tuple(cfg["codebook_sizes"])
     return ResidualVQ(RVQConfig(**{k: v for k, v in cfg.items() if k in RVQConfig.__dataclass_fields__}))
+
+
+def vela_blocks(manifest: Manifest) -> dict | None:
+    """vela's per-layer report of an Ethos-U bundle grouped by model block: {"per_block": {index: {"macs",
+    "cycles"}}, "other": {"macs", "cycles"} (operations no block names), "cycles", "npu_ops", "cpu_ops"}; None for a
+    bundle without a vela artifact (or one exported before the report was kept)."""
+    import re
+    vela = next((a.facts["vela"] for a in manifest.artifacts if "vela" in a.facts), None)
+    if not vela or not vela.get("per_layer"):
+        return None
+    per_block: dict[int, dict] = {}
+    other = {"macs": 0, "cycles": 0}
+    for row in vela["per_layer"]:
+        found = re.search(r"acom\.core\.blocks\.\w+?_(\d+)", row["name"])
+        slot = per_block.setdefault(int(found.group(1)), {"macs": 0, "cycles": 0}) if found else other
+        slot["macs"] += row["macs"]
+        slot["cycles"] += row["cycles"]
+    return {"per_block": per_block, "other": other, "cycles": vela["cycles"], "clock_hz": vela["clock_hz"],
+            "npu_ops": len(vela["npu_ops"]), "cpu_ops": len(vela["cpu_ops"])}

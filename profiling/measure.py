@@ -68,3 +68,32 @@ def codec2_instructions(mode: str, work: Path, sample_rate: int = 8000) -> float
             raise AcomError(f"c2enc {mode} under qemu-x86_64: exit {run.returncode}: {run.stderr[-300:]}")
         counts.append(found[0])
     return (counts[1] - counts[0]) / 4
+
+
+def etdump_operators(bundle: Path, manifest: Manifest, work: Path, top: int = 12) -> dict:
+    """ExecuTorch's own per-operator times (an ETDump from acom-edge --profile, built for this machine, read by
+    executorch's Inspector) on 4 windows of noise: {"ms_per_s_audio": {operator: ms per second of audio, the
+    largest `top`}, "total_ms_per_s_audio"}. This machine's x86 times: the profile's shape, not a Pi's speed."""
+    import soundfile as sf
+    from executorch.devtools import Inspector
+
+    from acom.firmware_host.edge_runner import build_edge, edge_command
+    wav, dump = work / "etdump-noise.wav", work / "edge.etdp"
+    seconds = 4 * manifest.graph.window_samples / manifest.sample_rate
+    noise = np.random.default_rng(2).standard_normal(4 * manifest.graph.window_samples) * 3000
+    sf.write(wav, noise.astype(np.int16), manifest.sample_rate, subtype="PCM_16")
+    run = subprocess.run([*edge_command("host", build_edge("host")), "--bundle", str(bundle), "--udp",
+                          "127.0.0.1:9", "--profile", str(dump), str(wav)], capture_output=True, text=True,
+                         timeout=300)
+    if run.returncode != 0:
+        raise AcomError(f"acom-edge --profile: exit {run.returncode}: {run.stderr[-300:]}")
+    totals: dict[str, float] = {}
+    for block in Inspector(etdump_path=str(dump)).event_blocks:
+        if block.name != "Execute":
+            continue
+        for e in block.events:
+            if e.perf_data is not None and e.name not in ("OPERATOR_CALL", "Method::execute"):
+                totals[e.name] = totals.get(e.name, 0.0) + sum(e.perf_data.raw)
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    return {"ms_per_s_audio": {k: round(v / seconds, 4) for k, v in ranked[:top]},
+            "total_ms_per_s_audio": round(sum(v for k, v in totals.items() if k != "DELEGATE_CALL") / seconds, 3)}

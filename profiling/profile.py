@@ -65,6 +65,7 @@ def profile(bundle: Path, links: list[str], packet_s: float, measure_runs: bool 
     macs = rows[-1]["macs_per_s"]
     with tempfile.TemporaryDirectory(prefix="acom-profile-") as tmp:
         ran = measure.device_instructions(bundle, m, board, Path(tmp)) if measure_runs else None
+        etdump = measure.etdump_operators(bundle, m, Path(tmp)) if measure_runs and board.kind == "linux" else None
         codec2 = {mode: measure.codec2_instructions(mode, Path(tmp)) for _, _, mode in CODEC2_MODES} \
             if measure_runs else {}
     per_s = ran["per_s"] if ran else None
@@ -87,7 +88,16 @@ def profile(bundle: Path, links: list[str], packet_s: float, measure_runs: bool 
         for r in table:
             r["vs_acom"] = None if base is None or r["total_w"] is None else r["total_w"] / base
         per_link[name] = {"description": link.description, "systems": table}
-    return {"bundle": str(bundle), "board": board.name, "task": m.task, "n_q": m.n_q, "layers": rows,
+    vela = layers.vela_blocks(m)
+    if vela is not None:  # the NPU's own count beside the model's, per block (one window: per second of audio)
+        window_s = m.graph.window_samples / m.sample_rate
+        for r in rows:
+            found = r["layer"].startswith("block ") and int(r["layer"].split()[1])
+            if found is not False and found in vela["per_block"]:
+                r["npu_macs_per_s"] = vela["per_block"][found]["macs"] / window_s
+                r["npu_cycles_per_s"] = vela["per_block"][found]["cycles"] / window_s
+    return {"bundle": str(bundle), "board": board.name, "task": m.task, "n_q": m.n_q, "layers": rows, "vela": vela,
+            "etdump": etdump,
             "memory": _memory(m), "measured": ran, "issue_width": width,
             "share_of_clock_lower_bound": None if per_s is None else per_s / width / (board.clock_mhz * 1e6),
             "compute_from_macs": dict(zip(("watts", "how"), energy.mac_w(board, macs))),
@@ -121,13 +131,21 @@ def render(p: dict) -> str:
     lines = [f"{p['board']}: {p['task']} bundle, n_q {p['n_q']} ({p['note']})", "",
              f"{'layer':<48} {'MAC/s':>12} {'params':>9} {'act. bytes':>10}"]
     lines += [f"{r['layer']:<48} {r['macs_per_s'] / 1e6:>10.3f} M {r['params']:>9} {r['activation_bytes']:>10}"
-              for r in p["layers"]]
+              + (f"   NPU (vela): {r['npu_macs_per_s'] / 1e6:.3f} M MAC/s, {r['npu_cycles_per_s'] / 1e3:.0f} k cycles/s"
+                 if "npu_macs_per_s" in r else "") for r in p["layers"]]
+    if p.get("vela"):
+        v = p["vela"]
+        lines.append(f"vela: {v['npu_ops']} operations on the NPU, {v['cpu_ops']} on the CPU; {v['cycles']} NPU "
+                     f"cycles a window at {v['clock_hz'] / 1e6:g} MHz (dilated convolutions count their zero taps)")
     lines += ["", "memory: " + ", ".join(f"{k} {v}" for k, v in p["memory"].items() if v is not None)]
     if p["measured"]:
         ran = p["measured"]
         stages = ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in ran["stages"].items())
         lines.append(f"measured: {ran['per_s'] / 1e6:.2f} M instructions per second of audio ({ran['how']}"
                      f"{'; ' + stages if stages else ''}); at least {p['share_of_clock_lower_bound']:.2%} of the clock")
+    if p.get("etdump"):
+        ops = ", ".join(f"{k} {v:.2f}" for k, v in list(p["etdump"]["ms_per_s_audio"].items())[:6])
+        lines.append(f"ExecuTorch ETDump on this machine (x86; ms per second of audio): {ops}")
     lines.append(f"compute from MACs (cross-check): {_w(p['compute_from_macs']['watts'])} "
                  f"({p['compute_from_macs']['how']}); board idle: {_w(p['idle']['watts'])} ({p['idle']['how']})")
     for name, link in p["links"].items():

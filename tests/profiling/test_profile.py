@@ -65,6 +65,8 @@ def test_profile_of_a_pi_bundle(rpi4_asr, tmp_path):
                    if r["total_w"] is not None)
         assert rows["dac-16k (n_q 1)"]["vs_acom"] > 10  # a neural codec's encoder on a Pi costs far more
     assert p["idle"]["watts"] == board.energy["idle_power_w"].value
+    ops = p["etdump"]["ms_per_s_audio"]  # ExecuTorch's own operator times, from acom-edge --profile
+    assert ops["DELEGATE_CALL"] > 0 and any("GEMM" in k for k in ops) and p["etdump"]["total_ms_per_s_audio"] > 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = subprocess.run([*ACOM, "profile", "--bundle", str(rpi4_asr), "--no-measure"], capture_output=True,
                           text=True, timeout=300)
@@ -94,3 +96,21 @@ def test_bad_input(rpi4_asr, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         acom_main(["profile", "--bundle", str(rpi4_asr), "--link", "smoke-signals"])
     assert e.value.code == 2 and "invalid choice: 'smoke-signals'" in capsys.readouterr().err
+
+
+def test_profile_of_an_npu_bundle_beside_vela(ac_m55):
+    """Cortex-M55 + Ethos-U55: the firmware measured per stage, its sections in the memory, and vela's own
+    per-layer MACs beside the model's. vela counts the NPU's work: never less than the model's MACs, equal (within
+    5%) for a convolution it runs as stated, more where it pads a strided kernel or spreads a dilation of 3 over
+    dense taps, and pooling as MACs."""
+    from acom.profiling.profile import profile
+    p = profile(ac_m55, ["lora"], 1.0)
+    m = read_manifest(ac_m55)
+    assert p["memory"]["firmware_sections"] == m.firmware.sections
+    assert set(p["measured"]["stages"]) == {"front_end", "graph", "packets"}
+    assert 1e6 < p["measured"]["per_s"] < 40e6
+    assert p["vela"]["npu_ops"] > 0 and p["vela"]["cycles"] > 0
+    npu = [r for r in p["layers"] if "npu_macs_per_s" in r]
+    assert len(npu) >= 3
+    assert all(r["npu_macs_per_s"] >= 0.95 * r["macs_per_s"] for r in npu)
+    assert any(r["macs_per_s"] > 0 and abs(r["npu_macs_per_s"] / r["macs_per_s"] - 1) <= 0.05 for r in npu)
