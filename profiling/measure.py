@@ -47,9 +47,14 @@ def device_instructions(bundle: Path, manifest: Manifest, board: Board, work: Pa
     pcm = (np.random.default_rng(0).standard_normal(2 * window) * 3000).astype(np.int16)
     plugin, seconds = insn_plugin(work), len(pcm) / manifest.sample_rate
     totals = [app_instructions(board.name, bundle, [(0, pcm)], stage, False, plugin, work)[0]
-              for stage in range(len(STAGES))]
+              for stage in range(len(STAGES) - 1)]
+    last, functions = app_instructions(board.name, bundle, [(0, pcm)], len(STAGES) - 1, False, plugin, work,
+                                       by_function=True)
+    totals.append(last)
     per_stage = {name: (totals[i] - totals[i - 1]) / seconds for i, name in enumerate(STAGES) if i}
+    top = dict(list(functions.items())[:12])
     return {"per_s": (totals[-1] - totals[0]) / seconds, "stages": per_stage,
+            "functions_per_s": {k: v / seconds for k, v in top.items()},
             "how": f"the firmware under qemu-system-arm -machine {board.emulator.machine}, 2 windows of noise"}
 
 

@@ -143,6 +143,9 @@ def render(p: dict) -> str:
         stages = ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in ran["stages"].items())
         lines.append(f"measured: {ran['per_s'] / 1e6:.2f} M instructions per second of audio ({ran['how']}"
                      f"{'; ' + stages if stages else ''}); at least {p['share_of_clock_lower_bound']:.2%} of the clock")
+        if ran.get("functions_per_s"):
+            lines.append("  by function (M/s): " + ", ".join(f"{k} {v / 1e6:.2f}"
+                                                          for k, v in list(ran["functions_per_s"].items())[:8]))
     if p.get("etdump"):
         ops = ", ".join(f"{k} {v:.2f}" for k, v in list(p["etdump"]["ms_per_s_audio"].items())[:6])
         lines.append(f"ExecuTorch ETDump on this machine (x86; ms per second of audio): {ops}")

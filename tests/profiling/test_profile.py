@@ -109,6 +109,8 @@ def test_profile_of_an_npu_bundle_beside_vela(ac_m55):
     assert p["memory"]["firmware_sections"] == m.firmware.sections
     assert set(p["measured"]["stages"]) == {"front_end", "graph", "packets"}
     assert 1e6 < p["measured"]["per_s"] < 40e6
+    functions = p["measured"]["functions_per_s"]  # the firmware's functions by instructions, largest first
+    assert "acom_features_i8" in functions and any(k.startswith("acom_conv") for k in functions)
     assert p["vela"]["npu_ops"] > 0 and p["vela"]["cycles"] > 0
     npu = [r for r in p["layers"] if "npu_macs_per_s" in r]
     assert len(npu) >= 3
