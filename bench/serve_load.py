@@ -123,6 +123,8 @@ def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path,
                 lat.max()), 2) if lat.size else None}, "warmup_latency_ms_max": round(max(warm), 2) if warm else None,
             "cpu_steal_share": round(steal[0] / max(1, steal[1]), 3), "server_latency_ms": summary["latency_ms"],
             "step_ms": summary.get("step_ms"), "server_cpu_s_per_s": round(cpu / seconds, 3),
+            "packet_outcomes": summary["packets"], "streams_sent": len({k[:2] for k in sent}),
+            "streams_answered": len({k[:2] for k in sent if k in answered}),
             "tail_steps": summary.get("tail_batches"), "mean_streams_per_step": round(
                 summary.get("tail_batch_streams", 0) / max(1, summary.get("tail_batches", 1)), 1)}
 

@@ -25,6 +25,8 @@ class Metrics:
         self.bytes = Counter("acom_received_bytes", "Bytes received, by transport", ["transport"], registry=r)
         self.frames = Counter("acom_frames", "Frames given to the tail, received or lost", ["kind"], registry=r)
         self.streams_open = Gauge("acom_streams_open", "Streams open now", registry=r)
+        self.overloaded = Gauge("acom_overloaded", "1 while new streams are refused (the tail's lag is over the "
+                                "admission limit)", registry=r)
         self.streams = Counter("acom_streams_ended", "Streams ended, by why", ["why"], registry=r)
         self.results = Counter("acom_results", "Results written (partial or final)", ["kind"], registry=r)
         self.batches = Counter("acom_tail_batches", "Tail steps run", registry=r)

@@ -50,6 +50,10 @@ class ServeConfig:
     max_packet_s: float = 10.0  # audio a packet may carry; more is refused ("packet_frames"): bounded tail work
     max_gap_s: float = 30.0  # audio a packet may claim was lost before it; more is refused ("gap")
     state: Path | None = None  # with keys: the ended stream ids are kept here across restarts (replay_state.py)
+    # admission control: when the tail's measured lag (the latency of the oldest update in each step, smoothed)
+    # passes this, packets that would open a new stream are refused ("overload") until it falls below half of it;
+    # open streams are served on. None: never refuse.
+    admit_lag_ms: float | None = 250.0
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
 
 
@@ -79,6 +83,8 @@ class Server:
         self.serial_readers: list[SerialReader] = []
         self._stopping = self._busy = False
         self.failure: str | None = None  # why the server stopped on its own (set by fail)
+        self.lag_ms = 0.0  # the tail's measured lag: smoothed latency of the oldest update of each step
+        self.overloaded = False  # new streams are refused while set (admission control)
         self.failed = asyncio.Event()
 
     # ---- receiving (event loop thread) ----
@@ -122,6 +128,9 @@ class Server:
             return
         if p.n_frames > self.max_packet_frames:
             self.metrics.count("packet_frames")
+            return
+        if self.overloaded and (p.device_id, p.stream_id) not in self.streams.streams:
+            self.metrics.count("overload")  # the tail cannot keep up: no new stream until it does
             return
         try:
             codes = packet_codes(p, self.bundle.codebook_sizes, self.bundle.priors)
@@ -170,12 +179,27 @@ class Server:
                 finally:
                     self._busy = False
                 self.metrics.observe_step(time.monotonic() - started)
+                self._admission(min((c.arrival for w in work.values() for c in w.chunks), default=started))
                 self.metrics.batches.inc()
                 self.metrics.batch_streams.inc(len(work))
                 try:
                     self._write(results)
                 except (OSError, ValueError) as e:  # a closed pipe, a full disk: no result can reach anyone
                     self.fail(f"cannot write results ({e!r})")
+
+    def _admission(self, oldest: float) -> None:
+        """Update the measured lag with a finished step whose oldest update arrived at `oldest`, and decide
+        whether new streams are admitted (hysteresis: refused above the limit, admitted again below half)."""
+        limit = self.config.admit_lag_ms
+        lag = 1000 * (time.monotonic() - oldest)
+        self.lag_ms = 0.7 * self.lag_ms + 0.3 * lag
+        if limit is None:
+            return
+        if not self.overloaded and self.lag_ms > limit:
+            self.overloaded = True
+        elif self.overloaded and self.lag_ms < limit / 2:
+            self.overloaded = False
+        self.metrics.overloaded.set(int(self.overloaded))
 
     def _isolate(self, work: dict[StreamKey, Work], had: set, error: Exception) -> list[Result]:
         """After a failed step (worker thread): every stream of it alone. A stream the step created is run again

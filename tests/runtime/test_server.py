@@ -400,3 +400,41 @@ def test_short_packets_from_each_source_use_its_own_full_packets(asr_case):
     assert got[1]["frames"] == codes[1].shape[1] and got[1]["missing_frames"] == 5  # packet 0 only
     # the stray one waited for a context until shutdown, then was counted
     assert summary["packets"] == {"accepted": len(a) + len(b) - 1, "context": 1}
+
+
+def test_admission_control_refuses_new_streams_while_the_tail_lags(asr_case):
+    """A slow tail (each step held 0.5 s) pushes the measured lag over the limit: a new stream's packets are
+    refused and counted (overload) while the open stream is still served; once steps are fast again the lag
+    falls below half the limit and new streams are admitted."""
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
+    first = stream_packets(codes[0], sizes, book, device_id=1, stream_id=1, frames_per_packet=5)
+    refused = stream_packets(codes[1], sizes, book, device_id=1, stream_id=2)
+    later = stream_packets(codes[2], sizes, book, device_id=1, stream_id=3)
+    assert len(first) >= 8
+
+    async def scenario(server, addr, out):
+        step = server.engine.step
+
+        def slow(work):
+            time.sleep(0.5)
+            return step(work)
+        server.engine.step = slow
+        for p in first[:2]:  # two slow steps
+            send(addr, [p])
+            await asyncio.sleep(0.6)
+        await until(lambda: server.overloaded)
+        send(addr, refused)
+        await until(lambda: server.metrics.packets.labels("overload")._value.get() == len(refused))
+        server.engine.step = step
+        for p in first[2:]:  # the open stream is served on; its fast steps bring the lag down
+            send(addr, [p])
+            await asyncio.sleep(0.05)
+        await until(lambda: not server.overloaded)
+        send(addr, later)
+        await until(lambda: {(1, 1), (1, 3)} <= set(finals(out)))
+
+    lines, summary = run(bundle, scenario, config=ServeConfig(admit_lag_ms=150.0))
+    assert set(finals(io.StringIO("\n".join(json.dumps(x) for x in lines) + "\n"))) == {(1, 1), (1, 3)}
+    assert summary["packets"]["overload"] == len(refused)
+    assert summary["packets"]["accepted"] == len(first) + len(later)

@@ -1,0 +1,75 @@
+"""Benchmark: admission control at 1x and 2x the measured capacity of `acom serve`.
+
+The capacity is read from reports/serve_load.json (the largest N served in real time, bench/serve_load.py: a
+measurement, not a guess). N devices then stream as there (utterance after utterance, each a new stream, one
+packet per second of audio) at 1x and 2x that N, with the server's admission control on (`--admit-lag-ms`):
+while the tail's measured lag is over the limit, packets that would open a new stream are refused (overload).
+Reported per load: the p99 latency of the packets answered (the admitted streams'), the packets and streams
+refused, and whether every admitted stream was answered. Target: at 2x the admitted keep p99 within the target
+and the rest are refused and counted; at 1x nothing is refused. Writes reports/serve_overload.json.
+
+    python bench/serve_overload.py --task asr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from reportfile import merge_entry
+from serve_load import real_codes, run_one, schedule
+
+from acom.core.checkpoint import PRETRAINED
+from acom.export.bundle import write_server_bundle
+from acom.runtime.bundle import open_bundle
+from acom.runtime.wire import codebook_id
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", choices=["asr", "ac"], default="asr")
+    ap.add_argument("--data", type=Path, help="data set for real codes (default data/speech or data/urban)")
+    ap.add_argument("--admit-lag-ms", type=float, default=50.0, help="the server's admission limit")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "serve_overload.json")
+    args = ap.parse_args(argv)
+    load = json.loads((ROOT / "reports" / "serve_load.json").read_text())[args.task]
+    capacity, target = load["largest_real_time_streams"], load["p99_target_ms"]
+    data = args.data or ROOT / ("data/speech" if args.task == "asr" else "data/urban")
+    codes = real_codes(args.task, data, 1, 40)
+    entry = {"task": args.task, "measured_capacity_streams": capacity, "p99_target_ms": target,
+             "admit_lag_ms": args.admit_lag_ms, "seconds": args.seconds, "loads": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_server_bundle(PRETRAINED / args.task / "split.pt", work / "bundle", n_q=1)
+        bundle = open_bundle(work / "bundle")
+        fpp = round(bundle.frame_rate)
+        book, sizes = codebook_id(bundle.manifest.codebook_hash), list(bundle.codebook_sizes)
+        for factor in (1, 2):
+            n = factor * capacity
+            plan = schedule(codes, n, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=n)
+            reps = [run_one(work / "bundle", plan, args.seconds, args.warmup, work,
+                            ["--admit-lag-ms", str(args.admit_lag_ms)]) for _ in range(args.repeats)]
+            refused = [x["packet_outcomes"].get("overload", 0) for x in reps]
+            row = {"load": f"{factor}x", "streams": n, "p99_ms_admitted": [x["latency_ms"].get("p99") for x in reps],
+                   "p99_ms_median": round(float(np.median([x["latency_ms"].get("p99", np.nan) for x in reps])), 1),
+                   "packets_sent": reps[0]["packets_sent"], "packets_refused_overload": refused,
+                   "streams_sent": reps[0]["streams_sent"], "streams_answered": [x["streams_answered"] for x in reps],
+                   "accepted_all_answered": [x["packets_accepted"] == x["packets_answered"] for x in reps]}
+            row["met"] = (row["p99_ms_median"] <= target and (factor == 2 or not any(refused)))
+            entry["loads"].append(row)
+            print(json.dumps(row), flush=True)
+    merge_entry(args.out, args.task, entry)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
