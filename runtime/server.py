@@ -52,8 +52,8 @@ class ServeConfig:
     state: Path | None = None  # with keys: the ended stream ids are kept here across restarts (replay_state.py)
     # admission control: when the tail's measured lag (the latency of the oldest update in each step, smoothed)
     # passes this, packets that would open a new stream are refused ("overload") until it falls below half of it;
-    # open streams are served on. None: never refuse.
-    admit_lag_ms: float | None = 250.0
+    # open streams are served on. None: never refuse (`acom serve` sets 250 ms unless told otherwise).
+    admit_lag_ms: float | None = None
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
 
 
