@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -85,6 +86,8 @@ class Server:
         self.failure: str | None = None  # why the server stopped on its own (set by fail)
         self.lag_ms = 0.0  # the tail's measured lag: smoothed latency of the oldest update of each step
         self.overloaded = False  # new streams are refused while set (admission control)
+        # streams refused for overload stay refused (no stream admitted halfway); oldest forgotten first
+        self._refused: OrderedDict[StreamKey, None] = OrderedDict()
         self.failed = asyncio.Event()
 
     # ---- receiving (event loop thread) ----
@@ -129,8 +132,15 @@ class Server:
         if p.n_frames > self.max_packet_frames:
             self.metrics.count("packet_frames")
             return
-        if self.overloaded and (p.device_id, p.stream_id) not in self.streams.streams:
+        key = (p.device_id, p.stream_id)
+        if key in self._refused or (self.overloaded and key not in self.streams.streams):
             self.metrics.count("overload")  # the tail cannot keep up: no new stream until it does
+            self._refused[key] = None
+            self._refused.move_to_end(key)
+            if p.end_of_stream:
+                self._refused.pop(key)  # its id may open a new stream later
+            elif len(self._refused) > self.config.reassembly.max_streams:
+                self._refused.popitem(last=False)
             return
         try:
             codes = packet_codes(p, self.bundle.codebook_sizes, self.bundle.priors)
