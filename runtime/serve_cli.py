@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="admission control: while the tail's measured lag (the latency of each step's oldest "
                    "update, smoothed) is over MS, packets that would open a new stream are refused (overload) "
                    "and open streams are served on; admitted again below MS/2 (default 250; 0: never refuse)")
+    p.add_argument("--admit-streams", type=int, metavar="N",
+                   help="admission control: at most N streams open at once (the capacity bench/serve_load.py "
+                   "measured for this machine); a packet that would open one more is refused (overload)")
     p.add_argument("--state", type=Path, metavar="FILE",
                    help="with --keys: keep the ended stream ids in FILE, so that replays stay refused after a "
                    "restart (written every second while streams end, and at shutdown)")
@@ -132,6 +135,8 @@ def make_server(args: argparse.Namespace, out) -> Server:
         raise AcomError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
     if args.tf32 and device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if args.admit_streams is not None and args.admit_streams < 1:
+        raise AcomError(f"--admit-streams {args.admit_streams}: must be 1 or more")
     if not (args.admit_lag_ms >= 0 and math.isfinite(args.admit_lag_ms)):
         raise AcomError(f"--admit-lag-ms {args.admit_lag_ms}: must be a finite number of milliseconds, 0 or more")
     for name in ("max_batch", "max_delay_ms", "reorder_ms", "idle_s", "window_s", "max_bad_tags", "max_packet_s",
@@ -143,7 +148,7 @@ def make_server(args: argparse.Namespace, out) -> Server:
                          window_s=args.window_s, engine=args.engine, dtype=args.dtype, buckets=args.tail_buckets,
                          partial=not args.no_partial, max_bad_tags=args.max_bad_tags,
                          max_packet_s=args.max_packet_s, max_gap_s=args.max_gap_s, state=args.state,
-                         admit_lag_ms=args.admit_lag_ms or None,
+                         admit_lag_ms=args.admit_lag_ms or None, admit_streams=args.admit_streams,
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
     if args.state and keys is None:

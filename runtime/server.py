@@ -55,6 +55,10 @@ class ServeConfig:
     # passes this, packets that would open a new stream are refused ("overload") until it falls below half of it;
     # open streams are served on. None: never refuse (`acom serve` sets 250 ms unless told otherwise).
     admit_lag_ms: float | None = None
+    # admission control by count: at most this many streams open at once, the capacity bench/serve_load.py
+    # measured for this machine; a packet that would open one more is refused ("overload"). None: no limit
+    # but max_streams.
+    admit_streams: int | None = None
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
 
 
@@ -133,7 +137,8 @@ class Server:
             self.metrics.count("packet_frames")
             return
         key = (p.device_id, p.stream_id)
-        if key in self._refused or (self.overloaded and key not in self.streams.streams):
+        full = self.config.admit_streams is not None and len(self.streams.streams) >= self.config.admit_streams
+        if key in self._refused or ((self.overloaded or full) and key not in self.streams.streams):
             self.metrics.count("overload")  # the tail cannot keep up: no new stream until it does
             self._refused[key] = None
             self._refused.move_to_end(key)

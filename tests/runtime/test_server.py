@@ -438,3 +438,26 @@ def test_admission_control_refuses_new_streams_while_the_tail_lags(asr_case):
     assert set(finals(io.StringIO("\n".join(json.dumps(x) for x in lines) + "\n"))) == {(1, 1), (1, 3)}
     assert summary["packets"]["overload"] == len(refused)
     assert summary["packets"]["accepted"] == len(first) + len(later)
+
+
+def test_admission_by_the_measured_number_of_streams(asr_case):
+    """--admit-streams N: with N streams open, a packet that would open another is refused (overload) and that
+    stream stays refused to its end; once one ends, a new stream is admitted."""
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
+    first = stream_packets(codes[0], sizes, book, device_id=1, stream_id=1)
+    second = stream_packets(codes[1], sizes, book, device_id=1, stream_id=2)
+    third = stream_packets(codes[2], sizes, book, device_id=1, stream_id=3)
+
+    async def scenario(server, addr, out):
+        send(addr, first[:1])
+        await until(lambda: len(server.streams.streams) == 1)
+        send(addr, second)  # refused, all of it, end packet included
+        send(addr, first[1:])
+        await until(lambda: (1, 1) in finals(out))
+        send(addr, third)
+        await until(lambda: (1, 3) in finals(out))
+
+    lines, summary = run(bundle, scenario, config=ServeConfig(admit_streams=1))
+    assert summary["packets"]["overload"] == len(second)
+    assert summary["packets"]["accepted"] == len(first) + len(third)
