@@ -39,11 +39,11 @@ from acom.core.audio import load_audio
 from acom.export.pipeline import ExportOptions, export
 from acom.firmware_host.client import artifact_encoder
 from acom.firmware_host.edge_runner import build_edge, count_instructions, edge_command, to_wavs
+from acom.profiling.measure import issue_width
 from acom.runtime.bundle import read_manifest
 from acom.runtime.wire import Contexts, decode_packet
 
 ROOT = Path(__file__).resolve().parents[1]
-ISSUE_WIDTH = {"rpi4": 3, "rpi5": 4}  # Cortex-A72: 3-wide decode; Cortex-A76: 4-wide
 
 
 def bundle_for(board: str, data: Path, given: Path | None, work: Path) -> Path:
@@ -77,10 +77,11 @@ def instructions(board: str, bundle: Path, work: Path) -> dict:
     on the share of one core they take."""
     counted = count_instructions(board, bundle, work)
     b = load_board(board)
+    width = issue_width(b)
     return {"instructions_per_s_audio": round(counted["per_s_audio"]),
             "startup_and_first_window_instructions": counted["startup"],
-            "clock_mhz": b.clock_mhz, "issue_width": ISSUE_WIDTH[board],
-            "share_of_one_core_lower_bound": round(counted["per_s_audio"] / ISSUE_WIDTH[board] / (b.clock_mhz * 1e6),
+            "clock_mhz": b.clock_mhz, "issue_width": width,
+            "share_of_one_core_lower_bound": round(counted["per_s_audio"] / width / (b.clock_mhz * 1e6),
                                                    4)}
 
 

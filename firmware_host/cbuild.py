@@ -54,13 +54,15 @@ def insn_plugin(folder: Path) -> Path:
     return out
 
 
-def count_instructions(cmd: list[str], plugin: Path, timeout: float = 600.0,
-                       by_block: bool = False) -> tuple[str, int, dict[int, int]]:
+def count_instructions(cmd: list[str], plugin: Path, timeout: float = 600.0, by_block: bool = False,
+                       program: int | None = None) -> tuple[str, int, dict[int, int]]:
     """Run a QEMU command (``run_command``'s) with the counting plugin: (its stdout, instructions executed,
-    and with `by_block` the instructions per translated block's start address). AcomError if it fails or QEMU
-    does not report the count (a QEMU built without plugin support)."""
-    run = subprocess.run([*cmd, "-plugin", f"{plugin}{',tb=on' if by_block else ''}", "-d", "plugin"],
-                         capture_output=True, text=True, timeout=timeout)
+    and with `by_block` the instructions per translated block's start address). `program`: the index in `cmd`
+    of a user-mode QEMU's program, before which its options go (system mode takes them at the end). AcomError
+    if it fails or QEMU does not report the count (a QEMU built without plugin support)."""
+    options = ["-plugin", f"{plugin}{',tb=on' if by_block else ''}", "-d", "plugin"]
+    at = len(cmd) if program is None else program
+    run = subprocess.run([*cmd[:at], *options, *cmd[at:]], capture_output=True, text=True, timeout=timeout)
     counts = [int(x.split()[1]) for x in run.stderr.splitlines() if x.startswith("insns ")]
     if run.returncode != 0 or len(counts) != 1:
         raise AcomError(f"{' '.join(cmd[:3])} with the counting plugin: exit {run.returncode}, "

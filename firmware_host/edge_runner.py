@@ -12,12 +12,14 @@ import contextlib
 import fcntl
 import os
 import subprocess
+import sys
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
 from acom.boards import load_board
 from acom.errors import AcomError
+from acom.firmware_host import cbuild
 from acom.firmware_host.cbuild import PACKAGE_DIR, board_options, cmake, kind, tool
 
 CACHE = Path(os.environ.get("ACOM_CACHE", Path.home() / ".cache" / "acom"))  # build-time downloads and builds
@@ -91,7 +93,7 @@ def build_edge(board: str) -> Path:
     tree = hashlib.sha1(str(PACKAGE_DIR).encode()).hexdigest()[:8]
     work = CACHE / "acom-edge" / f"{board}-{executorch_version()}-{tree}"
     opts = [*board_options(board), "-DACOM_EDGE=ON", f"-DACOM_BOARD={'' if board == 'host' else board}",
-            f"-DCMAKE_PREFIX_PATH={root}", f"-DPython3_EXECUTABLE={_python()}", "-DCMAKE_BUILD_TYPE=Release"]
+            f"-DCMAKE_PREFIX_PATH={root}", f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release"]
     if board != "host":
         tool(load_board(board).emulator.toolchain)  # the C++ driver (aarch64-linux-gnu-g++)
     with _locked(work.with_suffix(".lock")):
@@ -116,11 +118,6 @@ def _cmake() -> str:
     return cmake()
 
 
-def _python() -> str:
-    import sys  # noqa: PLC0415
-    return sys.executable
-
-
 def _step(cmd: list[str], board: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -128,18 +125,15 @@ def _step(cmd: list[str], board: str) -> None:
         raise AcomError(f"building acom-edge for {board} failed: {said[-800:]}")
 
 
-def edge_command(board: str, exe: Path, qemu_options: tuple[str, ...] = ()) -> list[str]:
+def edge_command(board: str, exe: Path) -> list[str]:
     """How to run acom-edge built for `board` here: directly (host) or under the board's qemu-aarch64 with
-    Debian's aarch64 loader and libraries (the binary finds the runtime's libraries by its RUNPATH);
-    `qemu_options` go before the program (e.g. an instruction-counting plugin)."""
+    Debian's aarch64 loader and libraries (the binary finds the runtime's libraries by its RUNPATH)."""
     if kind(board) == "host":
-        if qemu_options:
-            raise AcomError("the host build runs without an emulator: no QEMU options")
         return [str(exe)]
     emu = load_board(board).emulator
     if not (AARCH64_SYSROOT / "lib" / "ld-linux-aarch64.so.1").exists():
         raise AcomError(f"{AARCH64_SYSROOT}: no aarch64 loader (Debian libc6-arm64-cross; `make setup`)")
-    return [tool(emu.program), "-cpu", emu.cpu, "-L", str(AARCH64_SYSROOT), *qemu_options, str(exe)]
+    return [tool(emu.program), "-cpu", emu.cpu, "-L", str(AARCH64_SYSROOT), str(exe)]
 
 
 def count_instructions(board: str, bundle: Path, work: Path) -> dict:
@@ -149,22 +143,16 @@ def count_instructions(board: str, bundle: Path, work: Path) -> dict:
     import numpy as np  # noqa: PLC0415
     import soundfile as sf  # noqa: PLC0415
 
-    from acom.firmware_host.cbuild import insn_plugin  # noqa: PLC0415
     from acom.runtime.bundle import read_manifest  # noqa: PLC0415
     m = read_manifest(bundle)
-    cmd = edge_command(board, build_edge(board), ("-plugin", str(insn_plugin(work)), "-d", "plugin"))
+    cmd, plugin = edge_command(board, build_edge(board)), cbuild.insn_plugin(work)
     counts = []
     for windows in (1, 4):
         wav = work / f"noise-{windows}.wav"
         noise = np.random.default_rng(0).standard_normal(windows * m.graph.window_samples) * 3000
         sf.write(wav, noise.astype(np.int16), m.sample_rate, subtype="PCM_16")
-        run = subprocess.run([*cmd, "--bundle", str(bundle), "--udp", "127.0.0.1:9", str(wav)], capture_output=True,
-                             text=True, timeout=900)
-        found = [int(x.split()[1]) for x in run.stderr.splitlines() if x.startswith("insns ")]
-        if run.returncode != 0 or len(found) != 1:
-            raise AcomError(f"acom-edge under {board} with the counting plugin: exit {run.returncode}, "
-                            f"{run.stderr[-300:]}")
-        counts.append(found[0])
+        args = ["--bundle", str(bundle), "--udp", "127.0.0.1:9", str(wav)]
+        counts.append(cbuild.count_instructions([*cmd, *args], plugin, timeout=900, program=len(cmd) - 1)[1])
     seconds = 3 * m.graph.window_samples / m.sample_rate
     return {"per_s_audio": (counts[1] - counts[0]) / seconds, "startup": counts[0]}
 
@@ -199,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     try:
         sys.exit(main())
     except AcomError as e:

@@ -60,18 +60,14 @@ def device_instructions(bundle: Path, manifest: Manifest, board: Board, work: Pa
 
 def codec2_instructions(mode: str, work: Path, sample_rate: int = 8000) -> float:
     """x86-64 instructions per second of audio of Debian's c2enc in `mode` (e.g. "1200"), under qemu-x86_64."""
-    from acom.firmware_host.cbuild import insn_plugin, tool
+    from acom.firmware_host.cbuild import count_instructions, insn_plugin, tool
     counts = []
     for seconds in (1, 5):
         raw = work / f"codec2-{seconds}.raw"
         noise = np.random.default_rng(1).standard_normal(seconds * sample_rate) * 3000
         raw.write_bytes(noise.astype("<i2").tobytes())
-        run = subprocess.run([tool("qemu-x86_64"), "-plugin", str(insn_plugin(work)), "-d", "plugin", tool("c2enc"),
-                              mode, str(raw), str(work / "out.bit")], capture_output=True, text=True, timeout=300)
-        found = [int(x.split()[1]) for x in run.stderr.splitlines() if x.startswith("insns ")]
-        if run.returncode != 0 or len(found) != 1:
-            raise AcomError(f"c2enc {mode} under qemu-x86_64: exit {run.returncode}: {run.stderr[-300:]}")
-        counts.append(found[0])
+        cmd = [tool("qemu-x86_64"), tool("c2enc"), mode, str(raw), str(work / "out.bit")]
+        counts.append(count_instructions(cmd, insn_plugin(work), timeout=300, program=1)[1])
     return (counts[1] - counts[0]) / 4
 
 
