@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from acom.boards import load_board
@@ -138,7 +137,6 @@ def _emulate_mcu(args: argparse.Namespace, m: Manifest) -> dict:
         image = _firmware_for(args, m, Path(tmp))
         extra = ("--keys", str(args.keys)) if args.keys else ()
         with local_server(args.bundle, Path(tmp) / "serve.jsonl", tty=server, extra=extra) as srv:
-            time.sleep(1.5)  # the server opens its port first: pyserial's open discards bytes that came before
             run = stream_audio(m.board, image, clips, serial=str(device), timeout=600)
             finals = srv.wait_finals(len(clips), timeout=120)
         lines = srv.lines()

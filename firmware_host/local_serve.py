@@ -51,7 +51,7 @@ class LocalServer:
 def local_server(bundle: Path, out: Path, *, udp: bool = False, tty: Path | None = None,
                  extra: tuple[str, ...] = ()) -> Iterator[LocalServer]:
     """`acom serve --bundle bundle --out out` on 127.0.0.1 (a free UDP port) or reading `tty`; `extra` more
-    options (e.g. --keys FILE). Yields once it has said it is ready."""
+    options (e.g. --keys FILE). Yields once it is ready to receive."""
     link = ["--udp", "127.0.0.1:0"] if udp else ["--serial", str(tty)]
     out.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "acom.cli", "serve", "--bundle", str(bundle), *link, "--out",
@@ -61,6 +61,8 @@ def local_server(bundle: Path, out: Path, *, udp: bool = False, tty: Path | None
         if not line.startswith("{"):
             raise AcomError(f"acom serve did not start: {line.strip()} {proc.stderr.read()[-500:]}")
         ready = json.loads(line)
+        if not udp:
+            time.sleep(1.5)  # it opens the tty after saying ready: pyserial's open discards bytes that came before
         yield LocalServer(proc, out, tuple(ready["udp"]) if udp else None)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from acom.boards import load_board
 from acom.corpora.datasets import US8K_CLASSES
 from acom.errors import AcomError
+from acom.firmware_host.local_serve import local_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,18 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, acom: list[str], ttys: tuple[Path, Path] | None) -> int:
-    link = ["--serial", str(ttys[1])] if ttys else ["--udp", "127.0.0.1:0"]
-    server = subprocess.Popen([*acom, "serve", "--bundle", str(args.bundle), *link, "--out",
-                               str(args.out)], stderr=subprocess.PIPE, text=True)
-    try:
-        line = server.stderr.readline()
-        if not line.startswith("{"):
-            raise AcomError(f"acom serve did not start: {line.strip()} {server.stderr.read()[-500:]}")
-        if ttys:
-            time.sleep(1.5)  # the server opens its port first: pyserial's open discards bytes that came before
-            to = ["--serial", str(ttys[0])]
-        else:
-            to = ["--udp", f"127.0.0.1:{json.loads(line)['udp'][1]}"]
+    with local_server(args.bundle, args.out, udp=ttys is None, tty=ttys[1] if ttys else None) as srv:
+        to = ["--serial", str(ttys[0])] if ttys else ["--udp", f"{srv.udp[0]}:{srv.udp[1]}"]
         c_device = ["--c-device", args.c_device] if args.c_device else []
         sent = subprocess.run([*acom, "send", "--bundle", str(args.bundle), *to, *c_device,
                                *(["--entropy"] if args.entropy else []), "--packet-s", str(args.packet_s),
@@ -66,14 +56,8 @@ def _run(args: argparse.Namespace, acom: list[str], ttys: tuple[Path, Path] | No
         for r in map(json.loads, sent.stdout.splitlines()):
             print(f"device: stream {r['stream']}: {r['packets']} packets, {r['bytes']} bytes: {r['payload_bps']} bit/s "
                   f"of codes ({r['payload']}), {r['bps_on_wire']} bit/s on the wire")
-        deadline = time.monotonic() + 60
-        while _count_finals(args.out) < len(args.audio) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-    lines = [json.loads(x) for x in args.out.read_text().split("\n")[:-1]]
-    for r in sorted((r for r in lines if r["type"] == "final"), key=lambda r: r["stream"]):
+        finals = srv.wait_finals(len(args.audio), timeout=60)
+    for r in finals:
         path = args.audio[r["stream"]]
         name = f" ({US8K_CLASSES[r['label']]})" if "label" in r and r["label"] < len(US8K_CLASSES) else ""
         what = r["text"] if "text" in r else f"label {r['label']}{name}"
@@ -81,7 +65,7 @@ def _run(args: argparse.Namespace, acom: list[str], ttys: tuple[Path, Path] | No
         ref = _reference(path)
         if ref:
             print(f"  reference: {ref}")
-    summary = lines[-1]
+    summary = srv.lines()[-1]
     latency = {k: round(v, 1) for k, v in summary["latency_ms"].items()}
     print(f"server: packets {summary['packets']}, latency ms {latency} -> {args.out}")
     return 0
@@ -116,10 +100,6 @@ def _reference(audio: Path) -> str | None:
             if utt == audio.stem:
                 return text
     return None
-
-
-def _count_finals(path: Path) -> int:
-    return path.read_text().count('"type": "final"') if path.exists() else 0
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from acom.corpora.featcache import open_dataset
 from acom.export.firmware import build_firmware
 from acom.export.graph import EdgeGraph
 from acom.export.micro import run_tflm
-from acom.export.pipeline import ExportOptions, export
 from acom.export.verify import item_codes, make_windows
 from acom.firmware_host.edge_c import pcm16
 from acom.firmware_host.local_serve import local_server
@@ -32,15 +31,6 @@ from tests.firmware_host.test_client import ACOM
 from tests.runtime.conftest import offline_text
 
 pytestmark = pytest.mark.xdist_group("firmware-asr")
-
-
-@pytest.fixture(scope="module")
-def m55_asr(speech_set: Path, tmp_path_factory) -> Path:
-    """The shipped ASR model exported for the Cortex-M55 board: its C graph and its UART firmware."""
-    out = tmp_path_factory.mktemp("fw-asr") / "asr"
-    export(ExportOptions(board="cortex-m55-u55", task="asr", out=out, data=speech_set, calibration_windows=8,
-                         verify_items=4, keep_failed=True, log=lambda s: None))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +74,6 @@ def test_m7_asr_firmware_into_acom_serve(m55_asr, utterances, tmp_path):
     clips = [(i, pcm16(load_audio(p, 16000))) for i, p in enumerate(utterances)]
     with pty_pair(tmp_path) as (device, server), \
             local_server(m55_asr, tmp_path / "serve.jsonl", tty=server) as srv:
-        import time
-        time.sleep(1.5)  # the server opens its port first (pyserial's open discards what came before)
         run = stream_audio("cortex-m7", elf, clips, serial=str(device), timeout=600)
         finals = srv.wait_finals(len(clips), timeout=120)
     assert run.errors == [] and [r["frames"] for r in run.streams] == [
