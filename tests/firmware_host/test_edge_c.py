@@ -24,7 +24,6 @@ from acom.export.c_graph import graph_c, integer_part_end
 from acom.export.c_priors import bundle_sources
 from acom.export.graph import EdgeGraph
 from acom.export.micro import run_tflm
-from acom.export.pipeline import ExportOptions, export
 from acom.export.verify import item_codes, make_windows
 from acom.firmware_host import cbuild, edge_c
 from acom.firmware_host.device_c import app_instructions, send_audio
@@ -33,18 +32,6 @@ from acom.runtime.bundle import open_bundle, read_manifest
 from acom.runtime.sender import stream_packets
 from acom.runtime.wire import Contexts, codebook_id, decode_packet
 from tests.firmware_host.test_client import ACOM, serve, wait_finals
-
-
-def _m55_export(task: str, data: Path, tmp_path_factory, verify_items: int) -> Path:
-    out = tmp_path_factory.mktemp("m55") / task
-    export(ExportOptions(board="cortex-m55-u55", task=task, out=out, data=data, calibration_windows=8,
-                         verify_items=verify_items, log=lambda s: None))
-    return out
-
-
-@pytest.fixture(scope="module")
-def m55_ac(urban_set: Path, tmp_path_factory) -> Path:
-    return _m55_export("ac", urban_set, tmp_path_factory, 12)
 
 
 @pytest.mark.parametrize("board", ["host", "cortex-m55-u55", "cortex-m4", "cortex-m7"])
@@ -206,11 +193,6 @@ def test_instruction_counts_grow_with_each_stage(m55_ac: Path, urban_set: Path, 
     assert {"acom_features_i8", "acom_graph_run", "acom_entropy_codes"} <= set(functions)
 
 
-@pytest.fixture(scope="module")
-def m55_asr(speech_set: Path, tmp_path_factory) -> Path:
-    return _m55_export("asr", speech_set, tmp_path_factory, 4)
-
-
 @pytest.mark.parametrize("board", ["host", "cortex-m55-u55", "cortex-m4"])
 def test_asr_graph_in_c_gives_tflm_codes(m55_asr: Path, speech_set: Path, board: str) -> None:
     """The Conformer edge (fully connected, depthwise convolution, attention with softmax, layer norms in
@@ -218,7 +200,8 @@ def test_asr_graph_in_c_gives_tflm_codes(m55_asr: Path, speech_set: Path, board:
     reference kernels are not TFLite Micro's, so they are not the judge there. Each kernel path runs: Helium
     on the M55, the DSP extension's on the M4 (four rows a weight row in the fully connected layers, four
     channels a word in the depthwise convolutions), plain C here."""
-    assert json.loads((m55_asr / "manifest.json").read_text())["c_graph"]["written"] is True
+    manifest = json.loads((m55_asr / "manifest.json").read_text())
+    assert manifest["c_graph"]["written"] is True and manifest["verification"]["passed"]
     r = edge_c.check_bundle(m55_asr, speech_set, board, items=3)
     assert r["codes"] == r["windows"] * 25 and r["codes_equal_tflm"] == r["codes"]
     assert r["probe_windows_equal_reference"] == r["windows"]

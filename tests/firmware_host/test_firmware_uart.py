@@ -25,7 +25,6 @@ from acom.export.c_build import build, tool
 from acom.export.firmware import APP_DIR, build_firmware, load_regions, section_sizes
 from acom.export.graph import EdgeGraph
 from acom.export.micro import run_tflm
-from acom.export.pipeline import ExportOptions, export
 from acom.export.verify import item_codes, make_windows
 from acom.firmware_host.edge_c import pcm16
 from acom.firmware_host.loopback_demo import pty_pair
@@ -39,12 +38,9 @@ BOARDS = ["cortex-m4", "cortex-m7", "cortex-m55-u55"]
 
 
 @pytest.fixture(scope="module")
-def bundle(urban_set: Path, tmp_path_factory) -> Path:
-    """The shipped classifier exported for the Cortex-M55 board: its c/ and its firmware."""
-    out = tmp_path_factory.mktemp("fw") / "ac"
-    export(ExportOptions(board="cortex-m55-u55", task="ac", out=out, data=urban_set, calibration_windows=8,
-                         verify_items=12, log=lambda s: None))
-    return out
+def bundle(m55_ac: Path) -> Path:
+    """The shipped classifier exported for the Cortex-M55 board: its c/ and its firmware (tests/conftest.py)."""
+    return m55_ac
 
 
 @pytest.fixture(scope="module")

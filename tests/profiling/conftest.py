@@ -17,13 +17,3 @@ def ac_m7_manifest(urban_set: Path, tmp_path_factory) -> dict:
                                     calibration_windows=8, verify_items=12, keep_failed=True, log=lambda s: None))
     return manifest.to_dict()
 
-
-@pytest.fixture(scope="session")
-def ac_m55(urban_set: Path, tmp_path_factory) -> Path:
-    """The shipped classifier exported for cortex-m55-u55 (TFLite Micro, vela, firmware): the bundle folder."""
-    from acom.export.pipeline import ExportOptions, export
-
-    out = tmp_path_factory.mktemp("m55") / "ac"
-    export(ExportOptions(board="cortex-m55-u55", task="ac", out=out, data=urban_set, calibration_windows=8,
-                         verify_items=12, keep_failed=True, log=lambda s: None))
-    return out

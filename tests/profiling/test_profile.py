@@ -98,14 +98,14 @@ def test_bad_input(rpi4_asr, tmp_path, capsys):
     assert e.value.code == 2 and "invalid choice: 'smoke-signals'" in capsys.readouterr().err
 
 
-def test_profile_of_an_npu_bundle_beside_vela(ac_m55):
+def test_profile_of_an_npu_bundle_beside_vela(m55_ac):
     """Cortex-M55 + Ethos-U55: the firmware measured per stage, its sections in the memory, and vela's own
     per-layer MACs beside the model's. vela counts the NPU's work: never less than the model's MACs, equal (within
     5%) for a convolution it runs as stated, more where it pads a strided kernel or spreads a dilation of 3 over
     dense taps, and pooling as MACs."""
     from acom.profiling.profile import profile
-    p = profile(ac_m55, ["lora"], 1.0)
-    m = read_manifest(ac_m55)
+    p = profile(m55_ac, ["lora"], 1.0)
+    m = read_manifest(m55_ac)
     assert p["memory"]["firmware_sections"] == m.firmware.sections
     assert set(p["measured"]["stages"]) == {"front_end", "graph", "packets"}
     assert 1e6 < p["measured"]["per_s"] < 40e6
