@@ -41,7 +41,7 @@ NOTE = ("a window's packets go when its last sample is in and its graph has run 
 BOARDS = {"ac": ("cortex-m4", "cortex-m7", "cortex-m55-u55"), "asr": ("cortex-m7", "cortex-m55-u55")}
 
 
-def latencies(run, rate: int, samples_per_code: int) -> list[float]:
+def latencies(run, samples_per_code: int) -> list[float]:
     """Per packet with frames: its arrival minus when the last sample of its audio was sent."""
     ctx, out = Contexts(), []
     for data, arrived in zip(run.packets, run.arrived):
@@ -63,7 +63,7 @@ def board_latency(task: str, board: str, bundle: Path, clips, work: Path) -> dic
     elf = build_firmware(board, m, bundle / "c", work).files[m.firmware.elf]
     run = stream_audio(board, elf, clips, realtime_rate=m.sample_rate, timeout=300)
     spc = round(m.sample_rate / m.frame_rate)
-    lat = latencies(run, m.sample_rate, spc)
+    lat = latencies(run, spc)
     cost = json.loads((ROOT / "reports" / "device_cost.json").read_text())[task]["boards"][board]
     b = load_board(board)
     window_s = run.window_samples / m.sample_rate

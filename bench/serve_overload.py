@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", choices=["asr", "ac"], default="asr")
     ap.add_argument("--data", type=Path, help="data set for real codes (default data/speech or data/urban)")
-    ap.add_argument("--admit-lag-ms", type=float, default=50.0, help="the server's admission limit")
+    ap.add_argument("--admit-lag-ms", type=float, default=250.0, help="the server's lag limit (acom serve's default)")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=2)

@@ -76,8 +76,9 @@ def profile(bundle: Path, links: list[str], packet_s: float, measure_runs: bool 
                         "measured on x86-64 (c2enc under qemu-x86_64): a proxy for an Arm core" if mode in codec2
                         else "not measured"))
     systems.append(("opus-6k", 6000, (None, "unknown: Opus's encoder is not measured here"), "unknown"))
+    neural = _neural_costs()
     for name, n_q in NEURAL:
-        row = _neural(name, n_q)
+        row = neural[(name, n_q)]
         systems.append((f"{name} (n_q {n_q})", row["bitrate_bps"], energy.mac_w(board, row["device_macs_per_s"]),
                         "counted MACs (published architecture) x pJ/MAC"))
     per_link = {}
@@ -105,9 +106,10 @@ def profile(bundle: Path, links: list[str], packet_s: float, measure_runs: bool 
             "note": "demonstration models trained on synthetic audio; compute from instructions is a lower bound"}
 
 
-def _neural(system: str, n_q: int) -> dict:
+def _neural_costs() -> dict[tuple[str, int], dict]:
+    """The neural codecs' counted costs by (system, n_q) (baselines/neural_codecs.py builds each encoder once)."""
     from acom.baselines.neural_codecs import neural_codec_costs
-    return next(r for r in neural_codec_costs() if r["system"] == system and r["n_q"] == n_q)
+    return {(r["system"], r["n_q"]): r for r in neural_codec_costs()}
 
 
 def _memory(m: Manifest) -> dict:

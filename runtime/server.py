@@ -194,7 +194,7 @@ class Server:
                 finally:
                     self._busy = False
                 self.metrics.observe_step(time.monotonic() - started)
-                self._admission(min((c.arrival for w in work.values() for c in w.chunks), default=started))
+                self._admission(oldest)  # the oldest update waiting when this step was chosen
                 self.metrics.batches.inc()
                 self.metrics.batch_streams.inc(len(work))
                 try:
