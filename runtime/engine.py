@@ -15,11 +15,17 @@ of final outputs (windows of equal length batched together).
 Lost frames (``Chunk.codes is None``) enter the tail as zero feature vectors at the cut. The quantizer's
 decoded features have no "silence" code, and zeros are what the blocks' own padding uses; the classifier
 instead leaves lost frames out of its pooling. Results count the lost frames so the caller sees them.
+A long gap is not materialized: the tail has no absolute positions, so every frame of a gap farther than the
+tail's reach from both of its ends sees only zeros and gives the same output, which CTC's merging of repeats
+(and the classifier's pooling, which skips lost frames) makes count once. A gap runs through the tail as at
+most ``gap_keep`` frames (its two edges and one such frame; the classifier adds its pooling window), so a
+packet that claims a long gap costs the tail no more than a short one, with the same result (tested).
 Threading: the server calls ``step`` from one worker thread; nothing else touches the tail's state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from dataclasses import dataclass, field
 
@@ -30,7 +36,7 @@ from acom.core.blocks import ConformerBlock, TDNNBlock
 from acom.core.ctc import CharVocab
 from acom.errors import AcomError
 from acom.runtime.bundle import Bundle
-from acom.runtime.conformer_stream import ConformerStreamer
+from acom.runtime.conformer_stream import ConformerStreamer, own
 from acom.runtime.streams import Chunk, StreamKey
 
 
@@ -86,6 +92,16 @@ class _Engine:
             self._tables = [st.out_proj(st.lookup(torch.arange(k, device=self.device)[None]))[0].T.contiguous()
                             for st, k in zip(self.split.rvq.stages, self.split.rvq.config.codebook_sizes)]
 
+    @property
+    def gap_keep(self) -> int:
+        """Frames of a gap the tail runs: its reach into the gap from both ends, plus one frame that sees only
+        zeros (a subclass adds what its output needs beyond that)."""
+        return sum(sum(block_reach(b)) for b in self.tail) + 1
+
+    def kept(self, c: Chunk) -> int:
+        """Frames of ``c`` that run through the tail: all of them, or ``gap_keep`` of a longer gap."""
+        return c.n_frames if c.codes is not None else min(c.n_frames, self.gap_keep)
+
     def drop(self, key: StreamKey) -> None:
         """Forget a stream's state (after a failed step: it cannot be trusted)."""
         self.streams.pop(key, None)
@@ -111,13 +127,13 @@ class _Engine:
         return xs
 
     def _features(self, chunks: list[Chunk]) -> list[torch.Tensor]:
-        """Decoded features [n, D] (time-major) per chunk, zeros for lost frames: per-stage tables of decoded
-        codewords (``rvq.decode`` normalizes and projects the codebooks on every call)."""
+        """Decoded features [n, D] (time-major) per chunk, zeros for lost frames (``kept`` of them): per-stage
+        tables of decoded codewords (``rvq.decode`` normalizes and projects the codebooks on every call)."""
         out: list[torch.Tensor] = []
         dim = self.split.rvq.config.dim
         for c in chunks:
             if c.codes is None:
-                out.append(torch.zeros(c.n_frames, dim, device=self.device))
+                out.append(torch.zeros(self.kept(c), dim, device=self.device))
                 continue
             codes = torch.as_tensor(c.codes, device=self.device)
             x = self._tables[0][codes[0]]
@@ -164,7 +180,7 @@ class WindowRunner:
                 s = states[i]
                 outs[i] = y[j, s["done"] - start: upto - start]
                 keep = max(s["off"], upto - self.left)  # what the next window still needs
-                s["buf"], s["off"], s["done"] = s["buf"][keep - s["off"]:], keep, upto
+                s["buf"], s["off"], s["done"] = own(s["buf"][keep - s["off"]:]), keep, upto
         return outs
 
 
@@ -237,6 +253,11 @@ class ClassifierEngine(_Engine):
         self.runners = [WindowRunner(b) for b in self.tail]
         self.streams: dict[StreamKey, _ClassStream] = {}
 
+    @property
+    def gap_keep(self) -> int:
+        """A gap longer than the window leaves only lost frames in it, as the full gap would."""
+        return super().gap_keep + self.window
+
     @torch.inference_mode()
     def step(self, work: dict[StreamKey, Work]) -> list[Result]:
         keys = list(work)
@@ -246,7 +267,7 @@ class ClassifierEngine(_Engine):
         none = torch.zeros(0, dtype=torch.bool, device=self.device)
         xs = self._inputs(work, lambda: _ClassStream([r.new_state(self.device) for r in self.runners], e, none))
         for k in keys:
-            self.streams[k].pending += [c.codes is not None for c in work[k].chunks for _ in range(c.n_frames)]
+            self.streams[k].pending += [c.codes is not None for c in work[k].chunks for _ in range(self.kept(c))]
         ended = [work[k].ended for k in keys]
         for b, runner in enumerate(self.runners):
             xs = runner.step([self.streams[k].blocks[b] for k in keys], xs, ended)
@@ -254,8 +275,9 @@ class ClassifierEngine(_Engine):
         for k, x in zip(keys, xs):
             s = self.streams[k]
             flags, s.pending = s.pending[: x.shape[0]], s.pending[x.shape[0]:]
-            s.out = torch.cat([s.out, x])[-self.window:]
-            s.valid = torch.cat([s.valid, torch.tensor(flags, dtype=torch.bool, device=self.device)])[-self.window:]
+            s.out = own(torch.cat([s.out, x])[-self.window:])
+            flags = torch.tensor(flags, dtype=torch.bool, device=self.device)
+            s.valid = own(torch.cat([s.valid, flags])[-self.window:])
             if s.valid.any():
                 by_len.setdefault(s.out.shape[0], []).append(k)
         probs: dict[StreamKey, list[float]] = {}
@@ -309,3 +331,14 @@ def quiet_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 50, 100)
+
+
+def return_freed_memory() -> None:
+    """glibc only (elsewhere nothing): blocks of 256 KiB and more are mapped and unmapped on their own, so a
+    big step's tensors go back to the system when freed. By default glibc raises that threshold each time such
+    a block is freed, after which they stay in the heap: 64 streams of the worst packets the limits allow left
+    the server at 1.9 GB resident instead of 0.7 (bench/serve_memory.py)."""
+    import ctypes
+    import ctypes.util
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD

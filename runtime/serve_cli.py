@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from acom.errors import AcomError
-from acom.runtime.engine import quiet_gc
+from acom.runtime.engine import quiet_gc, return_freed_memory
 from acom.runtime.server import ServeConfig, Server
 from acom.runtime.streams import ReassemblyConfig
 
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gap-s", type=float, default=30.0, metavar="S",
                    help="audio a packet may say was lost before it in its stream (default 30 s); more is refused "
                    "(gap): a device cut off for longer starts a new stream")
+    p.add_argument("--max-step-frames", type=int, default=4096, metavar="N",
+                   help="frames one tail step runs at most, all streams together (default 4096; a step's memory "
+                   "grows with its frames, up to ~57 KB a frame for the shipped ASR tail): a burst runs over several "
+                   "steps")
+    p.add_argument("--max-backlog-s", type=float, default=60.0, metavar="S",
+                   help="audio one stream may have waiting for the tail (default 60 s); its packets beyond it are "
+                   "refused (backlog): a stream that sends faster than real time loses frames, the others nothing")
     p.add_argument("--admit-lag-ms", type=float, default=250.0, metavar="MS",
                    help="admission control: while the tail's measured lag (the latency of each step's oldest "
                    "update, smoothed) is over MS, packets that would open a new stream are refused (overload) "
@@ -140,7 +147,7 @@ def make_server(args: argparse.Namespace, out) -> Server:
     if not (args.admit_lag_ms >= 0 and math.isfinite(args.admit_lag_ms)):
         raise AcomError(f"--admit-lag-ms {args.admit_lag_ms}: must be a finite number of milliseconds, 0 or more")
     for name in ("max_batch", "max_delay_ms", "reorder_ms", "idle_s", "window_s", "max_bad_tags", "max_packet_s",
-                 "max_gap_s"):
+                 "max_gap_s", "max_step_frames", "max_backlog_s"):
         value = getattr(args, name)
         if not (value > 0 and math.isfinite(value)):
             raise AcomError(f"--{name.replace('_', '-')} {value}: must be a positive finite number")
@@ -148,12 +155,14 @@ def make_server(args: argparse.Namespace, out) -> Server:
                          window_s=args.window_s, engine=args.engine, dtype=args.dtype, buckets=args.tail_buckets,
                          partial=not args.no_partial, max_bad_tags=args.max_bad_tags,
                          max_packet_s=args.max_packet_s, max_gap_s=args.max_gap_s, state=args.state,
+                         max_step_frames=args.max_step_frames, max_backlog_s=args.max_backlog_s,
                          admit_lag_ms=args.admit_lag_ms or None, admit_streams=args.admit_streams,
                          reassembly=ReassemblyConfig(reorder_timeout=args.reorder_ms / 1e3, idle_timeout=args.idle_s))
     keys = load_keys(args.keys) if args.keys else None
     if args.state and keys is None:
         raise AcomError("--state keeps the ended stream ids of keyed devices: it needs --keys")
     server = Server(open_bundle(args.bundle), out, config, keys)
+    return_freed_memory()
     quiet_gc()  # the model and imports are long-lived: later collections need not walk them (fewer long pauses)
     return server
 

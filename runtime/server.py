@@ -50,6 +50,11 @@ class ServeConfig:
     max_bad_tags: int = 64  # with keys: a source with more bad tags than this in a minute is ignored for 5 min
     max_packet_s: float = 10.0  # audio a packet may carry; more is refused ("packet_frames"): bounded tail work
     max_gap_s: float = 30.0  # audio a packet may claim was lost before it; more is refused ("gap")
+    # frames one tail step runs at most, all streams together (a long gap counts as the engine's gap_keep):
+    # a step's memory grows with its frames (up to ~57 KB a frame for the shipped ASR tail), so a burst of big
+    # packets is run over several steps instead of at once; a stream's chunks beyond it wait for the next step
+    max_step_frames: int = 4096
+    max_backlog_s: float = 60.0  # audio a stream may have waiting for the tail; more is refused ("backlog")
     state: Path | None = None  # with keys: the ended stream ids are kept here across restarts (replay_state.py)
     # admission control: when the tail's measured lag (the latency of the oldest update in each step, smoothed)
     # passes this, packets that would open a new stream are refused ("overload") until it falls below half of it;
@@ -72,6 +77,9 @@ class Server:
         self.engine = make_engine(bundle, config.device, config.window_s, config.engine, config.dtype, config.buckets)
         rate = bundle.frame_rate
         self.max_packet_frames = math.ceil(config.max_packet_s * rate)
+        # one packet's chunks always fit a step: its frames, or the part of a gap the engine runs
+        self.max_step_frames = max(config.max_step_frames, self.max_packet_frames, self.engine.gap_keep)
+        self.max_backlog_frames = math.ceil(config.max_backlog_s * rate)
         self.streams = Reassembler(replace(config.reassembly, max_gap_frames=math.ceil(config.max_gap_s * rate)),
                                    keyed=keys is not None)
         self.book = codebook_id(bundle.manifest.codebook_hash)
@@ -147,6 +155,10 @@ class Server:
             elif len(self._refused) > self.config.reassembly.max_streams:
                 self._refused.popitem(last=False)
             return
+        w = self.pending.get(key)
+        if w is not None and sum(self.engine.kept(c) for c in w.chunks) > self.max_backlog_frames:
+            self.metrics.count("backlog")  # this stream sends faster than the tail runs it: it loses frames,
+            return                         # the others nothing
         try:
             codes = packet_codes(p, self.bundle.codebook_sizes, self.bundle.priors)
         except WireError as e:
@@ -181,8 +193,7 @@ class Server:
                 wait = oldest + self.config.max_delay - time.monotonic()
                 if wait > 0 and len(self.pending) < self.config.max_batch and not self._stopping:
                     await asyncio.sleep(wait)
-                keys = list(self.pending)[: self.config.max_batch]
-                work = {k: self.pending.pop(k) for k in keys}
+                work = self._take()
                 self._busy, started = True, time.monotonic()
                 had = {k for k in work if k in self.engine.streams}
                 try:
@@ -201,6 +212,29 @@ class Server:
                     self._write(results)
                 except (OSError, ValueError) as e:  # a closed pipe, a full disk: no result can reach anyone
                     self.fail(f"cannot write results ({e!r})")
+
+    def _take(self) -> dict[StreamKey, Work]:
+        """A step's work: waiting streams in order, at most ``max_batch`` of them and ``max_step_frames`` frames
+        in all; a stream over the budget gives its first chunks and waits, last in line, with the rest."""
+        work: dict[StreamKey, Work] = {}
+        budget = self.max_step_frames
+        for key in list(self.pending)[: self.config.max_batch]:
+            w, used, n = self.pending[key], 0, 0
+            for c in w.chunks:
+                f = self.engine.kept(c)
+                if used + f > budget:
+                    break
+                used, n = used + f, n + 1
+            if n == len(w.chunks):
+                work[key] = self.pending.pop(key)
+            elif n:
+                work[key] = Work(w.chunks[:n])
+                del self.pending[key]
+                self.pending[key] = Work(w.chunks[n:], w.ended)
+            budget -= used
+            if n < len(w.chunks) or not budget:
+                break
+        return work
 
     def _admission(self, oldest: float) -> None:
         """Update the measured lag with a finished step whose oldest update arrived at `oldest`, and decide

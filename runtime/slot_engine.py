@@ -316,7 +316,7 @@ class SlotAsrEngine(_Engine):
         a stage the packet lacks, and the last column, which pads)."""
         chunks = [c for w in work.values() for c in w.chunks]
         per = [len(w.chunks) for w in work.values()]
-        n = np.array([c.n_frames for c in chunks], dtype=np.int64)
+        n = np.array([self.kept(c) for c in chunks], dtype=np.int64)  # a long gap runs as gap_keep frames
         if len(chunks) == len(per) and min(per) == 1:  # one chunk each: the usual step
             lens = n
         else:
@@ -337,7 +337,7 @@ class SlotAsrEngine(_Engine):
         for c in chunks:
             if c.codes is not None:
                 codes[: c.codes.shape[0], o: o + c.n_frames] = c.codes
-            o += c.n_frames
+            o += self.kept(c)
         return lens, codes
 
     def _decode(self, rows: np.ndarray, slots: np.ndarray, codes: torch.Tensor, n_new: np.ndarray,

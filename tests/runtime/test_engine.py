@@ -35,15 +35,15 @@ def test_conformer_streamer_matches_the_block_on_whole_input():
     torch.manual_seed(0)
     split, _ = load_checkpoint(PRETRAINED / "asr" / "split.pt")
     block = split.model.blocks[3]
-    x = torch.randn(2, block.inp.in_features, 90)
+    x = torch.randn(2, block.inp.in_features, 300)
     streamer, rng = ConformerStreamer(block), random.Random(1)
     states = [streamer.new_state(torch.device("cpu")) for _ in range(2)]
     outs, pos = [[], []], 0
     with torch.inference_mode():
         want = block(x, None).transpose(1, 2)
-        while pos < 90:
-            n = min(rng.choice([1, 2, 7, 30]), 90 - pos)
-            got = streamer.step(states, [x[0, :, pos: pos + n].T, x[1, :, pos: pos + n].T], [pos + n == 90] * 2)
+        while pos < 300:  # 150 frames at once: attended in blocks of BLOCK queries
+            n = min(rng.choice([1, 2, 7, 30, 150]), 300 - pos)
+            got = streamer.step(states, [x[0, :, pos: pos + n].T, x[1, :, pos: pos + n].T], [pos + n == 300] * 2)
             for i in range(2):
                 outs[i].append(got[i])
             pos += n
@@ -101,3 +101,47 @@ def test_classifier_labels_equal_offline(ac_case):
     np.testing.assert_allclose(r.scores, p.numpy(), atol=1e-4)
     (r,) = short.step({(1, 1): Work([Chunk(0, 5, None, (-1, -1), 0.0)], True)})
     assert r.label is None and r.missing_frames == 5  # nothing received: no label, not a guess
+
+
+def gap_steps(engine, c: np.ndarray, gap: int) -> list:
+    """One stream: the first half of its frames, a lost gap of ``gap`` frames, the rest (ending it), a step each."""
+    h = c.shape[1] // 2
+    steps = [[Chunk(0, h, c[:, :h], (0, 0), 0.0)], [Chunk(h, gap, None, (1, 1), 0.0)],
+             [Chunk(h + gap, c.shape[1] - h, c[:, h:], (2, 2), 0.0)]]
+    return [engine.step({(1, 1): Work(chunks, i == 2)})[0] for i, chunks in enumerate(steps)]
+
+
+def test_a_long_gap_runs_as_gap_keep_frames_with_the_same_transcript(asr_case):
+    _, bundle, codes = asr_case
+    c, gap = codes[0], 600
+    engine = AsrEngine(bundle)
+    assert engine.gap_keep == 4 * (40 + 7 + 2 + 7) + 1 < gap  # 4 blocks' reach (attention and convolution)
+    assert engine.kept(Chunk(0, gap, None, (0, 0), 0.0)) == engine.gap_keep
+    got = gap_steps(engine, c, gap)
+    full = type("Full", (AsrEngine,), {"gap_keep": 10 ** 9})(bundle)  # the whole gap materialized
+    assert [(r.text, r.frames, r.missing_frames) for r in got] == [(r.text, r.frames, r.missing_frames)
+                                                                     for r in gap_steps(full, c, gap)]
+    assert got[-1].frames == c.shape[1] + gap and got[-1].missing_frames == gap
+    with torch.inference_mode():  # and offline, zeros in the gap
+        x = bundle.split.rvq.decode(torch.as_tensor(c)[None])
+        h = c.shape[1] // 2
+        x = torch.cat([x[..., :h], x.new_zeros(1, x.shape[1], gap), x[..., h:]], dim=-1)
+        m = bundle.split.model
+        y, _ = m.run_blocks(x, None, bundle.split.split_layer + 1, len(m.blocks))
+        assert got[-1].text == ctc_greedy(m.head_forward(y, None)[0], CharVocab())
+
+
+def test_a_long_gap_gives_the_classifier_the_same_labels(ac_case):
+    _, bundle, codes = ac_case
+    engine = ClassifierEngine(bundle, window_s=4.0)
+    assert engine.gap_keep == 2 * (1 + 2 + 3) + 20 + 1  # 3 TDNN blocks' reach both ways, the 20-frame window
+    full = type("Full", (ClassifierEngine,), {"gap_keep": 10 ** 9})(bundle, window_s=4.0)
+    for c in codes[:3]:
+        got, want = gap_steps(engine, c, 200), gap_steps(full, c, 200)
+        assert got[0].label is not None and got[-1].label is not None
+        assert [(r.label, r.frames, r.missing_frames) for r in got] == [(r.label, r.frames, r.missing_frames)
+                                                                          for r in want]
+        for a, b in zip(got, want):
+            assert (a.scores is None) == (b.scores is None)
+            if a.scores is not None:
+                np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)

@@ -461,3 +461,55 @@ def test_admission_by_the_measured_number_of_streams(asr_case):
     lines, summary = run(bundle, scenario, config=ServeConfig(admit_streams=1))
     assert summary["packets"]["overload"] == len(second)
     assert summary["packets"]["accepted"] == len(first) + len(third)
+
+
+def test_a_burst_runs_in_steps_within_the_frame_budget(asr_case):
+    """A burst of whole utterances at once: each tail step runs at most max_step_frames frames (never less than
+    one packet's), a stream over the budget finishes in later steps, and every transcript is the offline one."""
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
+    streams = [stream_packets(c, sizes, book, device_id=2, stream_id=i, frames_per_packet=50)
+               for i, c in enumerate(codes)]
+    steps = []
+
+    async def scenario(server, addr, out):
+        step = server.engine.step
+        server.engine.step = lambda work: (steps.append(sum(server.engine.kept(c) for w in work.values()
+                                                             for c in w.chunks)), step(work))[1]
+        send(addr, [p for s in streams for p in s])
+        await until(lambda: len(finals(out)) == len(codes))
+
+    config = ServeConfig(max_step_frames=1, max_packet_s=2.0)  # the budget: one packet (50), or a gap's 225
+    lines, summary = run(bundle, scenario, config=config)
+    assert max(steps) <= 225 < sum(c.shape[1] for c in codes) and len(steps) > 2
+    got = {r["stream"]: r["text"] for r in lines if r["type"] == "final"}
+    assert [got[i] for i in range(len(codes))] == [offline_text(bundle, c) for c in codes]
+
+
+def test_a_stream_sending_faster_than_the_tail_loses_its_own_frames_only(asr_case):
+    """While the tail is busy, a stream whose waiting audio passes --max-backlog-s has its next packets refused
+    (backlog); another stream is served in full."""
+    import threading
+    path, bundle, codes = asr_case
+    book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
+    fast = stream_packets(codes[0], sizes, book, device_id=3, stream_id=1, frames_per_packet=10)
+    calm = stream_packets(codes[1], sizes, book, device_id=3, stream_id=2, frames_per_packet=250)
+    held, go = threading.Event(), threading.Event()
+
+    async def scenario(server, addr, out):
+        step = server.engine.step
+        server.engine.step = lambda work: (held.set(), go.wait(30), step(work))[2]
+        send(addr, fast[:1])
+        await until(held.is_set)  # the tail is busy with the first packet: the rest wait
+        send(addr, fast[1:] + calm)
+        await until(lambda: server.metrics.packets.labels("accepted")._value.get() == 4 + len(calm))
+        go.set()
+        await until(lambda: len(finals(out)) == 2)
+
+    config = ServeConfig(max_backlog_s=1.0, reassembly=ReassemblyConfig(idle_timeout=1.0))  # 25 frames waiting
+    lines, summary = run(bundle, scenario, config=config)
+    got = {r["stream"]: r for r in lines if r["type"] == "final"}
+    assert got[2]["text"] == offline_text(bundle, codes[1]) and got[2]["missing_frames"] == 0
+    assert summary["packets"]["backlog"] == len(fast) - 4  # 1 in the tail, 3 waiting (30 frames > 25)
+    assert summary["packets"]["accepted"] == 4 + len(calm)
+    assert got[1]["frames"] == 40  # its first four packets; the refused rest never reached the tail

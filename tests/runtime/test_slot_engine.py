@@ -16,7 +16,7 @@ from acom.runtime.engines import make_engine
 from acom.runtime.slot_engine import SlotAsrEngine, _bucket, _Text
 from acom.runtime.streams import Chunk
 from tests.runtime.conftest import offline_text
-from tests.runtime.test_engine import stream_through
+from tests.runtime.test_engine import gap_steps, stream_through
 
 
 def test_transcripts_equal_offline_with_several_passes_and_growth(asr_case):
@@ -144,3 +144,11 @@ def test_text_collapses_spaces_like_join_split(pieces):
         t.add(p)
         raw += p
         assert t.text == " ".join(raw.split())
+
+
+def test_a_long_gap_gives_what_the_per_stream_engine_gives(asr_case):
+    _, bundle, codes = asr_case
+    slot = SlotAsrEngine(bundle, chunk=32)
+    assert slot.gap_keep < 600  # the gap runs as gap_keep frames in both engines
+    want = [(r.text, r.frames, r.missing_frames, r.final) for r in gap_steps(AsrEngine(bundle), codes[1], 600)]
+    assert [(r.text, r.frames, r.missing_frames, r.final) for r in gap_steps(slot, codes[1], 600)] == want
