@@ -72,6 +72,8 @@ def test_a_result_that_cannot_be_written_stops_the_server_with_status_1(asr_case
     (["--bundle", "BUNDLE", "--udp", "0", "--max-batch", "0"], "--max-batch 0: must be a positive finite number"),
     (["--bundle", "BUNDLE", "--udp", "0", "--reorder-ms", "inf"], "--reorder-ms inf: must be a positive finite"),
     (["--bundle", "BUNDLE", "--udp", "0", "--max-gap-s", "nan"], "--max-gap-s nan: must be a positive finite"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--max-step-frames", "0"], "--max-step-frames 0: must be a positive"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--max-backlog-s", "-1"], "--max-backlog-s -1.0: must be a positive"),
     (["--bundle", "BUNDLE", "--udp", "0", "--engine", "stream", "--dtype", "bfloat16"], "only the ASR slot engine"),
     (["--bundle", "BUNDLE", "--udp", "0", "--engine", "stream", "--tail-buckets"], "only the ASR slot engine pads"),
 ])
