@@ -61,7 +61,7 @@ demo: setup
 	$(VENV)/bin/acom data summary $(DATA)/speech $(DATA)/urban
 	@echo
 	@echo "== the shipped split models on the demo sets (per number of quantizer stages) =="
-	$(VENV)/bin/acom eval --task asr --checkpoint core/pretrained/asr/split.pt --data $(DATA)/speech --subset test-clean
+	$(VENV)/bin/acom eval --task asr --checkpoint core/pretrained/asr/split.pt --data $(DATA)/speech --subset test-clean --show 9
 	$(VENV)/bin/acom eval --task ac --checkpoint core/pretrained/ac/split.pt --data $(DATA)/urban --subset test
 	@echo
 	@echo "== a baseline: the device sends Codec2 audio, the server decodes it and runs the uncut model as trained =="

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from acom.baselines import codecs as C
 from acom.core.features import FrontEndConfig, LogMel
 from acom.core.tasks import TASKS
-from acom.corpora.featcache import FeatureSet, open_dataset, subsets_for
+from acom.corpora.featcache import FeatureSet, default_cache, open_dataset, subsets_for
 from acom.errors import DataError
 
 SNRS_DB = (0.0, 5.0, 10.0, 20.0)
@@ -144,7 +144,7 @@ def coded_set(task: str, root: Path, split: str, spec: str | None, n_mels: int, 
               workers: int = 2, progress: bool = True) -> CodedSet:
     """`split` of the data set at `root` (train, dev, the clean test set or test-noisy) through `spec`: a codec
     system ('opus-6k'), a family ('family:opus': its modes in turn, for fine-tuning) or None (as recorded)."""
-    cache = cache or root / "features" / "codecs"
+    cache = cache or default_cache(root) / "codecs"
     name = f"{task}-{split}-{(spec or 'none').replace(':', '-')}-{n_mels}"
     path, side = cache / f"{name}.safetensors", cache / f"{name}.json"
     key = _source_key(task, root, split, spec, n_mels)

@@ -58,7 +58,7 @@ def transcribe(engine: SlotAsrEngine, codes: list[np.ndarray], fpp: int) -> list
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, help="the speech set (features computed from it and cached)")
-    ap.add_argument("--features", type=Path, help="feature folder (default DATA/features)")
+    ap.add_argument("--features", type=Path, help="feature cache folder (default: the one acom eval uses)")
     ap.add_argument("--n-q", type=int, default=1, help="stages sent (default 1, as the throughput bench)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "tail_dtype.json")

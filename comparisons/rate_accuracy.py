@@ -220,7 +220,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--runs", type=Path, nargs="*", help="run folders (full.pt + split.pt), one per seed; "
                    "default: the shipped model")
     p.add_argument("--data", type=Path, help="data set folder holding the test subsets")
-    p.add_argument("--features", type=Path, help="feature folder (default DATA/features)")
+    p.add_argument("--cache", "--features", dest="features", type=Path,
+                   help="feature cache folder (default: the one acom train and eval use, outside the data)")
+    p.add_argument("--sets", help="comma-separated splits to score (default asr dev,test-clean; ac test): a "
+                   "subset's own name (dev-clean, test-other), a role, UrbanSound8K folds (fold3, cv3-test)")
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--no-lexicon", action="store_true", help="ASR: leave out the lexicon-constrained beam search "
                    "(decoder beam+lm+lex: beam 64, only the training words; about 3x the decoding time of beam+lm)")
@@ -232,7 +235,7 @@ def main(argv: list[str]) -> int:
         split, _ = load_checkpoint(run / "split.pt", ns.task)
         n_mels = split.model.frontend.cfg.n_mels
         sets = {s: cached_features(ns.task, s, n_mels, root=ns.data, cache=ns.features)
-                for s in TASKS[ns.task].eval_sets}
+                for s in (ns.sets.split(",") if ns.sets else TASKS[ns.task].eval_sets)}
         key = uncut_key(run)
         f, pts = run_points(run, ns.task, sets, seed, lexicon=not ns.no_lexicon, uncut=key not in scored)
         scored.add(key)

@@ -78,24 +78,30 @@ def _problem(strict: bool, skipped: LoadStats, message: str, reason: str) -> Non
 
 
 class LibriSpeech(_AudioDataset[Utterance]):
-    """A LibriSpeech subset such as `train-clean-100` or the generated `train`, `dev`, `test-clean`, `test-noisy`."""
+    """LibriSpeech subsets such as `train-clean-100` or the generated `train`, `dev`, `test-clean`, `test-noisy`;
+    a list of subsets reads them one after another (LibriSpeech's training subsets joined)."""
 
-    def __init__(self, root: str | Path, subset: str, *, sample_rate: int = SAMPLE_RATE, strict: bool = True):
+    def __init__(self, root: str | Path, subset: str | list[str], *, sample_rate: int = SAMPLE_RATE,
+                 strict: bool = True):
         root = Path(root)
-        folder = root / subset
-        if not folder.is_dir():
-            have = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-            raise DataError(f"{folder}: no such LibriSpeech subset; subsets under {root}: {have or 'none'}")
         skipped = LoadStats()
         items: list[Utterance] = []
-        for trans in sorted(folder.glob("*/*/*.trans.txt")):
-            items += _read_transcripts(trans, strict, skipped)
-        listed = {u.path for u in items}
-        for flac in sorted(folder.glob("*/*/*.flac")):
-            if flac not in listed:
-                _problem(strict, skipped, f"{flac}: audio file has no line in {flac.parent.name}'s .trans.txt",
-                         "audio without transcript")
-        super().__init__(items, skipped, sample_rate, str(folder))
+        names = [subset] if isinstance(subset, str) else list(subset)
+        for name in names:
+            folder = root / name
+            if not folder.is_dir():
+                have = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+                raise DataError(f"{folder}: no such LibriSpeech subset; subsets under {root}: {have or 'none'}")
+            found = []
+            for trans in sorted(folder.glob("*/*/*.trans.txt")):
+                found += _read_transcripts(trans, strict, skipped)
+            listed = {u.path for u in found}
+            for flac in sorted(folder.glob("*/*/*.flac")):
+                if flac not in listed:
+                    _problem(strict, skipped, f"{flac}: audio file has no line in {flac.parent.name}'s .trans.txt",
+                             "audio without transcript")
+            items += found
+        super().__init__(items, skipped, sample_rate, " + ".join(str(root / n) for n in names))
 
 
 def _read_transcripts(trans: Path, strict: bool, skipped: LoadStats) -> list[Utterance]:

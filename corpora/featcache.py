@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from acom.core.features import FrontEndConfig, LogMel
 from acom.core.tasks import get_task
 from acom.corpora import datasets as D
+from acom.corpora.splits import speech_subsets, us8k_folds
 from acom.errors import DataError
 
 FORMAT = "acom-features/1"
@@ -63,10 +65,11 @@ class FeatureSet:
 
 @dataclass(frozen=True)
 class Loader:
-    """How a task's data are read: loader arguments per subset of its default layout, and the loader."""
+    """How a task's data are read: the split names of its default layout, and the loader of a split name
+    (corpora/splits.py: a data set's own subset names, roles, folds)."""
 
-    subsets: dict[str, dict]
-    open: Callable[[Path, dict], object]
+    subsets: tuple[str, ...]
+    open: Callable[[Path, str], object]
     generate: Callable[[Path], None]  # writes the small demo set `make setup` makes (synthetic)
 
 
@@ -82,26 +85,31 @@ def _demo_urban(root: Path) -> None:
 
 # the data set loader of each task in acom.core.tasks.TASKS (the model core cannot import the data sets)
 LOADERS: dict[str, Loader] = {
-    "asr": Loader({"train": {"subset": "train"}, "dev": {"subset": "dev"}, "test-clean": {"subset": "test-clean"},
-                   "test-noisy": {"subset": "test-noisy"}}, lambda root, a: D.LibriSpeech(root, a["subset"]),
-                  _demo_speech),
+    "asr": Loader(("train", "dev", "test-clean", "test-noisy"),
+                  lambda root, name: D.LibriSpeech(root, speech_subsets(root, name)), _demo_speech),
     # UrbanSound8K's standard split for the paper recipe: train folds 1-8, validate on 9, test on 10
-    "ac": Loader({"train": {"folds": list(range(1, 9))}, "dev": {"folds": [9]}, "test": {"folds": [10]}},
-                 lambda root, a: D.UrbanSound8K(root, a["folds"]), _demo_urban),
+    "ac": Loader(("train", "dev", "test"), lambda root, name: D.UrbanSound8K(root, us8k_folds(name)), _demo_urban),
 }
 
 
-def subsets_for(task: str) -> dict[str, dict]:
-    """The subsets of each task's default data layout (loader arguments)."""
+def subsets_for(task: str) -> tuple[str, ...]:
+    """The split names of each task's default data layout (the generated sets'; real ones: corpora/splits.py)."""
     return LOADERS[get_task(task).name].subsets
 
 
 def open_dataset(task: str, root: Path, split: str):
-    """The loader of `split` for `task` on a LibriSpeech- or UrbanSound8K-layout folder."""
-    args = subsets_for(task).get(split)
-    if args is None:
-        raise DataError(f"task {task} has no subset {split!r}; allowed: {', '.join(subsets_for(task))}")
-    return LOADERS[task].open(root, args)
+    """The loader of split `split` (a subset's own name, a role, folds: corpora/splits.py) for `task` on a
+    LibriSpeech- or UrbanSound8K-layout folder."""
+    return LOADERS[get_task(task).name].open(Path(root), split)
+
+
+def default_cache(root: Path) -> Path:
+    """Where features of the data folder `root` are kept by default: never inside the data (a corpus may be
+    read-only), but under $ACOM_CACHE, else $XDG_CACHE_HOME/acom, else ~/.cache/acom, one folder per data folder
+    (its name and a hash of its absolute path)."""
+    base = os.environ.get("ACOM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "acom"
+    where = Path(root).resolve()
+    return Path(base) / "features" / f"{where.name}-{hashlib.sha256(str(where).encode()).hexdigest()[:10]}"
 
 
 @torch.no_grad()
@@ -120,20 +128,20 @@ def compute_features(task: str, dataset, n_mels: int, progress: bool = True) -> 
 
 
 def feature_path(cache: Path, task: str, split: str, n_mels: int) -> Path:
-    return cache / f"{task}-{split}-{n_mels}.safetensors"
+    return cache / f"{task}-{split.replace('/', '_')}-{n_mels}.safetensors"
 
 
 def cached_features(task: str, split: str, n_mels: int, *, root: Path | None = None, cache: Path | None = None,
                     progress: bool = True) -> FeatureSet:
-    """Features of `split`: from the cache folder (default ROOT/features) when they match the data set,
-    else computed from ROOT and saved there. Without ROOT (a machine with features but no audio) the cache
+    """Features of `split`: from the cache folder (default: ``default_cache(ROOT)``) when they match the data
+    set, else computed from ROOT and saved there. Without ROOT (a machine with features but no audio) the cache
     is read as it is.
 
     The match is a hash of the subset's file names and sizes, so a changed data set is recomputed.
     """
     if root is None and cache is None:
         raise DataError("give a data folder (--data) or a feature folder (--features)")
-    cache = cache or root / "features"
+    cache = cache or default_cache(root)
     path = feature_path(cache, task, split, n_mels)
     if root is None:
         return FeatureSet.load(path)

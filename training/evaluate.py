@@ -68,10 +68,12 @@ def rate_fields(split: SplitModel, n_q: int, codes: list[np.ndarray], priors: Co
     return row
 
 
-def score(task: str, outputs: list[np.ndarray], targets: list, lm: WordNgramLM | None = None, beam: int = 0,
-          num_classes: int = 10, alpha: float = 0.5, beta: float = 1.0, lexicon: bool = False) -> dict:
+def score(task: str, outputs: list[np.ndarray], targets: list,  # noqa: PLR0913 (decoder options)
+          lm: WordNgramLM | None = None, beam: int = 0, num_classes: int = 10, alpha: float = 0.5, beta: float = 1.0,
+          lexicon: bool = False, show: int = 3) -> dict:
     """Task metrics of model outputs: greedy (beam=0) or beam search with an optional word LM (ASR), spelling
-    only the LM's words with `lexicon`."""
+    only the LM's words with `lexicon`; ``examples`` holds the first `show` [reference, hypothesis] pairs
+    (transcripts, or class ids)."""
     if TASKS[task].sequence:
         vocab = CharVocab()
         if beam:
@@ -79,9 +81,10 @@ def score(task: str, outputs: list[np.ndarray], targets: list, lm: WordNgramLM |
         else:
             hyps = [ctc_greedy(o, vocab) for o in outputs]
         m = wer_cer(list(targets), hyps)
-        return {"wer": m["wer"], "cer": m["cer"], "examples": [[r, h] for r, h in zip(targets[:3], hyps[:3])]}
+        return {"wer": m["wer"], "cer": m["cer"], "examples": [[r, h] for r, h in zip(targets[:show], hyps[:show])]}
     preds = [int(np.argmax(o)) for o in outputs]
-    return classification_metrics(list(targets), preds, num_classes)
+    return {**classification_metrics(list(targets), preds, num_classes),
+            "examples": [[int(t), p] for t, p in zip(targets[:show], preds[:show])]}
 
 
 def evaluate(split: SplitModel, fs: FeatureSet, n_q: int | None = None, max_items: int | None = None,

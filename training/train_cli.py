@@ -17,18 +17,41 @@ from acom.codes.priors import CodePriors
 from acom.core.checkpoint import PRETRAINED, load_checkpoint, uncut
 from acom.core.split import make_rvq
 from acom.core.tasks import TASKS
+from acom.corpora.datasets import US8K_CLASSES
 from acom.corpora.featcache import cached_features, subsets_for
+from acom.corpora.splits import cv_names
 from acom.errors import AcomError, DataError
 from acom.training import recipes
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, rate_fields, score
 from acom.training.train import TrainConfig, fit, insert_quantizer, seed_everything, set_normalization
 
+SPLITS_HELP = ("asr: a subset's own name (train-clean-100, dev-clean, test-other, the generated train, dev, "
+               "test-clean, test-noisy), several joined with + (train-clean-100+train-clean-360), or the roles "
+               "train, dev, test; ac: train, dev, test (folds 1-8, 9, 10), fold3, folds1-8, cv1-test .. cv10-test")
+
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, help="data set folder (LibriSpeech layout for asr, UrbanSound8K for ac)")
-    p.add_argument("--features", type=Path, help="folder of precomputed features (default DATA/features); "
-                   "with --features and no --data, training needs no audio (e.g. on a GPU machine)")
+    p.add_argument("--data", type=Path, help="data set folder as it comes (LibriSpeech layout for asr, "
+                   "UrbanSound8K for ac); only read, never written")
+    p.add_argument("--cache", "--features", dest="cache", type=Path,
+                   help="feature cache folder (default: ~/.cache/acom/features/<data folder>-<hash>, or under "
+                   "$ACOM_CACHE / $XDG_CACHE_HOME); with --cache and no --data, features are read as they are "
+                   "(training on a machine without the audio)")
+    p.add_argument("--fold", type=int, metavar="K", help="ac: 10-fold cross-validation on UrbanSound8K's folds: "
+                   "test on fold K, validate on the next, train on the other eight (splits cvK-train, cvK-dev, "
+                   "cvK-test)")
+
+
+def _split(ns: argparse.Namespace, role: str, given: str | None, default: str) -> str:
+    """The split name for a role: the one given, else fold K's with --fold, else the default."""
+    if ns.fold is not None:
+        if ns.task != "ac":
+            raise DataError(f"--fold {ns.fold}: cross-validation folds are UrbanSound8K's (--task ac)")
+        if given is not None:
+            raise DataError(f"--fold {ns.fold} chooses the {role} split itself: drop the other split option")
+        return cv_names(ns.fold)[role]
+    return given or default
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -39,6 +62,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, help=f"named model+quantizer settings: {', '.join(recipes.RECIPES)} "
                    "(default: the task's edge default)")
     _data_args(p)
+    p.add_argument("--train", metavar="SPLIT", help=f"training split (default train). {SPLITS_HELP}")
+    p.add_argument("--dev", metavar="SPLIT", help="validation split (default dev; asr: dev-clean when the folder "
+                   "has LibriSpeech's subsets)")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log.jsonl)")
     p.add_argument("--epochs", type=int, default=20, help="stage 1 epochs (0 with --init: skip stage 1)")
     p.add_argument("--split-epochs", type=int, default=6, help="stage 2 epochs")
@@ -74,9 +100,8 @@ def train_main(argv: list[str]) -> int:
     probe = uncut(ns.task, recipe.model).model
     make_rvq(probe, split_layer, sizes, **recipe.rvq)
     n_mels = recipe.model["n_mels"] if "n_mels" in recipe.model else 40
-    names = list(subsets_for(ns.task))
-    train = cached_features(ns.task, names[0], n_mels, root=ns.data, cache=ns.features)
-    dev = cached_features(ns.task, names[1], n_mels, root=ns.data, cache=ns.features)
+    train = cached_features(ns.task, _split(ns, "train", ns.train, "train"), n_mels, root=ns.data, cache=ns.cache)
+    dev = cached_features(ns.task, _split(ns, "dev", ns.dev, "dev"), n_mels, root=ns.data, cache=ns.cache)
     ns.out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "acom train " + " ".join(argv), "recipe": recipe.name}
     (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv, "seed": ns.seed}, indent=1))
@@ -124,12 +149,15 @@ def eval_parser() -> argparse.ArgumentParser:
                    "demonstration model of --task (trained on synthetic sets)")
     p.add_argument("--task", choices=list(TASKS), required=True)
     _data_args(p)
-    p.add_argument("--subset", default=None, help="subset name (default: the task's test set)")
+    p.add_argument("--subset", metavar="SPLIT", default=None, help="split to score (default: the task's test set, "
+                   f"test-clean or test). {SPLITS_HELP}")
     p.add_argument("--beam", type=int, default=0, help="beam width for CTC beam search with the LM (0: greedy)")
     p.add_argument("--lexicon", action="store_true", help="with --beam: spell only the words of the LM's training "
                    "transcripts (closed vocabulary; wants a wider beam, e.g. 64)")
     p.add_argument("--codec", help="score the subset's audio after this codec and back (a baseline pipeline; "
                    "needs --data): codec2-450 .. codec2-3200, opus-6k .. opus-16k, mp3-8k, mp3-16k")
+    p.add_argument("--show", type=int, default=3, metavar="N", help="print the first N items' references beside "
+                   "what the model gave (transcripts or class names; default 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 
@@ -142,7 +170,12 @@ def eval_main(argv: list[str]) -> int:
         raise DataError("--lexicon constrains the beam search: give --beam N too (e.g. --beam 64)")
     if ns.lexicon and "lm" not in payload:
         raise DataError(f"{ns.checkpoint}: no word LM stored (field 'lm'), which --lexicon needs")
-    subset = ns.subset or TASKS[ns.task].test_subset
+    if ns.beam and "lm" not in payload:
+        print(f"acom eval: {ns.checkpoint} stores no word LM (uncut checkpoints do not): beam search without a "
+              f"language model", file=sys.stderr)
+    if ns.show < 0:
+        raise DataError(f"--show {ns.show}: give 0 or more items")
+    subset = _split(ns, "test", ns.subset, TASKS[ns.task].test_subset)
     n_mels = split.model.frontend.cfg.n_mels
     codec = None
     if ns.codec:
@@ -155,27 +188,28 @@ def eval_main(argv: list[str]) -> int:
         codec = {"system": ns.codec, "measured_bps": round(cs.measured_bps, 1),
                  "wire_bps": framed_bps(cs.measured_bps, cs.seconds), "padded_clips": cs.padded}
     else:
-        fs = cached_features(ns.task, subset, n_mels, root=ns.data, cache=ns.features)
-    rows = evaluate_checkpoint(split, payload, fs, ns.beam, ns.lexicon)
+        fs = cached_features(ns.task, subset, n_mels, root=ns.data, cache=ns.cache)
+    rows = evaluate_checkpoint(split, payload, fs, ns.beam, ns.lexicon, ns.show)
     result = {"checkpoint": str(ns.checkpoint), "subset": subset, "items": len(fs), "results": rows,
               **({"codec": codec} if codec else {})}
     print(json.dumps(result, indent=1) if ns.json else _table(result))
     return 0
 
 
-def evaluate_checkpoint(split, payload: dict, fs, beam: int = 0, lexicon: bool = False) -> list[dict]:
-    """One row per n_q (1..n_q of the quantizer; the uncut model when there is none)."""
+def evaluate_checkpoint(split, payload: dict, fs, beam: int = 0, lexicon: bool = False, show: int = 3) -> list[dict]:
+    """One row per n_q (1..n_q of the quantizer; the uncut model when there is none), with the first `show`
+    items' [reference, hypothesis]."""
     lm = WordNgramLM.from_dict(json.loads(payload["lm"])) if beam and "lm" in payload else None
     priors = CodePriors.from_tensors(payload["priors"]) if "priors" in payload else None
     ncls = getattr(split.model.config, "num_classes", 0)
     if split.rvq is None:
         outputs, _ = infer(split, fs)
-        return [{"n_q": 0, **score(split.model.task, outputs, fs.targets, lm, beam, ncls, lexicon=lexicon)}]
+        return [{"n_q": 0, **score(split.model.task, outputs, fs.targets, lm, beam, ncls, lexicon=lexicon, show=show)}]
     rows = []
     for n_q in range(1, split.rvq.config.n_q + 1):
         outputs, codes = infer(split, fs, n_q)
         rows.append({**rate_fields(split, n_q, codes, priors),
-                     **score(split.model.task, outputs, fs.targets, lm, beam, ncls, lexicon=lexicon)})
+                     **score(split.model.task, outputs, fs.targets, lm, beam, ncls, lexicon=lexicon, show=show)})
     return rows
 
 
@@ -197,22 +231,48 @@ def _table(result: dict) -> str:
             rate += f", sent: {r['payload_bps']:.1f} payload -> {r['wire_bps']:.1f} on the wire"
         lines.append(f"  n_q={r['n_q']}: {metric}   {rate if r['n_q'] else 'uncut'}")
         if "confusion" in r:
-            lines += ["    confusion (rows: true class, columns: predicted):"]
-            lines += ["      " + " ".join(f"{v:3d}" for v in row) for row in r["confusion"]]
+            names = US8K_CLASSES if len(r["confusion"]) == len(US8K_CLASSES) else [str(i) for i in
+                                                                                range(len(r["confusion"]))]
+            width = max(map(len, names))
+            lines += ["    confusion (rows: true class, columns: predicted, in the same order):"]
+            lines += [f"      {name:>{width}} " + " ".join(f"{v:3d}" for v in row)
+                      for name, row in zip(names, r["confusion"])]
+    last = result["results"][-1]
+    if last.get("examples"):
+        names = US8K_CLASSES if "confusion" in last and len(last["confusion"]) == len(US8K_CLASSES) else None
+        lines.append(f"  first {len(last['examples'])} items (n_q={last['n_q']}; reference -> model):")
+        for ref, hyp in last["examples"]:
+            if isinstance(ref, str):
+                lines += [f"    ref: {ref}", f"    got: {hyp}"]
+            else:
+                lines.append(f"    {names[ref] if names else ref} -> {names[hyp] if names else hyp}")
     return "\n".join(lines)
 
 
 def features_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="acom features", description="Precompute log-mel features of every subset "
-                                "(to train elsewhere, e.g. on a GPU machine without the TTS tools).")
+    p = argparse.ArgumentParser(prog="acom features", description="Precompute log-mel features of splits of a data "
+                                "set (to train elsewhere, e.g. on a GPU machine without the TTS tools).")
     p.add_argument("--task", choices=list(TASKS), required=True)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--out", type=Path, help="feature folder (default DATA/features)")
+    p.add_argument("--data", type=Path, required=True, help="data set folder (only read)")
+    p.add_argument("--out", type=Path, help="feature folder (default: the cache folder acom train and eval use)")
+    p.add_argument("--splits", help="comma-separated splits (default: train, dev and the test sets that exist). "
+                   + SPLITS_HELP)
     p.add_argument("--n-mels", type=int, default=40)
     ns = p.parse_args(argv)
-    for name in subsets_for(ns.task):
-        fs = cached_features(ns.task, name, ns.n_mels, root=ns.data, cache=ns.out)
+    names = ns.splits.split(",") if ns.splits else subsets_for(ns.task)
+    done = 0
+    for name in names:
+        try:
+            fs = cached_features(ns.task, name, ns.n_mels, root=ns.data, cache=ns.out)
+        except DataError as e:
+            if ns.splits:
+                raise
+            print(f"{name}: skipped ({e})")
+            continue
+        done += 1
         print(f"{name}: {len(fs)} items, {sum(f.shape[1] for f in fs.feats) / 100 / 60:.1f} min")
+    if not done:
+        raise DataError(f"{ns.data}: none of the splits {', '.join(names)} is there")
     return 0
 
 
