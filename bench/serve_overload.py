@@ -1,10 +1,13 @@
 """Benchmark: admission control at 1x and 2x the measured capacity of `acom serve`.
 
-The capacity is read from reports/serve_load.json (the largest N served in real time, bench/serve_load.py: a
-measurement, not a guess). N devices then stream as there (utterance after utterance, each a new stream, one
-packet per second of audio) at 1x and 2x that N, with the server's admission control on: at most the measured capacity
-of streams open at once (`--admit-streams`), and while the tail's measured lag is over `--admit-lag-ms` no new
-stream either; a packet that would open a refused stream is counted (overload).
+The capacity is read from reports/serve_load.json (the largest N of devices served in real time,
+bench/serve_load.py: a measurement, not a guess). A device streams utterance after utterance, each a new
+stream, one packet per second of audio, and opens its next stream a second after the last one ended, so N
+devices keep fewer than N streams open: the admission limit is measured too, as the most streams open at once
+(`streams_open_max`) while the N devices are served without admission control. Then N devices (1x) and 2N (2x)
+stream with the server's admission control on: at most that many streams open at once (`--admit-streams`), and
+while the tail's measured lag is over `--admit-lag-ms` no new stream either; a packet that would open a refused
+stream is counted (overload).
 Reported per load: the p99 latency of the packets answered (the admitted streams'), the packets and streams
 refused, and whether every admitted stream was answered. Target: at 2x the admitted keep p99 within the target
 and the rest are refused and counted; at 1x nothing is refused. Writes reports/serve_overload.json.
@@ -47,18 +50,25 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or ROOT / ("data/speech" if args.task == "asr" else "data/urban")
     codes = real_codes(args.task, data, 1, 40)
     entry = {"task": args.task, "measured_capacity_streams": capacity, "p99_target_ms": target,
-             "admit_lag_ms": args.admit_lag_ms, "admit_streams": capacity, "seconds": args.seconds, "loads": []}
+             "admit_lag_ms": args.admit_lag_ms, "seconds": args.seconds, "loads": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_server_bundle(PRETRAINED / args.task / "split.pt", work / "bundle", n_q=1)
         bundle = open_bundle(work / "bundle")
         fpp = round(bundle.frame_rate)
         book, sizes = codebook_id(bundle.manifest.codebook_hash), list(bundle.codebook_sizes)
+        plan = schedule(codes, capacity, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=capacity)
+        measured = [run_one(work / "bundle", plan, args.seconds, args.warmup, work, ["--admit-lag-ms", "0"])
+                    for _ in range(args.repeats)]
+        admit = max(x["streams_open_max"] for x in measured)  # what the capacity's devices keep open at once
+        entry["admit_streams"] = admit
+        entry["streams_open_max_at_capacity"] = [x["streams_open_max"] for x in measured]
+        print(json.dumps({"admit_streams": admit, "runs": entry["streams_open_max_at_capacity"]}), flush=True)
         for factor in (1, 2):
             n = factor * capacity
             plan = schedule(codes, n, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=n)
             reps = [run_one(work / "bundle", plan, args.seconds, args.warmup, work,
-                            ["--admit-lag-ms", str(args.admit_lag_ms), "--admit-streams", str(capacity)])
+                            ["--admit-lag-ms", str(args.admit_lag_ms), "--admit-streams", str(admit)])
                     for _ in range(args.repeats)]
             refused = [x["packet_outcomes"].get("overload", 0) for x in reps]
             row = {"load": f"{factor}x", "streams": n, "p99_ms_admitted": [x["latency_ms"].get("p99") for x in reps],

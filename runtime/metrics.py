@@ -25,6 +25,7 @@ class Metrics:
         self.bytes = Counter("acom_received_bytes", "Bytes received, by transport", ["transport"], registry=r)
         self.frames = Counter("acom_frames", "Frames given to the tail, received or lost", ["kind"], registry=r)
         self.streams_open = Gauge("acom_streams_open", "Streams open now", registry=r)
+        self.streams_open_max = Gauge("acom_streams_open_max", "Most streams open at once so far", registry=r)
         self.overloaded = Gauge("acom_overloaded", "1 while new streams are refused (the tail's lag is over the "
                                 "admission limit)", registry=r)
         self.streams = Counter("acom_streams_ended", "Streams ended, by why", ["why"], registry=r)

@@ -98,6 +98,7 @@ class Server:
         self.failure: str | None = None  # why the server stopped on its own (set by fail)
         self.lag_ms = 0.0  # the tail's measured lag: smoothed latency of the oldest update of each step
         self.overloaded = False  # new streams are refused while set (admission control)
+        self._open_max = 0  # most streams open at once (what --admit-streams should be: bench/serve_overload.py)
         # streams refused for overload stay refused (no stream admitted halfway); oldest forgotten first
         self._refused: OrderedDict[StreamKey, None] = OrderedDict()
         self.failed = asyncio.Event()
@@ -178,6 +179,9 @@ class Server:
         for _, reason in d.dropped:
             self.metrics.count(reason)
         self.metrics.streams_open.set(len(self.streams.streams))
+        if len(self.streams.streams) > self._open_max:
+            self._open_max = len(self.streams.streams)
+            self.metrics.streams_open_max.set(self._open_max)
         if self.pending:
             self._wake.set()
 

@@ -460,6 +460,7 @@ def test_admission_by_the_measured_number_of_streams(asr_case):
 
     lines, summary = run(bundle, scenario, config=ServeConfig(admit_streams=1))
     assert summary["packets"]["overload"] == len(second)
+    assert summary["streams_open_max"] == 1  # the most open at once (what bench/serve_overload.py admits by)
     assert summary["packets"]["accepted"] == len(first) + len(third)
 
 
