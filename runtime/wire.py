@@ -245,9 +245,6 @@ class Contexts:
     def __init__(self) -> None:
         self._by: dict[tuple[int, int], object] = {}
 
-    def items(self):
-        return self._by.items()
-
     def learn(self, p: Packet) -> None:
         """Remember a checked packet's stream (a full packet sets it, a short one moves its highest seq on)."""
         if p.version == 2:
