@@ -99,6 +99,8 @@ test: setup
 
 bench: setup
 	$(PY) bench/synth_speed.py --minutes 10
+	$(VENV)/bin/acom data synth-speech --out $(DATA)/speech --minutes 5 --seed 0
+	$(VENV)/bin/acom data synth-urban --out $(DATA)/urban --clips-per-class 20 --seed 0
 	$(PY) bench/export_boards.py --all-stages
 	$(PY) bench/fuzz_wire.py
 	$(PY) bench/serve_load.py --task asr --streams 25,50,75,100,125

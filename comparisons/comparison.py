@@ -142,7 +142,8 @@ def merge(report: dict, full_rows: list[dict], points: list[dict], costs: dict) 
     return report
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The options of `acom bench codecs`."""
     p = argparse.ArgumentParser(prog="acom bench codecs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=list(TASKS), required=True)
@@ -155,7 +156,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--ft-epochs", type=int, default=None,
                    help=f"fine-tuning epochs per codec family (default: {FT_EPOCHS['asr']} asr, {FT_EPOCHS['ac']} ac)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    ns = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    ns = parser().parse_args(argv)
     codecs = tuple(C.get_codec(name.strip()) for name in ns.codecs.split(",") if name.strip())
     if not codecs:
         raise AcomError("--codecs: give at least one codec system")

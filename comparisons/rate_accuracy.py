@@ -213,7 +213,8 @@ def _keep_codec_rows(path: Path, report: dict) -> dict:
     return report
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The options of `acom bench rate-accuracy`."""
     p = argparse.ArgumentParser(prog="acom bench rate-accuracy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=list(TASKS), required=True)
@@ -227,7 +228,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--no-lexicon", action="store_true", help="ASR: leave out the lexicon-constrained beam search "
                    "(decoder beam+lm+lex: beam 64, only the training words; about 3x the decoding time of beam+lm)")
-    ns = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    ns = parser().parse_args(argv)
     runs = ns.runs or [PRETRAINED / ns.task]
     fulls, points, seeds, scored = [], [], [], set()
     for run in runs:

@@ -70,25 +70,18 @@ class Loader:
 
     subsets: tuple[str, ...]
     open: Callable[[Path, str], object]
-    generate: Callable[[Path], None]  # writes the small demo set `make setup` makes (synthetic)
-
-
-def _demo_speech(root: Path) -> None:
-    from acom.corpora.synth.speech import SpeechSynthConfig, generate_speech
-    generate_speech(root, SpeechSynthConfig(minutes=5, seed=0), progress=False)
-
-
-def _demo_urban(root: Path) -> None:
-    from acom.corpora.synth.urban import generate_urban
-    generate_urban(root, clips_per_class=20, seed=0, progress=False)
+    layout: str  # the real data set whose folder layout it reads
+    demo_command: str  # the command that makes the small synthetic demo set in that layout at {root}
 
 
 # the data set loader of each task in acom.core.tasks.TASKS (the model core cannot import the data sets)
 LOADERS: dict[str, Loader] = {
     "asr": Loader(("train", "dev", "test-clean", "test-noisy"),
-                  lambda root, name: D.LibriSpeech(root, speech_subsets(root, name)), _demo_speech),
+                  lambda root, name: D.LibriSpeech(root, speech_subsets(root, name)), "LibriSpeech",
+                  "acom data synth-speech --out {root} --minutes 5 --seed 0"),
     # UrbanSound8K's standard split for the paper recipe: train folds 1-8, validate on 9, test on 10
-    "ac": Loader(("train", "dev", "test"), lambda root, name: D.UrbanSound8K(root, us8k_folds(name)), _demo_urban),
+    "ac": Loader(("train", "dev", "test"), lambda root, name: D.UrbanSound8K(root, us8k_folds(name)), "UrbanSound8K",
+                 "acom data synth-urban --out {root} --clips-per-class 20 --seed 0"),
 }
 
 

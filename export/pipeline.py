@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,8 +40,7 @@ from acom.runtime.manifest import CGraph, FrontEnd, GraphSpec, Manifest, ModelSp
 
 CODE_AGREEMENT_MIN = 0.99  # per stage, artifact against its PyTorch quantized reference
 METRIC_LOSS_MAX = 0.5  # points of WER or accuracy, artifact against the float model
-
-
+# Per task: the layout its data sets have, and the command that writes its demo set (as `make demo` runs it)
 @dataclass
 class ExportOptions:
     board: str
@@ -54,6 +55,7 @@ class ExportOptions:
     qat_epochs: int = 2
     force: bool = False  # replace --out if it exists
     keep_failed: bool = False  # write the bundle even if verification fails (marked failed)
+    verbose: bool = False  # let the converters' and runtimes' own C++ output through while lowering
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
 
 
@@ -87,6 +89,45 @@ class _Stages:
         self.times[name] = round(time.perf_counter() - t0, 2)
 
 
+@contextlib.contextmanager
+def _native_output_hidden(verbose: bool):
+    """Hold back what C++ libraries write straight to file descriptors 1 and 2 meanwhile (ExecuTorch's CPU
+    probing, TensorFlow's oneDNN notice at load, LiteRT's delegate notice), which no logging level or environment
+    variable reaches. Shown after all if the block fails with an error that is not acom's own; with ``verbose``
+    nothing is held back."""
+    if verbose:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    crashed = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 1)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except AcomError:
+            raise
+        except BaseException:
+            crashed = True
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, old in zip((1, 2), saved):
+                os.dup2(old, fd)
+                os.close(old)
+            if crashed:  # the libraries' own words may say why
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+
+
+def default_out(board: str, task: str) -> Path:
+    """The bundle folder when --out is not given: ``export-BOARD-TASK`` in the current folder."""
+    return Path(f"export-{board}-{task}")
+
+
 def _load(opts: ExportOptions):
     """(split model, checkpoint payload, path): the given checkpoint, or the shipped model of the task."""
     path = Path(opts.checkpoint) if opts.checkpoint else PRETRAINED / (opts.task or "asr") / "split.pt"
@@ -111,18 +152,17 @@ def _dataset_items(task: str, root: Path, subset: str, limit: int) -> list[tuple
 
 
 def _data_root(opts: ExportOptions, task: str) -> Path:
-    """--data, or the default folder; the default is generated as `make demo` does when missing."""
+    """--data, or the task's default folder; ExportError naming the missing folder and the command that makes it."""
+    root = Path(opts.data) if opts.data is not None else Path(TASKS[task].default_data)
+    if root.is_dir():
+        return root
+    layout, make = LOADERS[task].layout, LOADERS[task].demo_command.format(root=root)
     if opts.data is not None:
-        if not Path(opts.data).is_dir():
-            raise ExportError(f"--data {opts.data}: not a folder; give a LibriSpeech- (asr) or "
-                              f"UrbanSound8K-layout (ac) data set")
-        return Path(opts.data)
-    root = Path(TASKS[task].default_data)
-    if not root.exists():
-        opts.log(f"acom-export: {root} is missing: generating the demo set there (as `make demo` does) "
-                 "to calibrate and verify on")
-        LOADERS[task].generate(root)
-    return root
+        raise ExportError(f"--data {root}: not a folder; give a data set in {layout}'s layout, or make the demo set "
+                          f"there with `{make}`")
+    raise ExportError(f"{root} is missing (no --data given, and {root} is the {task} task's default in the current "
+                      f"folder): export calibrates and verifies on real audio. Make the demo set with `{make}`, "
+                      f"or give a data set in {layout}'s layout with --data DIR; nothing was written")
 
 
 def _check_budget(board: Board, macs: dict, frontend_in_graph: bool) -> float:
@@ -203,12 +243,12 @@ def export(opts: ExportOptions) -> Manifest:
     """Run every stage; returns the manifest written to ``opts.out``."""
     board = load_board(opts.board)
     stage = _Stages(opts.log)
-    out = opts.out or Path(f"export-{board.name}-{opts.task}")
-    if out.exists() and not opts.force:  # before any work, not after minutes of it
-        raise ExportError(f"{out} exists; choose another --out or pass --force to replace it")
     with stage("load"):
         split, payload, ckpt_path = _load(opts)
         task = payload["task"]
+    out = Path(opts.out) if opts.out else default_out(board.name, task)
+    if out.exists() and not opts.force:  # before any work, not after minutes of it
+        raise ExportError(f"{out} exists; choose another --out or pass --force to replace it")
     stages = 0 if split.rvq is None else len(split.rvq.config.codebook_sizes)
     if stages and opts.n_q is not None and not 1 <= opts.n_q <= stages:
         raise ExportError(f"--n-q {opts.n_q}: this model has 1..{stages} quantizer stages")
@@ -229,7 +269,7 @@ def export(opts: ExportOptions) -> Manifest:
         macs = edge_macs_per_second(graph)
         need = _check_budget(board, macs, frontend_in_graph)
         _check_estimate(board, split, graph.n_q, window)
-    data = _data_root(opts, task)  # after the checks that refuse in seconds (a missing default set is generated)
+    data = _data_root(opts, task)  # after the checks that refuse in seconds
     spc = int(round(graph.frontend.cfg.sample_rate / split.frame_rate))
     with stage("calibration data"):
         calib_items = _dataset_items(task, data, "train", opts.calibration_windows)
@@ -241,7 +281,7 @@ def export(opts: ExportOptions) -> Manifest:
     artifacts: list[Artifact] = []
     for runtime in board.runtimes:
         with stage(f"quantize + lower ({runtime})"):
-            artifacts.extend(_lower(runtime, graph, example, calibration, board, artifacts))
+            artifacts.extend(_lower(runtime, graph, example, calibration, board, artifacts, opts.verbose))
     ram, flash = _footprint(board, artifacts)
     _check_fit(board, ram, flash, split, graph.n_q, window)  # before minutes of verification
     with stage("verify"):
@@ -270,13 +310,14 @@ def export(opts: ExportOptions) -> Manifest:
 
 
 def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: list[torch.Tensor], board: Board,
-           done: list[Artifact]) -> list[Artifact]:
+           done: list[Artifact], verbose: bool = False) -> list[Artifact]:
     """The artifacts of one runtime of the board (the int8 .tflite is shared by LiteRT, TFLM and vela)."""
     if runtime == "executorch-xnnpack":
         from acom.export import executorch as et
         quantized = et.quantize(graph, example, calibration)
         pte = et.lower(quantized, example)
-        runner = et.PteRunner(pte)
+        with _native_output_hidden(verbose):  # the runtime's first start logs its CPU probing from C++
+            runner = et.PteRunner(pte)
         reference, snapped = snap_biases(quantized)
         return [Artifact("edge.pte", pte, runtime, lambda xs: [runner(x) for x in xs], verify.torch_runner(reference),
                          {"portable_ops": et.delegated_ops(pte), **et.planned_memory(pte),
@@ -285,6 +326,8 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
     shared = next((a for a in done if a.save and a.runtime in ("litert", "tflite-micro")), None)
     new = []
     if shared is None:
+        with _native_output_hidden(verbose):  # loading the converter logs TensorFlow's oneDNN setting from C++
+            import litert_torch  # noqa: F401
         quantized = litert.quantize(graph, example, calibration)
         model = litert.convert(quantized, example)
         # Verified with LiteRT's builtin kernels (the default XNNPACK delegate rounds differently; its agreement is
@@ -295,8 +338,9 @@ def _lower(runtime: str, graph: EdgeGraph, example: torch.Tensor, calibration: l
                  "reference_arithmetic": "tflite-integer (litert builtin kernels)"}
         if board.kind == "linux":
             xs = [x.numpy() for x in calibration[:4]]
-            facts["agreement_xnnpack_delegate_vs_builtin"] = verify.agreement(
-                litert.run_litert(model, xs, xnnpack=True), litert.run_litert(model, xs))
+            with _native_output_hidden(verbose):  # LiteRT logs "Created TensorFlow Lite XNNPACK delegate"
+                delegate = litert.run_litert(model, xs, xnnpack=True)
+            facts["agreement_xnnpack_delegate_vs_builtin"] = verify.agreement(delegate, litert.run_litert(model, xs))
         shared = Artifact(name, model, "litert", lambda xs: litert.run_litert(model, xs),
                           tflite_runner(quantized, "litert"), facts, quantized=quantized)
         new.append(shared)
@@ -370,10 +414,11 @@ def _finish(opts, board, out, split, payload, ckpt_path, graph, spec, macs, need
         low = [f"stage {i + 1}: {a:.2%}" for i, a in enumerate(c["agreement_vs_quantized_reference"])
                if a < CODE_AGREEMENT_MIN]
         if low:
-            failures.append(f"{c['artifact']} code agreement below {CODE_AGREEMENT_MIN:.0%} ({', '.join(low)})")
+            failures.append(f"{c['artifact']} code agreement below {CODE_AGREEMENT_MIN:.0%} with its int8 PyTorch "
+                            f"reference ({', '.join(low)})")
         if c["metric_loss_points"] > METRIC_LOSS_MAX:
-            failures.append(f"{c['artifact']} {c['metric']['metric']} {c['metric_loss_points']:+.2f} points against "
-                            f"the float model (allowed {METRIC_LOSS_MAX})")
+            failures.append(f"{c['artifact']} {TASKS[task].unit.removesuffix(' %')} {c['metric_loss_points']:.2f} "
+                            f"points worse than the float model's (at most {METRIC_LOSS_MAX} allowed)")
     passed = not failures
     if failures and not opts.keep_failed:
         hint = "" if opts.qat else "; --qat fine-tunes the edge part for int8 first"
