@@ -8,6 +8,7 @@ blocks L+1.., head) is what the server runs. Both halves share the SplitModel's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -114,19 +115,28 @@ class ServerDecoder(nn.Module):
 
 
 def cut_module(model: nn.Module, name: str) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule]:
-    """Cut a user's own module after the submodule called `name`: (edge, server) graph modules.
+    """Cut a user's own module after the submodule called `name` (a leaf or a container such as a whole
+    encoder: everything inside it runs on the device): (edge, server) graph modules.
 
     edge(*inputs) returns the output of `name`; server(features) returns the model's output. The model is
     traced with torch.fx, so it must be symbolically traceable. Nothing may bypass the cut: if any
     computation after the cut uses a value from before it (a skip connection over the cut), AcomError.
-    Put a ResidualVQ between the halves to train it as a split model.
+    Put a ResidualVQ between the halves to train it as a split model (`cut_layout` says its axes).
     """
-    gm = torch.fx.symbolic_trace(model)
+    valid = [n for n, _ in model.named_modules() if n]
+    if name not in valid:
+        raise AcomError(f"no submodule {name!r} in the model; its submodules: {', '.join(valid)}")
+
+    class _CutTracer(torch.fx.Tracer):  # the cut module stays one call, however much it contains
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            return qualname == name or super().is_leaf_module(m, qualname)
+
+    gm = torch.fx.GraphModule(model, _CutTracer().trace(model))
     nodes = list(gm.graph.nodes)
-    names = [n.target for n in nodes if n.op == "call_module"]
     cut = next((n for n in nodes if n.op == "call_module" and n.target == name), None)
     if cut is None:
-        raise AcomError(f"no submodule {name!r} is called in the model; called submodules: {names}")
+        called = [n.target for n in nodes if n.op == "call_module"]
+        raise AcomError(f"submodule {name!r} is not called by the model's forward; called: {', '.join(called)}")
     before = set(nodes[: nodes.index(cut) + 1])
     for node in nodes[nodes.index(cut) + 1:]:
         for arg in node.all_input_nodes:
@@ -134,6 +144,24 @@ def cut_module(model: nn.Module, name: str) -> tuple[torch.fx.GraphModule, torch
                 raise AcomError(f"{node.name} after the cut uses {arg.name} from before it: a connection "
                                 f"bypasses the cut at {name!r}; choose a submodule that all data flows through")
     return _graph_part(gm, nodes[: nodes.index(cut) + 1], cut), _server_part(gm, nodes, cut)
+
+
+def cut_layout(edge: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor, time_dim: int = -1) -> str:
+    """"BDT" or "BTD": where time lies in the edge's output [B, D, T] or [B, T, D], found by running `example`
+    and a copy of it with a third of the frames of its axis `time_dim` cut off. AcomError naming the shapes
+    found when the output is not 3-D or no single axis follows the input's length."""
+    short = example.narrow(time_dim, 0, max(1, example.shape[time_dim] * 2 // 3))
+    with torch.no_grad():
+        a, b = edge(example), edge(short)
+    if not (isinstance(a, torch.Tensor) and a.dim() == 3):
+        raise AcomError(f"the output at the cut is {getattr(a, 'shape', type(a).__name__)}: expected [B, D, T] or "
+                        f"[B, T, D] (a batch of frame sequences) to quantize frame by frame")
+    moved = [i for i in (1, 2) if a.shape[i] != b.shape[i]]
+    if len(moved) != 1:
+        raise AcomError(f"the output at the cut is {tuple(a.shape)} for {tuple(example.shape)} and {tuple(b.shape)} "
+                        f"for {tuple(short.shape)}: expected [B, D, T] or [B, T, D], one axis following the input's "
+                        f"length")
+    return "BDT" if moved == [2] else "BTD"
 
 
 def _graph_part(gm: torch.fx.GraphModule, keep: list[torch.fx.Node], out: torch.fx.Node) -> torch.fx.GraphModule:

@@ -8,7 +8,7 @@ from torch import nn
 
 from acom.core.macs import edge_macs_per_second
 from acom.core.models import AsrConfig, ClassifierConfig, build_model, default_split_layer
-from acom.core.split import SplitModel, cut_module, make_rvq
+from acom.core.split import SplitModel, cut_layout, cut_module, make_rvq
 from acom.errors import AcomError
 
 TINY_ASR = AsrConfig(n_mels=40, stem_channels=16, edge_dim=32, edge_blocks=1, dim=48, blocks=1, heads=2,
@@ -102,5 +102,36 @@ def test_cut_a_users_module_by_name() -> None:
     assert torch.allclose(server(edge(x)), net(x), atol=1e-6)
     with pytest.raises(AcomError, match="bypasses the cut"):
         cut_module(UserNet(skip=True), "enc2")
-    with pytest.raises(AcomError, match="no submodule 'enc9'"):
+    with pytest.raises(AcomError, match="no submodule 'enc9' in the model; its submodules: enc1, enc2, dec"):
         cut_module(net, "enc9")
+    assert cut_layout(edge, x) == "BDT"
+
+
+class Encoded(nn.Module):
+    """A model whose encoder is a container (cut after all of it) and whose cut output is [B, T, D]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv1d(8, 16, 3, padding=1), nn.ReLU(), nn.Conv1d(16, 12, 3, padding=1))
+        self.proj = nn.Linear(12, 12)
+        self.head = nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.proj(self.encoder(x).transpose(1, 2))  # [B, T, 12]
+        return self.head(h).mean(1)
+
+
+def test_cut_after_a_container_and_the_layouts_at_the_cut() -> None:
+    net = Encoded().eval()
+    x = torch.randn(2, 8, 30)
+    edge, server = cut_module(net, "encoder")  # a container: all of it on the device side
+    assert edge(x).shape == (2, 12, 30) and torch.allclose(server(edge(x)), net(x), atol=1e-6)
+    assert sum(1 for n in edge.graph.nodes if n.op == "call_module") == 1  # called as one
+    edge, server = cut_module(net, "proj")
+    assert cut_layout(edge, x) == "BTD" and torch.allclose(server(edge(x)), net(x), atol=1e-6)
+    with pytest.raises(AcomError, match=r"output at the cut is \(2, 30, 30\) for \(2, 8, 30\)"):
+        cut_layout(lambda v: v.transpose(1, 2) @ v, x)  # [B, T, T]: both axes follow the length
+    pooled = nn.Sequential(Encoded(), nn.Identity())
+    edge, _ = cut_module(pooled, "0")
+    with pytest.raises(AcomError, match=r"output at the cut is torch.Size\(\[2, 5\]\)"):
+        cut_layout(edge, x)
