@@ -98,11 +98,14 @@ def open_dataset(task: str, root: Path, split: str):
 
 def default_cache(root: Path) -> Path:
     """Where features of the data folder `root` are kept by default: never inside the data (a corpus may be
-    read-only), but under $ACOM_CACHE, else $XDG_CACHE_HOME/acom, else ~/.cache/acom, one folder per data folder
-    (its name and a hash of its absolute path)."""
-    base = os.environ.get("ACOM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "acom"
+    read-only), but in $ACOM_FEATURES, else the features folder of acom's cache ($ACOM_CACHE, else
+    $XDG_CACHE_HOME/acom, else ~/.cache/acom); one folder per data folder (its name and a hash of its path)."""
+    base = os.environ.get("ACOM_FEATURES")
+    if not base:
+        home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "acom"
+        base = Path(os.environ.get("ACOM_CACHE") or home) / "features"
     where = Path(root).resolve()
-    return Path(base) / "features" / f"{where.name}-{hashlib.sha256(str(where).encode()).hexdigest()[:10]}"
+    return Path(base) / f"{where.name}-{hashlib.sha256(str(where).encode()).hexdigest()[:10]}"
 
 
 @torch.no_grad()

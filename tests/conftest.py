@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,15 @@ from acom.corpora.synth.speech import SpeechSynthConfig, generate_speech
 torch.set_num_threads(1)
 
 SMALL_SPEECH = SpeechSynthConfig(minutes=0.5, seed=7, workers=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def feature_cache(tmp_path_factory) -> Path:
+    """Features of the session's data sets are cached in a folder of the session (ACOM_FEATURES, which
+    subprocesses inherit), not in the user's cache."""
+    folder = tmp_path_factory.mktemp("features")
+    os.environ["ACOM_FEATURES"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

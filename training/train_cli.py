@@ -35,8 +35,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="data set folder as it comes (LibriSpeech layout for asr, "
                    "UrbanSound8K for ac); only read, never written")
     p.add_argument("--cache", "--features", dest="cache", type=Path,
-                   help="feature cache folder (default: ~/.cache/acom/features/<data folder>-<hash>, or under "
-                   "$ACOM_CACHE / $XDG_CACHE_HOME); with --cache and no --data, features are read as they are "
+                   help="feature cache folder (default: ~/.cache/acom/features/<data folder>-<hash>; $ACOM_FEATURES, "
+                   "$ACOM_CACHE or $XDG_CACHE_HOME move it); with --cache and no --data, features are read as they are "
                    "(training on a machine without the audio)")
     p.add_argument("--fold", type=int, metavar="K", help="ac: 10-fold cross-validation on UrbanSound8K's folds: "
                    "test on fold K, validate on the next, train on the other eight (splits cvK-train, cvK-dev, "

@@ -68,7 +68,7 @@ def test_train_eval_and_export_on_a_read_only_librispeech_folder(speech_set: Pat
 
     root = librispeech_like(speech_set, tmp_path / "LibriSpeech")
     before = snapshot(root)
-    monkeypatch.setenv("ACOM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ACOM_FEATURES", str(tmp_path / "cache"))
     run = tmp_path / "run"
     assert acom(["train", "--task", "asr", "--data", str(root), "--out", str(run), "--epochs", "1",
                  "--split-epochs", "1", "--batch-frames", "4000"]) == 0
