@@ -28,6 +28,8 @@ KIND, VERSION = "acom-checkpoint", 1
 def save_checkpoint(path: Path, split: SplitModel, **extra) -> None:
     """Write `split` (and `extra` plain fields/tensors) to `path` atomically."""
     m = split.model
+    if hasattr(m, "programs"):  # a user's own model: its layers travel as torch.export programs (core/custom.py)
+        extra = {**extra, "programs": m.programs()}
     payload = {"kind": KIND, "version": VERSION, "task": m.task, "model_config": config_dict(m),
                "split_layer": split.split_layer,
                "rvq_config": asdict(split.rvq.config) if split.rvq is not None else None,
@@ -61,16 +63,28 @@ def load_checkpoint(path: Path, task: str | None = None) -> tuple[SplitModel, di
     payload = read_checkpoint(path)
     if task is not None and payload["task"] != task:
         raise AcomError(f"{path}: checkpoint is for task {payload['task']!r}, not {task!r}")
-    model = build_model(payload["task"], payload["model_config"])
+    custom = payload["model_config"].get("kind") == "custom"
+    if custom:
+        from acom.core.custom import CustomModel
+        if "programs" not in payload:
+            raise AcomError(f"{path}: a custom model's checkpoint without its programs (field 'programs')")
+        model = CustomModel.from_programs(payload["task"], payload["model_config"], payload["programs"])
+    else:
+        model = build_model(payload["task"], payload["model_config"])
     rvq_cfg = payload["rvq_config"]
     rvq = None
     if rvq_cfg is not None:
         rvq = ResidualVQ(RVQConfig(**{**rvq_cfg, "codebook_sizes": tuple(rvq_cfg["codebook_sizes"])}))
     split = SplitModel(model, payload["split_layer"], rvq)
+    state = payload["state_dict"]
+    if custom:  # the halves' weights are in their programs; the rest (normalization, quantizer) is loaded here
+        state = {k: v for k, v in state.items() if not k.startswith(("model.blocks.0.part.", "model.tail."))}
     try:
-        missing, unexpected = split.load_state_dict(payload["state_dict"], strict=False)
+        missing, unexpected = split.load_state_dict(state, strict=False)
     except RuntimeError as e:  # tensor shapes differ: weights of another model
         raise AcomError(f"{path}: weights do not fit the model they claim: {str(e).splitlines()[1][:200]}") from e
+    if custom:
+        missing = [k for k in missing if not k.startswith(("model.blocks.0.part.", "model.tail."))]
     if missing or unexpected:
         raise AcomError(f"{path}: weights do not fit the model they claim: missing {missing[:5]}, "
                         f"unexpected {unexpected[:5]}")

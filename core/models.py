@@ -183,6 +183,9 @@ def default_split_layer(model: BlockModel) -> int:
 def build_model(task: str, config: dict | AsrConfig | ClassifierConfig | None = None) -> BlockModel:
     """A model for `task` ('asr' or 'ac') from a config object or a dict of its fields."""
     cls, cfg_cls = MODELS[get_task(task).name]
+    if isinstance(config, dict) and config.get("kind") == "custom":
+        raise AcomError("a model of your own (core/custom.py): its layers are in its checkpoint's programs, not in "
+                        "its config; this command takes acom's block models only")
     if config is None:
         config = cfg_cls()
     elif isinstance(config, dict):

@@ -29,9 +29,15 @@ def sha256(data: bytes) -> str:
 
 
 def tail_state(split: SplitModel) -> dict[str, torch.Tensor]:
-    """State of the server half: everything but the blocks up to the cut (the device runs those)."""
+    """State of the server half: everything but the blocks up to the cut (the device runs those). A user's
+    own model (core/custom.py): its tail as a torch.export program ("programs.tail") instead of its weights."""
     edge = tuple(f"model.blocks.{i}." for i in range(split.split_layer + 1))
-    return {k: v.detach().contiguous().clone() for k, v in split.state_dict().items() if not k.startswith(edge)}
+    custom = hasattr(split.model, "programs")
+    skip = (*edge, "model.tail.") if custom else edge
+    state = {k: v.detach().contiguous().clone() for k, v in split.state_dict().items() if not k.startswith(skip)}
+    if custom:
+        state["programs.tail"] = split.model.programs()["tail"]
+    return state
 
 
 def priors_tensors(priors: dict) -> dict[str, torch.Tensor]:

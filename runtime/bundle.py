@@ -43,10 +43,17 @@ def load_tail(bundle: Path) -> SplitModel:
     manifest = read_manifest(bundle)
     m = manifest.model
     rvq_cfg = {**m.rvq_config, "codebook_sizes": m.codebook_sizes}
-    split = SplitModel(build_model(manifest.task, m.config), m.split_layer, ResidualVQ(RVQConfig(**rvq_cfg)))
     state = load_file(str(_checked_file(bundle, manifest, manifest.tail)))
+    if m.config.get("kind") == "custom":  # a user's own model: its tail is a torch.export program
+        from acom.core.custom import CustomModel
+        if "programs.tail" not in state:
+            raise ExportError(f"{bundle / 'tail.safetensors'}: a custom model's tail without its program")
+        model = CustomModel.from_programs(manifest.task, m.config, {"tail": state.pop("programs.tail")})
+    else:
+        model = build_model(manifest.task, m.config)
+    split = SplitModel(model, m.split_layer, ResidualVQ(RVQConfig(**rvq_cfg)))
     missing, unexpected = split.load_state_dict(state, strict=False)
-    edge = tuple(f"model.blocks.{i}." for i in range(m.split_layer + 1))
+    edge = tuple(f"model.blocks.{i}." for i in range(m.split_layer + 1)) + ("model.tail.",)
     if unexpected or any(not k.startswith(edge) for k in missing):
         raise ExportError(f"{bundle / 'tail.safetensors'}: weights do not fit the model in the manifest "
                           f"(missing {[k for k in missing if not k.startswith(edge)][:5]}, "

@@ -28,6 +28,12 @@ def make_engine(bundle: Bundle, device: str = "cpu", window_s: float = 4.0, kind
         raise AcomError(f"engine {kind!r}: allowed {', '.join(ENGINES)}")
     if dtype not in DTYPES:
         raise AcomError(f"tail dtype {dtype!r}: allowed {', '.join(DTYPES)}")
+    if getattr(bundle.split.model.config, "kind", "") == "custom":  # a user's own model (runtime/whole_engine.py)
+        if kind == "slot" or dtype != "float32" or buckets:
+            raise AcomError("a custom model's tail runs once per stream on the stream engine: drop --engine slot, "
+                            "--dtype and --tail-buckets")
+        from acom.runtime.whole_engine import WholeStreamEngine
+        return WholeStreamEngine(bundle, device)
     tail = bundle.split.model.blocks[bundle.split.split_layer + 1:]
     cuda = torch.device(device).type == "cuda"
     conformer = all(isinstance(b, ConformerBlock) for b in tail)

@@ -121,9 +121,11 @@ def set_normalization(split: SplitModel, train: FeatureSet) -> None:
 
 
 def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig, epoch: int, device,  # noqa: PLR0913
-              vocab, rank: int = 0, world: int = 1, progress: bool = True, teacher=None) -> dict:
+              vocab, rank: int = 0, world: int = 1, progress: bool = True, teacher=None, loss_fn=None) -> dict:
     """One pass over the train set; returns mean losses. ``teacher`` (frozen, eval mode): its posteriors on the
-    same augmented batch pull the model's towards them with weight ``cfg.distill``."""
+    same augmented batch pull the model's towards them with weight ``cfg.distill``. ``loss_fn(out, targets)``
+    (a ``SplitOutput`` and the batch's transcripts or class ids -> a scalar) replaces the task's loss; the
+    quantizer's losses are added to either."""
     split.train()
     rng = random.Random(cfg.seed * 1000 + epoch)
     batches = length_batches([f.shape[1] for f in train.feats], cfg.batch_frames, rng)
@@ -135,7 +137,8 @@ def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig,
         x, lengths = A.pad_batch([train.feats[i] for i in idx])
         x, lengths = augmented(split, x.to(device), lengths.to(device), cfg), lengths.to(device)
         out = ddp_model(x, lengths)
-        task = task_loss(split, out, [train.targets[i] for i in idx], vocab)
+        targets = [train.targets[i] for i in idx]
+        task = loss_fn(out, targets) if loss_fn is not None else task_loss(split, out, targets, vocab)
         rvq = out.quant.loss if out.quant is not None else torch.zeros((), device=device)
         loss = task + cfg.rvq_weight * rvq
         if teacher is not None:
@@ -193,7 +196,8 @@ def insert_quantizer(split_full: SplitModel, split_layer: int, codebook_sizes: t
 
 def fit(split: SplitModel,  # noqa: PLR0913 (the run's data, settings and resume state)
         train: FeatureSet, dev: FeatureSet, cfg: TrainConfig, out_dir: Path, stage: str,
-        meta: dict, resume: bool = False, progress: bool = True, teacher: SplitModel | None = None) -> dict:
+        meta: dict, resume: bool = False, progress: bool = True, teacher: SplitModel | None = None,
+        loss_fn=None) -> dict:
     """Train `split` for cfg.epochs, evaluating on `dev` after each epoch; returns the last dev metrics.
     With ``cfg.distill`` > 0, ``teacher`` (the uncut model stage 2 started from) is distilled into `split`.
 
@@ -229,7 +233,7 @@ def fit(split: SplitModel,  # noqa: PLR0913 (the run's data, settings and resume
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
         losses = run_epoch(split, ddp_model, opt, sched, train, cfg, epoch, device, vocab, rank, world, progress,
-                           teacher)
+                           teacher, loss_fn)
         if rank != 0:
             continue
         last = epoch + 1 == cfg.epochs

@@ -15,7 +15,8 @@ import torch
 from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
 from acom.core.checkpoint import PRETRAINED, load_checkpoint, uncut
-from acom.core.split import make_rvq
+from acom.core.custom import load_object, load_user_model
+from acom.core.split import SplitModel, make_rvq
 from acom.core.tasks import TASKS
 from acom.corpora.datasets import US8K_CLASSES
 from acom.corpora.featcache import cached_features, subsets_for
@@ -69,6 +70,15 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=20, help="stage 1 epochs (0 with --init: skip stage 1)")
     p.add_argument("--split-epochs", type=int, default=6, help="stage 2 epochs")
     p.add_argument("--init", type=Path, help="a trained uncut checkpoint to start stage 2 from")
+    p.add_argument("--model", metavar="FILE.py:NAME", help="your own nn.Module instead of a recipe's: NAME in FILE.py, "
+                   "a class or a function returning the module (log-mels in; CTC scores [B, T, 29] or class logits "
+                   "out: docs/training.md); --epochs 0 keeps the weights it comes with")
+    p.add_argument("--cut", metavar="SUBMODULE", help="with --model: the submodule after which the device half ends "
+                   "(a layer or a container such as encoder)")
+    p.add_argument("--loss", metavar="FILE.py:NAME", help="a loss of your own instead of the task's: NAME(out, "
+                   "targets) -> scalar tensor, out an acom.core.split.SplitOutput (logits [B, T, V] log-probs or "
+                   "[B, classes], lengths), targets the batch's transcripts or class ids; the quantizer's losses "
+                   "are added")
     p.add_argument("--split-layer", type=int, help="cut after this block (0 = stem); default: the recipe's")
     p.add_argument("--codebooks", help="codebook sizes per stage, e.g. 64,64,64 (default: the recipe's)")
     p.add_argument("--freeze-edge", action="store_true", help="stage 2 trains only the quantizer and server part")
@@ -97,9 +107,19 @@ def train_main(argv: list[str]) -> int:
     if ns.distill < 0:
         raise AcomError(f"--distill {ns.distill}: must be 0 (off) or a positive weight")
     # check the cut and the quantizer before spending an hour on stage 1
-    probe = uncut(ns.task, recipe.model).model
+    if ns.model:
+        if ns.init or ns.split_layer is not None:
+            raise AcomError("--model brings its own weights and cut (--cut): drop --init and --split-layer")
+        user = SplitModel(load_user_model(ns.model, ns.cut, ns.task), 0, None)
+        split_layer = 0
+    elif ns.cut:
+        raise AcomError("--cut names a submodule of your own --model; acom's recipes cut with --split-layer")
+    loss_fn = load_object(ns.loss, "--loss") if ns.loss else None
+    if loss_fn is not None and not callable(loss_fn):
+        raise AcomError(f"--loss {ns.loss!r}: not a function")
+    probe = user.model if ns.model else uncut(ns.task, recipe.model).model
     make_rvq(probe, split_layer, sizes, **recipe.rvq)
-    n_mels = recipe.model["n_mels"] if "n_mels" in recipe.model else 40
+    n_mels = probe.frontend.cfg.n_mels
     train = cached_features(ns.task, _split(ns, "train", ns.train, "train"), n_mels, root=ns.data, cache=ns.cache)
     dev = cached_features(ns.task, _split(ns, "dev", ns.dev, "dev"), n_mels, root=ns.data, cache=ns.cache)
     ns.out.mkdir(parents=True, exist_ok=True)
@@ -111,17 +131,17 @@ def train_main(argv: list[str]) -> int:
         if not (ns.out / "full.pt").exists():  # a run folder holds both halves (the benchmarks read RUN/full.pt)
             shutil.copyfile(ns.init, ns.out / "full.pt")
     else:
-        full = uncut(ns.task, recipe.model)
+        full = user if ns.model else uncut(ns.task, recipe.model)
         set_normalization(full, train)
         fit(full, train, dev, TrainConfig(epochs=ns.epochs, lr=lr, batch_frames=ns.batch_frames, seed=ns.seed,
                                           device=ns.device, eval_every=ns.eval_every), ns.out, "full", meta,
-            resume=ns.resume)
+            resume=ns.resume, loss_fn=loss_fn)
     # the uncut model as it is now, before stage 2 changes the blocks it shares with the split model
     teacher = copy.deepcopy(full) if ns.distill > 0 else None
     split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **recipe.rvq)
     cfg = TrainConfig(epochs=ns.split_epochs, lr=lr / 2, batch_frames=ns.batch_frames, seed=ns.seed,
                       freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every, distill=ns.distill)
-    fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume, teacher=teacher)
+    fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume, teacher=teacher, loss_fn=loss_fn)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)
     return 0
