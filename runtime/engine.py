@@ -333,12 +333,13 @@ def quiet_gc() -> None:
     gc.set_threshold(20000, 50, 100)
 
 
-def return_freed_memory() -> None:
-    """glibc only (elsewhere nothing): blocks of 256 KiB and more are mapped and unmapped on their own, so a
-    big step's tensors go back to the system when freed. By default glibc raises that threshold each time such
-    a block is freed, after which they stay in the heap: 64 streams of the worst packets the limits allow left
-    the server at 1.9 GB resident instead of 0.7 (bench/serve_memory.py)."""
+def release_heap() -> None:
+    """glibc only (elsewhere nothing): give the heap's free pages back to the system (``malloc_trim``). Called
+    after a big tail step: glibc keeps what a step freed for reuse, and a burst of the largest packets would
+    otherwise leave the server at the peak of its biggest step for good (bench/serve_memory.py). Mapping every
+    large block on its own instead (a fixed ``M_MMAP_THRESHOLD``) made ordinary steps 3x slower: fresh pages
+    each time."""
     import ctypes
     import ctypes.util
     with contextlib.suppress(OSError, AttributeError, TypeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from acom.errors import AcomError
-from acom.runtime.engine import quiet_gc, return_freed_memory
+from acom.runtime.engine import quiet_gc
 from acom.runtime.server import ServeConfig, Server
 from acom.runtime.streams import ReassemblyConfig
 
@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gap-s", type=float, default=30.0, metavar="S",
                    help="audio a packet may say was lost before it in its stream (default 30 s); more is refused "
                    "(gap): a device cut off for longer starts a new stream")
-    p.add_argument("--max-step-frames", type=int, default=4096, metavar="N",
-                   help="frames one tail step runs at most, all streams together (default 4096; a step's memory "
+    p.add_argument("--max-step-frames", type=int, default=2048, metavar="N",
+                   help="frames one tail step runs at most, all streams together (default 2048; a step's memory "
                    "grows with its frames, up to ~57 KB a frame for the shipped ASR tail): a burst runs over several "
                    "steps")
     p.add_argument("--max-backlog-s", type=float, default=60.0, metavar="S",
@@ -162,7 +162,6 @@ def make_server(args: argparse.Namespace, out) -> Server:
     if args.state and keys is None:
         raise AcomError("--state keeps the ended stream ids of keyed devices: it needs --keys")
     server = Server(open_bundle(args.bundle), out, config, keys)
-    return_freed_memory()
     quiet_gc()  # the model and imports are long-lived: later collections need not walk them (fewer long pauses)
     return server
 

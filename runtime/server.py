@@ -26,13 +26,16 @@ from typing import TextIO
 from acom.core.tasks import TASKS
 from acom.errors import WireError
 from acom.runtime.bundle import Bundle
-from acom.runtime.engine import Result, Work
+from acom.runtime.engine import Result, Work, release_heap
 from acom.runtime.engines import make_engine
 from acom.runtime.metrics import Metrics
 from acom.runtime.replay_state import load_state, save_state
 from acom.runtime.sources import SourceContexts, TagGuard
 from acom.runtime.streams import Delivery, Reassembler, ReassemblyConfig, StreamKey
 from acom.runtime.wire import Packet, SerialDeframer, codebook_id, packet_codes
+
+BIG_STEP_FRAMES = 1024  # a step of this many frames or more gives the heap's free pages back (release_heap)
+TRIM_EVERY_S = 2.0  # ... at most this often
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +56,7 @@ class ServeConfig:
     # frames one tail step runs at most, all streams together (a long gap counts as the engine's gap_keep):
     # a step's memory grows with its frames (up to ~57 KB a frame for the shipped ASR tail), so a burst of big
     # packets is run over several steps instead of at once; a stream's chunks beyond it wait for the next step
-    max_step_frames: int = 4096
+    max_step_frames: int = 2048
     max_backlog_s: float = 60.0  # audio a stream may have waiting for the tail; more is refused ("backlog")
     state: Path | None = None  # with keys: the ended stream ids are kept here across restarts (replay_state.py)
     # admission control: when the tail's measured lag (the latency of the oldest update in each step, smoothed)
@@ -98,6 +101,7 @@ class Server:
         self.failure: str | None = None  # why the server stopped on its own (set by fail)
         self.lag_ms = 0.0  # the tail's measured lag: smoothed latency of the oldest update of each step
         self.overloaded = False  # new streams are refused while set (admission control)
+        self._trim_due, self._trimmed = False, 0.0  # a big step's freed memory waits to go back to the system
         self._open_max = 0  # most streams open at once (what --admit-streams should be: bench/serve_overload.py)
         # streams refused for overload stay refused (no stream admitted halfway); oldest forgotten first
         self._refused: OrderedDict[StreamKey, None] = OrderedDict()
@@ -200,8 +204,9 @@ class Server:
                 work = self._take()
                 self._busy, started = True, time.monotonic()
                 had = {k for k in work if k in self.engine.streams}
+                frames = sum(self.engine.kept(c) for w in work.values() for c in w.chunks)
                 try:
-                    results = await loop.run_in_executor(self._pool, self.engine.step, work)
+                    results = await loop.run_in_executor(self._pool, self._step, work, frames)
                 except Exception as e:  # a bug in the tail must not stop the server: isolate it, say it, go on
                     print(f"acom serve: tail step failed for {len(work)} streams: {e!r}", file=sys.stderr)
                     results = await loop.run_in_executor(self._pool, self._isolate, work, had, e)
@@ -216,6 +221,21 @@ class Server:
                     self._write(results)
                 except (OSError, ValueError) as e:  # a closed pipe, a full disk: no result can reach anyone
                     self.fail(f"cannot write results ({e!r})")
+
+    def _step(self, work: dict[StreamKey, Work], frames: int) -> list[Result]:
+        """One tail step (worker thread). After a big one the heap's free pages go back to the system, at most
+        once every TRIM_EVERY_S seconds (the ticker catches up): a trim costs the next steps fresh pages."""
+        results = self.engine.step(work)
+        if frames >= BIG_STEP_FRAMES:
+            self._trim_due = True
+            self._trim()
+        return results
+
+    def _trim(self) -> None:
+        now = time.monotonic()
+        if self._trim_due and now - self._trimmed >= TRIM_EVERY_S:
+            self._trim_due, self._trimmed = False, now
+            release_heap()
 
     def _take(self) -> dict[StreamKey, Work]:
         """A step's work: waiting streams in order, at most ``max_batch`` of them and ``max_step_frames`` frames
@@ -310,6 +330,8 @@ class Server:
             now = time.monotonic()
             self.metrics.count("context", self.contexts.expire(now, self.config.reassembly.idle_timeout))
             self._deliver(self.streams.tick(now))
+            if self._trim_due and not self._busy:
+                self._trim()
             if now - last_gauges >= 1.0:  # the endpoint's recent-latency percentiles, once a second
                 self.metrics.refresh_gauges()
                 self._save_state()

@@ -1,6 +1,6 @@
 """The server's memory under the worst packets its limits allow stays under the ceiling docs/serve.md states:
-at most 240 MB for a tail step (4,096 frames, the default budget) and 1 MB per open stream over what it
-needs idle. Runs bench/serve_memory.py small (a real `acom serve` on 127.0.0.1, its peak resident memory)."""
+at most 240 MB plus 1 MB per open stream over what it needs idle (a tail step runs 2,048 frames at most, the
+default budget). Runs bench/serve_memory.py small (a real `acom serve` on 127.0.0.1, its peak resident memory)."""
 
 from __future__ import annotations
 
