@@ -80,8 +80,6 @@ class Server:
         self.engine = make_engine(bundle, config.device, config.window_s, config.engine, config.dtype, config.buckets)
         rate = bundle.frame_rate
         self.max_packet_frames = math.ceil(config.max_packet_s * rate)
-        # one packet's chunks always fit a step: its frames, or the part of a gap the engine runs
-        self.max_step_frames = max(config.max_step_frames, self.max_packet_frames, self.engine.gap_keep)
         self.max_backlog_frames = math.ceil(config.max_backlog_s * rate)
         self.streams = Reassembler(replace(config.reassembly, max_gap_frames=math.ceil(config.max_gap_s * rate)),
                                    keyed=keys is not None)
@@ -201,10 +199,9 @@ class Server:
                 wait = oldest + self.config.max_delay - time.monotonic()
                 if wait > 0 and len(self.pending) < self.config.max_batch and not self._stopping:
                     await asyncio.sleep(wait)
-                work = self._take()
+                work, frames = self._take()
                 self._busy, started = True, time.monotonic()
                 had = {k for k in work if k in self.engine.streams}
-                frames = sum(self.engine.kept(c) for w in work.values() for c in w.chunks)
                 try:
                     results = await loop.run_in_executor(self._pool, self._step, work, frames)
                 except Exception as e:  # a bug in the tail must not stop the server: isolate it, say it, go on
@@ -237,16 +234,17 @@ class Server:
             self._trim_due, self._trimmed = False, now
             release_heap()
 
-    def _take(self) -> dict[StreamKey, Work]:
-        """A step's work: waiting streams in order, at most ``max_batch`` of them and ``max_step_frames`` frames
-        in all; a stream over the budget gives its first chunks and waits, last in line, with the rest."""
+    def _take(self) -> tuple[dict[StreamKey, Work], int]:
+        """A step's work and its frames: waiting streams in order, at most ``max_batch`` of them and
+        ``max_step_frames`` frames in all (a step's first chunk always goes, however long); a stream over the
+        budget gives its first chunks and waits, last in line, with the rest."""
         work: dict[StreamKey, Work] = {}
-        budget = self.max_step_frames
+        budget, total = self.config.max_step_frames, 0
         for key in list(self.pending)[: self.config.max_batch]:
             w, used, n = self.pending[key], 0, 0
             for c in w.chunks:
                 f = self.engine.kept(c)
-                if used + f > budget:
+                if total + used + f > budget and (total or n):
                     break
                 used, n = used + f, n + 1
             if n == len(w.chunks):
@@ -255,10 +253,10 @@ class Server:
                 work[key] = Work(w.chunks[:n])
                 del self.pending[key]
                 self.pending[key] = Work(w.chunks[n:], w.ended)
-            budget -= used
-            if n < len(w.chunks) or not budget:
+            total += used
+            if n < len(w.chunks) or total >= budget:
                 break
-        return work
+        return work, total
 
     def _admission(self, oldest: float) -> None:
         """Update the measured lag with a finished step whose oldest update arrived at `oldest`, and decide

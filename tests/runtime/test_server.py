@@ -465,8 +465,8 @@ def test_admission_by_the_measured_number_of_streams(asr_case):
 
 
 def test_a_burst_runs_in_steps_within_the_frame_budget(asr_case):
-    """A burst of whole utterances at once: each tail step runs at most max_step_frames frames (never less than
-    one packet's), a stream over the budget finishes in later steps, and every transcript is the offline one."""
+    """A burst of whole utterances at once: each tail step runs at most max_step_frames frames (its first chunk
+    always), a stream over the budget finishes in later steps, and every transcript is the offline one."""
     path, bundle, codes = asr_case
     book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
     streams = [stream_packets(c, sizes, book, device_id=2, stream_id=i, frames_per_packet=50)
@@ -480,7 +480,7 @@ def test_a_burst_runs_in_steps_within_the_frame_budget(asr_case):
         send(addr, [p for s in streams for p in s])
         await until(lambda: len(finals(out)) == len(codes))
 
-    config = ServeConfig(max_step_frames=1, max_packet_s=2.0)  # the budget: one packet (50), or a gap's 225
+    config = ServeConfig(max_step_frames=1, max_packet_s=2.0)  # a step: its first chunk (a packet's 50, a gap's 225)
     lines, summary = run(bundle, scenario, config=config)
     assert max(steps) <= 225 < sum(c.shape[1] for c in codes) and len(steps) > 2
     got = {r["stream"]: r["text"] for r in lines if r["type"] == "final"}
