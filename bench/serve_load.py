@@ -126,6 +126,7 @@ def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path,
             "packet_outcomes": summary["packets"], "streams_sent": len({k[:2] for k in sent}),
             "streams_answered": len({k[:2] for k in sent if k in answered}),
             "streams_open_max": int(summary.get("streams_open_max", 0)),
+            "stream_slots_max": int(summary.get("stream_slots_max", 0)),
             "tail_steps": summary.get("tail_batches"), "mean_streams_per_step": round(
                 summary.get("tail_batch_streams", 0) / max(1, summary.get("tail_batches", 1)), 1)}
 

@@ -28,6 +28,8 @@ class Metrics:
         self.streams_open_max = Gauge("acom_streams_open_max", "Most streams open at once so far", registry=r)
         self.overloaded = Gauge("acom_overloaded", "1 while new streams are refused (the tail's lag is over the "
                                 "admission limit)", registry=r)
+        self.stream_slots_max = Gauge("acom_stream_slots_max", "Most admission slots held at once so far (at "
+                                      "capacity: what --admit-streams should be)", registry=r)
         self.streams = Counter("acom_streams_ended", "Streams ended, by why", ["why"], registry=r)
         self.results = Counter("acom_results", "Results written (partial or final)", ["kind"], registry=r)
         self.batches = Counter("acom_tail_batches", "Tail steps run", registry=r)

@@ -82,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "update, smoothed) is over MS, packets that would open a new stream are refused (overload) "
                    "and open streams are served on; admitted again below MS/2 (default 250; 0: never refuse)")
     p.add_argument("--admit-streams", type=int, metavar="N",
-                   help="admission control: at most N streams open at once (the capacity bench/serve_load.py "
-                   "measured for this machine); a packet that would open one more is refused (overload)")
+                   help="admission control: at most N streams hold a slot (N: the devices this machine served "
+                   "within its latency target, bench/serve_overload.py); a stream holds one from its first packet "
+                   "until a packet's duration after its end, and its device's next stream takes it over; a "
+                   "packet that would open a stream beyond N is refused (overload). Default: no limit")
     p.add_argument("--state", type=Path, metavar="FILE",
                    help="with --keys: keep the ended stream ids in FILE, so that replays stay refused after a "
                    "restart (written every second while streams end, and at shutdown)")

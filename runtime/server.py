@@ -17,7 +17,6 @@ import socket
 import sys
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TextIO
 
 from acom.core.tasks import TASKS
 from acom.errors import WireError
+from acom.runtime.admission import Admission
 from acom.runtime.bundle import Bundle
 from acom.runtime.engine import Result, Work, release_heap
 from acom.runtime.engines import make_engine
@@ -59,13 +59,12 @@ class ServeConfig:
     max_step_frames: int = 2048
     max_backlog_s: float = 60.0  # audio a stream may have waiting for the tail; more is refused ("backlog")
     state: Path | None = None  # with keys: the ended stream ids are kept here across restarts (replay_state.py)
-    # admission control: when the tail's measured lag (the latency of the oldest update in each step, smoothed)
-    # passes this, packets that would open a new stream are refused ("overload") until it falls below half of it;
-    # open streams are served on. None: never refuse (`acom serve` sets 250 ms unless told otherwise).
+    # admission control (admission.py): packets that would open a new stream are refused ("overload") while the
+    # tail's measured lag (the latency of each step's oldest update, smoothed) is over admit_lag_ms, until it
+    # falls below half of it, and while admit_streams streams hold a slot (the devices served within the
+    # latency target on this machine: bench/serve_overload.py); open streams are served on. None: that rule
+    # off (`acom serve` sets a 250 ms lag limit unless told otherwise).
     admit_lag_ms: float | None = None
-    # admission control by count: at most this many streams open at once, the capacity bench/serve_load.py
-    # measured for this machine; a packet that would open one more is refused ("overload"). None: no limit
-    # but max_streams.
     admit_streams: int | None = None
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
 
@@ -97,12 +96,9 @@ class Server:
         self.serial_readers: list[SerialReader] = []
         self._stopping = self._busy = False
         self.failure: str | None = None  # why the server stopped on its own (set by fail)
-        self.lag_ms = 0.0  # the tail's measured lag: smoothed latency of the oldest update of each step
-        self.overloaded = False  # new streams are refused while set (admission control)
+        self.admission = Admission(rate, config.admit_streams, config.admit_lag_ms, config.reassembly.max_streams)
         self._trim_due, self._trimmed = False, 0.0  # a big step's freed memory waits to go back to the system
-        self._open_max = 0  # most streams open at once (what --admit-streams should be: bench/serve_overload.py)
-        # streams refused for overload stay refused (no stream admitted halfway); oldest forgotten first
-        self._refused: OrderedDict[StreamKey, None] = OrderedDict()
+        self._open_max = 0  # most streams open at once
         self.failed = asyncio.Event()
 
     # ---- receiving (event loop thread) ----
@@ -148,15 +144,10 @@ class Server:
             self.metrics.count("packet_frames")
             return
         key = (p.device_id, p.stream_id)
-        full = self.config.admit_streams is not None and len(self.streams.streams) >= self.config.admit_streams
-        if key in self._refused or ((self.overloaded or full) and key not in self.streams.streams):
-            self.metrics.count("overload")  # the tail cannot keep up: no new stream until it does
-            self._refused[key] = None
-            self._refused.move_to_end(key)
-            if p.end_of_stream:
-                self._refused.pop(key)  # its id may open a new stream later
-            elif len(self._refused) > self.config.reassembly.max_streams:
-                self._refused.popitem(last=False)
+        now = time.monotonic()
+        was_open = key in self.streams.streams
+        if not self.admission.admits(key, len(self.streams.streams), was_open, p.end_of_stream, now):
+            self.metrics.count("overload")  # the tail cannot take one more stream: it stays refused to its end
             return
         w = self.pending.get(key)
         if w is not None and sum(self.engine.kept(c) for c in w.chunks) > self.max_backlog_frames:
@@ -167,15 +158,20 @@ class Server:
         except WireError as e:
             self.metrics.count(e.reason)
             return
-        delivery, reason = self.streams.accept(p, codes, time.monotonic())
+        delivery, reason = self.streams.accept(p, codes, now)
         self.metrics.count(reason or "accepted")
+        if reason is None and not was_open:  # (a one-packet stream has ended already: _deliver says so)
+            self.admission.opened(key, p.n_frames, len(self.streams.streams) + (key not in self.streams.streams), now)
+            self.metrics.stream_slots_max.set(self.admission.slots_max)
         self._deliver(delivery)
 
     def _deliver(self, d: Delivery) -> None:
         for key, chunk in d.chunks:
             self.pending.setdefault(key, Work()).chunks.append(chunk)
             self.metrics.frames.labels("lost" if chunk.codes is None else "received").inc(chunk.n_frames)
+        now = time.monotonic()
         for key, why in d.ended:
+            self.admission.ended(key, now)
             self.pending.setdefault(key, Work()).ended = True
             self.metrics.streams.labels(why).inc()
         for _, reason in d.dropped:
@@ -211,7 +207,8 @@ class Server:
                 finally:
                     self._busy = False
                 self.metrics.observe_step(time.monotonic() - started)
-                self._admission(oldest)  # the oldest update waiting when this step was chosen
+                self.admission.step_done(oldest, time.monotonic())  # oldest: waiting when the step was chosen
+                self.metrics.overloaded.set(int(self.admission.overloaded))
                 self.metrics.batches.inc()
                 self.metrics.batch_streams.inc(len(work))
                 try:
@@ -258,20 +255,6 @@ class Server:
                 break
         return work, total
 
-    def _admission(self, oldest: float) -> None:
-        """Update the measured lag with a finished step whose oldest update arrived at `oldest`, and decide
-        whether new streams are admitted (hysteresis: refused above the limit, admitted again below half)."""
-        limit = self.config.admit_lag_ms
-        lag = 1000 * (time.monotonic() - oldest)
-        self.lag_ms = 0.7 * self.lag_ms + 0.3 * lag
-        if limit is None:
-            return
-        if not self.overloaded and self.lag_ms > limit:
-            self.overloaded = True
-        elif self.overloaded and self.lag_ms < limit / 2:
-            self.overloaded = False
-        self.metrics.overloaded.set(int(self.overloaded))
-
     def _isolate(self, work: dict[StreamKey, Work], had: set, error: Exception) -> list[Result]:
         """After a failed step (worker thread): every stream of it alone. A stream the step created is run again
         from scratch; one with earlier state (which the failed step may have half-updated) or that fails alone
@@ -297,6 +280,7 @@ class Server:
             self.pending.pop(key, None)
             if key in self.streams.streams:
                 self.streams.end(key, now, "error")
+                self.admission.ended(key, now)
                 self.metrics.streams.labels("error").inc()
 
     def _write(self, results: list[Result]) -> None:

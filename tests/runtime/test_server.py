@@ -423,14 +423,14 @@ def test_admission_control_refuses_new_streams_while_the_tail_lags(asr_case):
         for p in first[:2]:  # two slow steps
             send(addr, [p])
             await asyncio.sleep(0.6)
-        await until(lambda: server.overloaded)
+        await until(lambda: server.admission.overloaded)
         send(addr, refused)
         await until(lambda: server.metrics.packets.labels("overload")._value.get() == len(refused))
         server.engine.step = step
         for p in first[2:]:  # the open stream is served on; its fast steps bring the lag down
             send(addr, [p])
             await asyncio.sleep(0.05)
-        await until(lambda: not server.overloaded)
+        await until(lambda: not server.admission.overloaded)
         send(addr, later)
         await until(lambda: {(1, 1), (1, 3)} <= set(finals(out)))
 
@@ -440,28 +440,37 @@ def test_admission_control_refuses_new_streams_while_the_tail_lags(asr_case):
     assert summary["packets"]["accepted"] == len(first) + len(later)
 
 
-def test_admission_by_the_measured_number_of_streams(asr_case):
-    """--admit-streams N: with N streams open, a packet that would open another is refused (overload) and that
-    stream stays refused to its end; once one ends, a new stream is admitted."""
+def test_admission_by_the_measured_number_of_slots(asr_case):
+    """--admit-streams N: with N slots held, a packet that would open another stream is refused (overload) and
+    that stream stays refused to its end. A stream's slot is held one packet's duration after its end, and its
+    device's next stream takes it over: another device gets it only once that time has passed."""
     path, bundle, codes = asr_case
     book, sizes = codebook_id(bundle.manifest.codebook_hash), bundle.codebook_sizes
-    first = stream_packets(codes[0], sizes, book, device_id=1, stream_id=1)
-    second = stream_packets(codes[1], sizes, book, device_id=1, stream_id=2)
-    third = stream_packets(codes[2], sizes, book, device_id=1, stream_id=3)
+
+    def utterance(device, stream, i):
+        return stream_packets(codes[i], sizes, book, device_id=device, stream_id=stream)
+    a1, a2 = utterance(1, 1, 0), utterance(1, 2, 1)  # device 1, back to back
+    b1, b2, b3 = utterance(2, 1, 2), utterance(2, 2, 0), utterance(2, 3, 1)  # device 2
+    packet_s = 25 / bundle.frame_rate  # stream_packets' packets: 25 frames
+    assert len(a1) >= 2
 
     async def scenario(server, addr, out):
-        send(addr, first[:1])
+        send(addr, a1[:1])
         await until(lambda: len(server.streams.streams) == 1)
-        send(addr, second)  # refused, all of it, end packet included
-        send(addr, first[1:])
+        send(addr, b1)  # refused, all of it, end packet included
+        send(addr, a1[1:])
         await until(lambda: (1, 1) in finals(out))
-        send(addr, third)
-        await until(lambda: (1, 3) in finals(out))
+        send(addr, b2)  # device 1's slot is still held: refused
+        send(addr, a2)  # device 1's next stream takes its slot over at once
+        await until(lambda: (1, 2) in finals(out))
+        await asyncio.sleep(packet_s + 0.2)  # the slot is released
+        send(addr, b3)
+        await until(lambda: (2, 3) in finals(out))
 
     lines, summary = run(bundle, scenario, config=ServeConfig(admit_streams=1))
-    assert summary["packets"]["overload"] == len(second)
-    assert summary["streams_open_max"] == 1  # the most open at once (what bench/serve_overload.py admits by)
-    assert summary["packets"]["accepted"] == len(first) + len(third)
+    assert summary["packets"]["overload"] == len(b1) + len(b2)
+    assert summary["packets"]["accepted"] == len(a1) + len(a2) + len(b3)
+    assert summary["stream_slots_max"] == 1  # what bench/serve_overload.py admits by
 
 
 def test_a_burst_runs_in_steps_within_the_frame_budget(asr_case):
