@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import sys
 import tempfile
@@ -264,7 +265,10 @@ def export(opts: ExportOptions) -> Manifest:
             qat = qat_finetune(split, train, opts.n_q or 1, epochs=opts.qat_epochs, progress=False)
     with stage("edge graph"):
         graph = EdgeGraph(split, opts.n_q or 1, frontend=frontend_in_graph).eval()
-        window = int(round(board.window_s * graph.frontend.cfg.sample_rate))
+        # a window holds whole code frames: the board's window rounded up to the cut's frame period (a 1 s
+        # window at 2.5 code frames/s would end inside a pooled frame, which the graph would pad)
+        period = graph.frontend.cfg.sample_rate / split.frame_rate
+        window = int(round(math.ceil(board.window_s * graph.frontend.cfg.sample_rate / period - 1e-9) * period))
         spec = graph.spec(window)
         macs = edge_macs_per_second(graph)
         need = _check_budget(board, macs, frontend_in_graph)
