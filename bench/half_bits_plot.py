@@ -1,0 +1,115 @@
+"""Plot: the half-the-bits operating points beside the earlier ones and the codec pipelines -> docs/half_bits.png.
+
+Reads the rate-accuracy reports (no model is run). Left, sound classes on the 200-clip set (test, 2 seeds):
+accuracy against bit/s for the earlier 5 frames/s points (reports/ac_rate_accuracy.json), the 2.5 frames/s
+recipe (reports/ac-pool10/) and the codec pipelines (the uncut model on decoded audio, as trained and fine-tuned).
+Right, speech: WER over the uncut model's WER against bit/s (beam+LM, test-clean): the 360-minute set's
+points (reports/asr-360-cut/, 2 seeds) and the codec pipelines measured on the 90-minute set
+(reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER; the targets at 60 and 40 bit/s drawn.
+The models are demonstrations trained on synthetic speech and sounds.
+
+    python bench/half_bits_plot.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CODEC_COLORS = {"codec2": "C7", "opus": "C4", "mp3": "C5"}
+
+
+def load(rel: str) -> dict:
+    return json.loads((ROOT / "reports" / rel).read_text())
+
+
+def codec_points(ax, points: list[dict], metric, test_set: str, decoder: str) -> None:
+    """The codec pipelines of a report: one marker per codec setting, filled when fine-tuned."""
+    seen = set()
+    for p in points:
+        if p.get("bench") != "codecs" or p["test_set"] != test_set or p["decoder"] != decoder or p.get("snr_db"):
+            continue
+        family = p["system"].split("-")[0]
+        tuned = p.get("full_model") == "fine-tuned"
+        label = f"{family} ({'fine-tuned' if tuned else 'as trained'})"
+        ax.plot(p["measured_bps"], metric(p), "s" if tuned else "x", color=CODEC_COLORS.get(family, "C8"),
+                ms=5, label=None if label in seen else label)
+        seen.add(label)
+
+
+def acom_line(ax, points: list[dict], metric, test_set: str, decoder: str, label: str, **kw) -> None:
+    pts = sorted((p for p in points if p.get("system", "acom") == "acom" and p.get("bench") != "codecs"
+                  and p["test_set"] == test_set and p["decoder"] == decoder), key=lambda p: p["entropy_bps"])
+    ax.plot([p["entropy_bps"] for p in pts], [metric(p) for p in pts], "o-", label=label, **kw)
+    for p in pts:
+        ax.annotate(f"{p['entropy_bps']:.1f}", (p["entropy_bps"], metric(p)), textcoords="offset points",
+                    xytext=(4, -10), fontsize=7)
+
+
+def classes(ax) -> None:
+    old, new = load("ac_rate_accuracy.json"), load("ac-pool10/ac_rate_accuracy.json")
+    acc = lambda p: 100 * p["accuracy"]  # noqa: E731
+    codec_points(ax, old["points"], acc, "test", "argmax")
+    acom_line(ax, old["points"], acc, "test", "argmax", "ACoM 5 frames/s, 1 and 2 x 64 (earlier)", color="C0")
+    acom_line(ax, new["points"], acc, "test", "argmax", "ACoM 2.5 frames/s, 1 x 64 (edge-ac-pool10)",
+              color="C3")
+    for rep, color, name in ((old, "C0", "5 frames/s"), (new, "C3", "2.5 frames/s")):
+        full = next(f for f in rep["full_model"] if f["test_set"] == "test" and f.get("snr_db") is None)
+        ax.axhline(100 * full["accuracy"], ls="--", lw=1, color=color, label=f"uncut, {name}")
+        ax.axhline(100 * full["accuracy"] - 1, ls=":", lw=1, color=color)
+    low = [p["accuracy"] for p in old["points"] if p.get("bench") == "codecs" and p["test_set"] == "test"
+           and not p.get("snr_db") and p["accuracy"] < 0.84]
+    if low:
+        ax.text(420, 84.5, f"{len(low)} codec settings below the axis ({100 * min(low):.0f}-{100 * max(low):.0f}%)",
+                fontsize=7, color="C7")
+    ax.axvspan(1, 10, color="C2", alpha=0.08, label="target: <= 10 bit/s, within 1 point (dotted)")
+    ax.set(xscale="log", xlim=(5, 3e4), ylim=(84, 100), xlabel="bit/s (ACoM: range-coded; codecs: measured)",
+           ylabel="accuracy, %", title="Sound classes (200-clip set, test, 2 seeds)")
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def speech(ax) -> None:
+    cut, codecs = load("asr-360-cut/asr_rate_accuracy.json"), load("asr-edge-gpu3/asr_rate_accuracy.json")
+    dec, ts = "beam+lm", "test-clean"
+
+    def over(rep):
+        base = next(f["wer"] for f in rep["full_model"] if f["test_set"] == ts and f["decoder"] == dec
+                    and f.get("snr_db") is None)
+        return lambda p: p["wer"] / base
+    codec_points(ax, codecs["points"], over(codecs), ts, dec)
+    acom_line(ax, cut["points"], over(cut), ts, dec, "ACoM 25 frames/s, 1 x 512 and 1 x 64 (360-minute set)",
+              color="C0")
+    ax.axhline(1.0, ls="--", lw=1, color="k", label="uncut model")
+    for bps, ratio in ((60, 1.10), (40, 1.25)):
+        ax.plot([1, bps, bps], [ratio, ratio, 0.9], color="C2", lw=1)
+        ax.annotate(f"target: <= {bps} bit/s, <= {ratio}x", (bps, ratio), xytext=(3, 3), textcoords="offset points",
+                    fontsize=7, color="C2")
+    ax.text(12, 1.45, "half-the-bits points: not measured yet\n(need the 360-minute set trained on a GPU)",
+            fontsize=7, color="C3")
+    ax.set(xscale="log", xlim=(10, 3e4), ylim=(0.95, 1.8), xlabel="bit/s (ACoM: range-coded; codecs: measured)",
+           ylabel="WER / uncut WER (beam+LM, test-clean)",
+           title="Speech (ACoM: 360-minute set; codecs: 90-minute set)")
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def main() -> int:
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    classes(axes[0])
+    speech(axes[1])
+    fig.suptitle("Half the bits (demonstration models trained on synthetic speech and sounds)", fontsize=10)
+    fig.tight_layout()
+    out = ROOT / "docs" / "half_bits.png"
+    fig.savefig(out, dpi=110)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
