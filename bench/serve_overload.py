@@ -2,12 +2,14 @@
 
 A device streams utterance after utterance, each a new stream, one packet per second of audio (as in
 bench/serve_load.py). First the capacity: for each N of ``--streams``, N devices stream to a server without
-admission control; the capacity is the largest N whose median p99 latency over ``--repeats`` runs is within
-``--p99-ms`` with every packet answered. The admission limit is measured at that N too: the most admission
+admission control; the capacity is the largest N whose p99 latency is within ``--p99-ms`` in each of
+``--repeats`` runs, with every packet answered (each run, not their median: this VM's latency drifts by more
+than the margin between runs). The admission limit is measured at that N too: the most admission
 slots its streams held at once (the summary's ``stream_slots_max``, the largest of the repeats: a device
 streaming back to back holds one slot, runtime/admission.py). Then N devices (1x) and 2N (2x) stream to
 servers started with ``--admit-streams`` at that limit and ``--admit-lag-ms``; a packet that would open a
-refused stream is counted (overload).
+refused stream is counted (overload). The 1x and 2x runs alternate (1x, 2x, 1x, 2x, ...), so that a drift of
+the machine's speed falls on both alike.
 Reported per load: the p99 latency of the packets answered (the admitted streams'), the packets and streams
 refused, and whether every admitted packet was answered. Target: at 2x the admitted keep p99 within the target
 and the rest are refused and counted; at 1x nothing is refused. Both loads run on the machine and day the
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = all(x["packets_accepted"] == x["packets_sent"] == x["packets_answered"] for x in reps)
             row = {"streams": n, "p99_ms_median": p99(reps), "p99_ms": [x["latency_ms"].get("p99") for x in reps],
                    "stream_slots_max": [x["stream_slots_max"] for x in reps], "all_answered": ok}
-            row["real_time"] = ok and row["p99_ms_median"] <= args.p99_ms
+            row["real_time"] = ok and max(row["p99_ms"]) <= args.p99_ms
             entry["capacity_runs"].append(row)
             print(json.dumps(row), flush=True)
             if not row["real_time"]:
@@ -84,11 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         if not capacity:
             print(f"no N of {args.streams} was served within {args.p99_ms} ms: try smaller ones", file=sys.stderr)
             return 1
-        for factor in (1, 2):
-            n = factor * capacity
-            reps = load(n, ["--admit-lag-ms", str(args.admit_lag_ms), "--admit-streams", str(limit)])
+        extra = ["--admit-lag-ms", str(args.admit_lag_ms), "--admit-streams", str(limit)]
+        plans = {f: schedule(codes, f * capacity, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=f * capacity)
+                 for f in (1, 2)}
+        runs: dict[int, list[dict]] = {1: [], 2: []}
+        for _ in range(args.repeats):  # alternating: a drift of the machine falls on both loads alike
+            for factor in (1, 2):
+                runs[factor].append(run_one(work / "bundle", plans[factor], args.seconds, args.warmup, work, extra))
+        for factor, reps in runs.items():
             refused = [int(x["packet_outcomes"].get("overload", 0)) for x in reps]
-            row = {"load": f"{factor}x", "streams": n, "p99_ms_admitted": [x["latency_ms"].get("p99") for x in reps],
+            row = {"load": f"{factor}x", "streams": factor * capacity,
+                   "p99_ms_admitted": [x["latency_ms"].get("p99") for x in reps],
                    "p99_ms_median": p99(reps), "packets_sent": reps[0]["packets_sent"],
                    "packets_refused_overload": refused, "streams_sent": reps[0]["streams_sent"],
                    "streams_answered": [x["streams_answered"] for x in reps],
