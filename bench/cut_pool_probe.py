@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from reportfile import merge_entry
 
 from acom.codes.priors import CodePriors
+from acom.core.blocks import TimePool
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
 from acom.core.split import SplitModel, SplitOutput, make_rvq
 from acom.corpora.featcache import cached_features
@@ -41,14 +41,11 @@ class PooledCut(SplitModel):
     def __init__(self, model, split_layer: int, rvq, pool: int) -> None:
         super().__init__(model, split_layer, rvq)
         self.pool = pool
+        self._pooled = TimePool(model.cut_dim(split_layer), pool)  # the classifier's pooling block
 
     @property
     def frame_rate(self) -> float:
         return self.model.frame_rate_at(self.split_layer) / self.pool
-
-    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
-        pad = (-x.shape[-1]) % self.pool
-        return F.avg_pool1d(F.pad(x, (0, pad), mode="replicate") if pad else x, self.pool)
 
     def cut_features(self, feats, lengths=None):
         x, lengths = super().cut_features(feats, lengths)

@@ -65,14 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         fpp = round(bundle.frame_rate)
         book, sizes = codebook_id(bundle.manifest.codebook_hash), list(bundle.codebook_sizes)
 
-        def load(n: int, extra: list[str]) -> list[dict]:
-            plan = schedule(codes, n, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=n)
-            return [run_one(work / "bundle", plan, args.seconds, args.warmup, work, extra)
-                    for _ in range(args.repeats)]
+        def plan(n: int) -> list:
+            return schedule(codes, n, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=n)
+
+        def run(devices: list, extra: list[str]) -> dict:
+            return run_one(work / "bundle", devices, args.seconds, args.warmup, work, extra)
 
         capacity, limit = 0, None
         for n in sorted(int(x) for x in args.streams.split(",")):
-            reps = load(n, ["--admit-lag-ms", "0"])
+            devices = plan(n)
+            reps = [run(devices, ["--admit-lag-ms", "0"]) for _ in range(args.repeats)]
             ok = all(x["packets_accepted"] == x["packets_sent"] == x["packets_answered"] for x in reps)
             row = {"streams": n, "p99_ms_median": p99(reps), "p99_ms": [x["latency_ms"].get("p99") for x in reps],
                    "stream_slots_max": [x["stream_slots_max"] for x in reps], "all_answered": ok}
@@ -87,12 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no N of {args.streams} was served within {args.p99_ms} ms: try smaller ones", file=sys.stderr)
             return 1
         extra = ["--admit-lag-ms", str(args.admit_lag_ms), "--admit-streams", str(limit)]
-        plans = {f: schedule(codes, f * capacity, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=f * capacity)
-                 for f in (1, 2)}
+        plans = {f: plan(f * capacity) for f in (1, 2)}
         runs: dict[int, list[dict]] = {1: [], 2: []}
         for _ in range(args.repeats):  # alternating: a drift of the machine falls on both loads alike
             for factor in (1, 2):
-                runs[factor].append(run_one(work / "bundle", plans[factor], args.seconds, args.warmup, work, extra))
+                runs[factor].append(run(plans[factor], extra))
         for factor, reps in runs.items():
             refused = [int(x["packet_outcomes"].get("overload", 0)) for x in reps]
             row = {"load": f"{factor}x", "streams": factor * capacity,

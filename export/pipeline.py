@@ -265,16 +265,15 @@ def export(opts: ExportOptions) -> Manifest:
             qat = qat_finetune(split, train, opts.n_q or 1, epochs=opts.qat_epochs, progress=False)
     with stage("edge graph"):
         graph = EdgeGraph(split, opts.n_q or 1, frontend=frontend_in_graph).eval()
-        # a window holds whole code frames: the board's window rounded up to the cut's frame period (a 1 s
-        # window at 2.5 code frames/s would end inside a pooled frame, which the graph would pad)
-        period = graph.frontend.cfg.sample_rate / split.frame_rate
-        window = int(round(math.ceil(board.window_s * graph.frontend.cfg.sample_rate / period - 1e-9) * period))
+        # a window holds whole code frames: the board's window rounded up to them (a 1 s window at 2.5 code
+        # frames/s would end inside a pooled frame, which the graph would pad)
+        spc = int(round(graph.frontend.cfg.sample_rate / split.frame_rate))  # samples per code frame
+        window = math.ceil(board.window_s * split.frame_rate - 1e-9) * spc
         spec = graph.spec(window)
         macs = edge_macs_per_second(graph)
         need = _check_budget(board, macs, frontend_in_graph)
         _check_estimate(board, split, graph.n_q, window)
     data = _data_root(opts, task)  # after the checks that refuse in seconds
-    spc = int(round(graph.frontend.cfg.sample_rate / split.frame_rate))
     with stage("calibration data"):
         calib_items = _dataset_items(task, data, "train", opts.calibration_windows)
         calib = verify.make_windows(graph, calib_items, window, spc)

@@ -109,6 +109,23 @@ def export_both(checkpoint: Path, data: Path, tmp: Path, task: str, kind: str | 
     return out
 
 
+def assert_c_graph_equals_tflm(bundle_dir: Path, data: Path) -> None:
+    """The MCU bundle's C front end and graph give TFLite Micro's codes on the data's test clips (edge_c)."""
+    c = subprocess.run([sys.executable, "-m", "acom.firmware_host.edge_c", "--bundle", str(bundle_dir),
+                        "--data", str(data), "--frontend", "c"], capture_output=True, text=True, timeout=600)
+    assert c.returncode == 0 and "agreement 100.00%" in c.stdout, c.stdout + c.stderr[-2000:]
+
+
+def assert_served_as_offline(split, bundle_dir: Path, codes: list[np.ndarray]) -> None:
+    """A classifier's codes served over UDP get the offline split model's labels and scores (within 1e-4)."""
+    with torch.no_grad():
+        want = [torch.softmax(split.server()(torch.as_tensor(c)[None])[0], -1) for c in codes]
+    got = serve(bundle_dir, codes)
+    for i, p in enumerate(want):
+        assert got[i]["label"] == int(p.argmax())
+        np.testing.assert_allclose(got[i]["scores"], p.numpy(), atol=1e-4)
+
+
 def offline_codes(split, feats: list[torch.Tensor]) -> list[np.ndarray]:
     with torch.no_grad():
         return [split.rvq.encode(split.cut_features(f.float()[None])[0], split.rvq.n_q)[0].numpy() for f in feats]
@@ -147,17 +164,10 @@ def test_a_classifier_of_your_own_trained_exported_and_served(urban_set: Path, t
     bundles = export_both(run / "split.pt", urban_set, tmp_path, "ac")
     m55 = json.loads((bundles["cortex-m55-u55"] / "manifest.json").read_text())
     assert m55["c_graph"]["written"] and m55["firmware"]["written"]  # C graph and firmware of your model
-    c = subprocess.run([sys.executable, "-m", "acom.firmware_host.edge_c", "--bundle", str(bundles["cortex-m55-u55"]),
-                        "--data", str(urban_set), "--frontend", "c"], capture_output=True, text=True, timeout=600)
-    assert c.returncode == 0 and "agreement 100.00%" in c.stdout, c.stdout + c.stderr[-2000:]
+    assert_c_graph_equals_tflm(bundles["cortex-m55-u55"], urban_set)
     fs = cached_features("ac", "test", 40, root=urban_set)
     codes = [c[:1] for c in offline_codes(split, fs.feats[:6])]
-    with torch.no_grad():
-        want = [torch.softmax(split.server()(torch.as_tensor(c)[None])[0], -1) for c in codes]
-    got = serve(bundles["rpi4"], codes)
-    for i, p in enumerate(want):
-        assert got[i]["label"] == int(p.argmax())
-        np.testing.assert_allclose(got[i]["scores"], p.numpy(), atol=1e-4)
+    assert_served_as_offline(split, bundles["rpi4"], codes)
 
 
 @pytest.mark.parametrize("args, message", [
