@@ -49,6 +49,10 @@ class RVQConfig:
     this is restarted on a random projected input of the current batch; 0 disables restarts."""
     ema_decay: float = 0.99
     """Decay of the per-codeword usage EMA, in [0, 1); about 1 / (1 - decay) batches are averaged."""
+    time_pool: int = 1
+    """Frames at the cut per code frame, 1..16: ``encode`` averages each run of this many frames into one
+    code frame (a lower frame rate, so fewer bit/s) and ``decode`` repeats each decoded frame as many times,
+    so the blocks after the cut run at their own rate. 1: no pooling."""
 
     def __post_init__(self) -> None:
         if self.dim < 1:
@@ -80,6 +84,8 @@ class RVQConfig:
             raise AcomError(f"dead_code_threshold must be >= 0, got {self.dead_code_threshold}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise AcomError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if isinstance(self.time_pool, bool) or not isinstance(self.time_pool, int) or not 1 <= self.time_pool <= 16:
+            raise AcomError(f"time_pool must be an int in 1..16, got {self.time_pool!r}")
 
     @property
     def n_q(self) -> int:
@@ -210,6 +216,7 @@ class ResidualVQ(nn.Module):
         """
         self._check_features(x)
         used = self._training_n_q() if n_q is None else self._check_n_q(n_q)
+        steps, x = x.shape[-1], self.pool(x)
         residual, quantized = x, torch.zeros_like(x)
         commit, codebook = x.new_zeros(()), x.new_zeros(())
         codes = []
@@ -228,12 +235,30 @@ class ResidualVQ(nn.Module):
             residual = residual - out
             codes.append(idx.long())
         return QuantizedResult(
-            x=quantized, codes=torch.stack(codes, dim=1), commit_loss=commit,
+            x=self.unpool(quantized)[..., :steps], codes=torch.stack(codes, dim=1), commit_loss=commit,
             codebook_loss=codebook, n_q=used, commitment_weight=self.config.commitment_weight,
             codebook_weight=self.config.codebook_weight,
         )
 
     # --- device and server halves ----------------------------------------------------------
+
+    def pool(self, x: Tensor) -> Tensor:
+        """Features [B, D, T] -> [B, D, ceil(T / time_pool)]: the mean of each run of ``time_pool`` frames
+        (a last short run padded with copies of its last frame). The op the classifier's device graph runs."""
+        p = self.config.time_pool
+        if p == 1:
+            return x
+        pad = (-x.shape[-1]) % p
+        return F.avg_pool1d(F.pad(x, (0, pad), mode="replicate") if pad else x, p)
+
+    def unpool(self, x: Tensor) -> Tensor:
+        """Decoded features [B, D, T] -> [B, D, T * time_pool], each frame repeated (expand + reshape: the form
+        ONNX exports with symbolic T)."""
+        p = self.config.time_pool
+        if p == 1:
+            return x
+        b, d, t = x.shape
+        return x[..., None].expand(b, d, t, p).reshape(b, d, t * p)
 
     def nearest(self, z: Tensor, stage: int) -> Tensor:
         """Codes of stage ``stage`` for normalized projections ``z`` [B, code_dim, T] -> int32 [B, T].
@@ -243,13 +268,13 @@ class ResidualVQ(nn.Module):
         return self.stages[stage].nearest(z)
 
     def encode_int32(self, x: Tensor, n_q: int | None = None) -> Tensor:
-        """Codes of features ``x`` [B, D, T] with the first ``n_q`` stages -> int32 [B, n_q, T].
+        """Codes of features ``x`` [B, D, T] with the first ``n_q`` stages -> int32 [B, n_q, T / time_pool].
 
-        This is the export path: only conv, normalize, matmul, argmax and embedding.
+        This is the export path: only average pooling, conv, normalize, matmul, argmax and embedding.
         """
         self._check_features(x)
         used = self.n_q if n_q is None else self._check_n_q(n_q)
-        residual = x
+        residual = self.pool(x)
         codes = []
         for i in range(used):
             stage = self.stages[i]
@@ -264,7 +289,7 @@ class ResidualVQ(nn.Module):
         return self.encode_int32(x, n_q).to(torch.int64)
 
     def decode(self, codes: Tensor) -> Tensor:
-        """Features [B, D, T] from codes [B, n, T] of the first ``n`` (1..n_q) stages, any int dtype.
+        """Features [B, D, T * time_pool] from codes [B, n, T] of the first ``n`` (1..n_q) stages, any int dtype.
 
         Raises:
             AcomError: wrong rank, too many stages, or a code outside 0..K-1 of its stage.
@@ -282,7 +307,7 @@ class ResidualVQ(nn.Module):
             stage = self.stages[i]
             part = stage.out_proj(stage.lookup(codes[:, i]))
             out = part if out is None else out + part
-        return out
+        return self.unpool(out)
 
     # --- inspection ------------------------------------------------------------------------
 
@@ -293,14 +318,16 @@ class ResidualVQ(nn.Module):
     def codebook_hash(self) -> str:
         """SHA-256 hex of everything that decides the codes and their meaning.
 
-        Bytes hashed, in order: the ASCII header ``acom-rvq-v1 dim=D code_dim=C K=k1,k2,...\\n``,
+        Bytes hashed, in order: the ASCII header ``acom-rvq-v1 dim=D code_dim=C K=k1,k2,...\\n`` (with
+        `` pool=P`` before the newline when time_pool P > 1: pooled codes mean other features),
         then per stage the float32 little-endian, row-major values of in_proj weight [C, D],
         in_proj bias [C], raw codebook [K, C], out_proj weight [D, C] and out_proj bias [D].
         """
         cfg = self.config
         digest = hashlib.sha256(
             f"acom-rvq-v1 dim={cfg.dim} code_dim={cfg.code_dim} "
-            f"K={','.join(map(str, cfg.codebook_sizes))}\n".encode("ascii")
+            f"K={','.join(map(str, cfg.codebook_sizes))}"
+            f"{f' pool={cfg.time_pool}' if cfg.time_pool > 1 else ''}\n".encode("ascii")
         )
         for stage in self.stages:
             for t in (stage.in_proj.weight, stage.in_proj.bias, stage.codebook,

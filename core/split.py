@@ -27,7 +27,7 @@ class SplitOutput:
     logits: torch.Tensor  # ASR: log-probs [B, T, V]; AC: logits [B, classes]
     lengths: torch.Tensor | None  # valid output frames [B] (ASR), None when the input was unpadded
     quant: QuantizedResult | None  # None when the model runs uncut (no quantizer)
-    cut_lengths: torch.Tensor | None  # valid frames at the cut [B] (codes beyond them are padding)
+    cut_lengths: torch.Tensor | None  # valid code frames at the cut [B] (codes beyond them are padding)
 
 
 class SplitModel(nn.Module):
@@ -43,8 +43,14 @@ class SplitModel(nn.Module):
 
     @property
     def frame_rate(self) -> float:
-        """Frames per second at the cut (codes per second per stage)."""
-        return self.model.frame_rate_at(self.split_layer)
+        """Code frames per second at the cut (codes per second per stage): the model's frame rate after block
+        `split_layer`, divided by the quantizer's ``time_pool``."""
+        return self.model.frame_rate_at(self.split_layer) / self.time_pool
+
+    @property
+    def time_pool(self) -> int:
+        """Frames at the cut per code frame (1 without a quantizer)."""
+        return 1 if self.rvq is None else self.rvq.config.time_pool
 
     def cut_features(self, feats: torch.Tensor, lengths: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -54,7 +60,8 @@ class SplitModel(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, n_q: int | None = None
                 ) -> SplitOutput:
         x, lengths = self.cut_features(feats, lengths)
-        cut_lengths, quant = lengths, None
+        p = self.time_pool
+        cut_lengths, quant = (lengths if lengths is None or p == 1 else (lengths + p - 1) // p), None
         if self.rvq is not None:
             quant = self.rvq(x, n_q)
             x = quant.x
@@ -69,7 +76,7 @@ class SplitModel(nn.Module):
 
 
 class EdgeEncoder(nn.Module):
-    """Device half: waveform [B, N] at 16 kHz -> codes [B, n_q, T_cut] (int64)."""
+    """Device half: waveform [B, N] at 16 kHz -> codes [B, n_q, T_code] (int64; T_code = T_cut / time_pool)."""
 
     def __init__(self, split: SplitModel, n_q: int | None = None) -> None:
         super().__init__()
@@ -99,7 +106,8 @@ class EdgeEncoder(nn.Module):
 
 
 class ServerDecoder(nn.Module):
-    """Server half: codes [B, n_q, T_cut] (any n_q up to the trained one) -> task output."""
+    """Server half: codes [B, n_q, T_code] (any n_q up to the trained one) and their lengths [B] in code frames
+    -> task output (the tail runs on T_code * time_pool frames)."""
 
     def __init__(self, split: SplitModel) -> None:
         super().__init__()
@@ -110,6 +118,8 @@ class ServerDecoder(nn.Module):
     def forward(self, codes: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         m = self.split.model
         x = self.split.rvq.decode(codes)
+        if lengths is not None:
+            lengths = lengths * self.split.time_pool
         x, lengths = m.run_blocks(x, lengths, self.split.split_layer + 1, len(m.blocks))
         return m.head_forward(x, lengths)
 

@@ -392,14 +392,18 @@ def _lower(g: _Graph, name: str, op) -> None:  # noqa: C901 (one branch per TFLi
         pa, sa4 = g.operand(a, shape)
         g.call(f"acom_dequantize_i8((const int32_t[4]){_c_ints(shape)}, {pa}, {sa4}, {z}, "
                f"{float(np.float32(s)).hex()}f, t{o});")
-    elif name == "AVERAGE_POOL_2D" and t_in == "INT8":
+    elif name == "AVERAGE_POOL_2D" and t_in in ("INT8", "FLOAT32"):
         if opt.get("padding") != 1:
             raise ExportError("AVERAGE_POOL_2D with SAME padding: the C graph pools VALID windows only")
         _, ih, iw, c = g.shape4(a)
         _, oh, ow, _ = g.shape4(o)
-        s, z = g.scale_zp(o)
-        lo, hi = _act_range_i8(opt.get("fusedActivationFunction", 0), s, z)
-        g.call(f"acom_avg_pool_i8({ih}, {iw}, {c}, {opt['filterHeight']}, {opt['filterWidth']}, {opt['strideH']}, "
+        act = opt.get("fusedActivationFunction", 0)
+        if t_in == "INT8":
+            lo, hi = _act_range_i8(act, *g.scale_zp(o))
+        else:  # the cut's features when the last block ends in float (a LayerNorm): the quantizer pools them
+            lo, hi = _act_range_f32(act)
+        fn = "acom_avg_pool_i8" if t_in == "INT8" else "acom_avg_pool_f32"
+        g.call(f"{fn}({ih}, {iw}, {c}, {opt['filterHeight']}, {opt['filterWidth']}, {opt['strideH']}, "
                f"{opt['strideW']}, {oh}, {ow}, {lo}, {hi}, t{a}, t{o});")
     elif name in ("SUM", "MEAN", "ARG_MAX") and t_in == "FLOAT32":
         outer, axis, inner = _reduction(g.shape(a), [int(x) for x in np.atleast_1d(g.const(ins[1]))])

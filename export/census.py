@@ -76,7 +76,7 @@ def split_at(split: SplitModel, cut: int) -> SplitModel:
         return split
     cfg = split.rvq.config
     rvq = ResidualVQ(RVQConfig(dim=split.model.cut_dim(cut), codebook_sizes=cfg.codebook_sizes,
-                               code_dim=cfg.code_dim))
+                               code_dim=cfg.code_dim, time_pool=cfg.time_pool))
     return SplitModel(split.model, cut, rvq).eval()
 
 

@@ -38,7 +38,7 @@ def layer_rows(manifest: Manifest, board: Board) -> list[dict]:
         rows.append({"layer": f"block {b['index']} ({b['block']})", "macs_per_s": b["macs_per_s"],
                      "params": b["params"], "activation_bytes": written})
     rvq = _rvq(manifest)
-    feats = torch.zeros(1, rvq.config.dim, round(manifest.frame_rate))
+    feats = torch.zeros(1, rvq.config.dim, round(manifest.frame_rate * rvq.config.time_pool))  # one second at the cut
     sizes = "/".join(str(k) for k in rvq.config.codebook_sizes[: manifest.n_q])
     rows.append({"layer": f"RVQ encode ({manifest.n_q} x {sizes})",
                  "macs_per_s": _macs(lambda z: rvq.encode(z, manifest.n_q), feats),

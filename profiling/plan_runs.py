@@ -61,11 +61,12 @@ def _from_checkpoint(path: Path, task: Task) -> list[RunResult]:
 
 
 def _frame_rate(payload: dict) -> float | None:
-    """Frames per second at the checkpoint's cut, from its model config (no weights loaded)."""
+    """Code frames per second at the checkpoint's cut, from its model and quantizer configs (no weights loaded)."""
     from acom.core.models import build_model
     try:
         model = build_model(payload["task"], payload["model_config"])
-        return model.frame_rate_at(int(payload["split_layer"]))
+        pool = int((payload.get("rvq_config") or {}).get("time_pool", 1))
+        return model.frame_rate_at(int(payload["split_layer"])) / pool
     except (AcomError, KeyError, TypeError):
         return None
 

@@ -12,6 +12,10 @@ tensors; ``acom.runtime.engines.make_engine`` picks it on CUDA when the tail is 
 ``ClassifierEngine`` runs its blocks the same way on new frames only and pools the last ``window_s`` seconds
 of final outputs (windows of equal length batched together).
 
+With a pooled quantizer (``time_pool`` P > 1) each decoded code frame enters the tail P times: the tail runs
+at its own frame rate, a chunk of n code frames is n * P tail frames, and ``kept`` and ``gap_keep`` count tail
+frames (results count code frames, as packets do).
+
 Lost frames (``Chunk.codes is None``) enter the tail as zero feature vectors at the cut. The quantizer's
 decoded features have no "silence" code, and zeros are what the blocks' own padding uses; the classifier
 instead leaves lost frames out of its pooling. Results count the lost frames so the caller sees them.
@@ -88,6 +92,7 @@ class _Engine:
         self.split = bundle.split.to(self.device).eval()
         self.model = self.split.model
         self.tail = list(self.model.blocks[self.split.split_layer + 1:])
+        self.time_pool = self.split.time_pool  # tail frames per code frame
         with torch.inference_mode():  # stage s, code j -> that stage's decoded contribution [K_s, D]
             self._tables = [st.out_proj(st.lookup(torch.arange(k, device=self.device)[None]))[0].T.contiguous()
                             for st, k in zip(self.split.rvq.stages, self.split.rvq.config.codebook_sizes)]
@@ -99,8 +104,10 @@ class _Engine:
         return sum(sum(block_reach(b)) for b in self.tail) + 1
 
     def kept(self, c: Chunk) -> int:
-        """Frames of ``c`` that run through the tail: all of them, or ``gap_keep`` of a longer gap."""
-        return c.n_frames if c.codes is not None else min(c.n_frames, self.gap_keep)
+        """Tail frames ``c`` runs through the tail: all of its frames (times ``time_pool``), or ``gap_keep`` of a
+        longer gap."""
+        n = c.n_frames * self.time_pool
+        return n if c.codes is not None else min(n, self.gap_keep)
 
     def drop(self, key: StreamKey) -> None:
         """Forget a stream's state (after a failed step: it cannot be trusted)."""
@@ -139,7 +146,7 @@ class _Engine:
             x = self._tables[0][codes[0]]
             for s in range(1, codes.shape[0]):
                 x = x + self._tables[s][codes[s]]
-            out.append(x)
+            out.append(x if self.time_pool == 1 else x.repeat_interleave(self.time_pool, dim=0))
         return out
 
 
@@ -249,7 +256,7 @@ class ClassifierEngine(_Engine):
 
     def __init__(self, bundle: Bundle, device: str = "cpu", window_s: float = 4.0) -> None:
         super().__init__(bundle, device)
-        self.window = max(1, round(window_s * bundle.frame_rate))
+        self.window = max(1, round(window_s * bundle.frame_rate * self.time_pool))  # tail frames
         self.runners = [WindowRunner(b) for b in self.tail]
         self.streams: dict[StreamKey, _ClassStream] = {}
 

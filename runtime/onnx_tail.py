@@ -62,6 +62,7 @@ class OnnxTail(nn.Module):
             stage = split.rvq.stages[i]
             part = stage.out_proj(stage.lookup(codes[:, i]))
             x = part if x is None else x + part
+        x, lengths = split.rvq.unpool(x), lengths * split.time_pool  # tail frames
         x, out_lengths = m.run_blocks(x, lengths, split.split_layer + 1, len(m.blocks))
         out = m.head_forward(x, out_lengths)
         return (out, out_lengths) if TASKS[m.task].sequence else (out,)
@@ -147,7 +148,7 @@ def _reference(bundle: Bundle, codes: np.ndarray, lengths: np.ndarray) -> list[n
         out = split.server()(torch.from_numpy(codes), torch.from_numpy(lengths)).numpy()
     if not TASKS[bundle.task].sequence:
         return [out]
-    t, lens = codes.shape[2], torch.from_numpy(lengths)
+    t, lens = codes.shape[2] * split.time_pool, torch.from_numpy(lengths) * split.time_pool
     for block in split.model.blocks[split.split_layer + 1:]:
         t = -(-t // block.stride)
         lens = block.out_lengths(lens).clamp(max=t)

@@ -79,7 +79,7 @@ class Server:
         self.engine = make_engine(bundle, config.device, config.window_s, config.engine, config.dtype, config.buckets)
         rate = bundle.frame_rate
         self.max_packet_frames = math.ceil(config.max_packet_s * rate)
-        self.max_backlog_frames = math.ceil(config.max_backlog_s * rate)
+        self.max_backlog_frames = math.ceil(config.max_backlog_s * rate * self.engine.time_pool)  # tail frames
         self.streams = Reassembler(replace(config.reassembly, max_gap_frames=math.ceil(config.max_gap_s * rate)),
                                    keyed=keys is not None)
         self.book = codebook_id(bundle.manifest.codebook_hash)

@@ -322,11 +322,13 @@ class SlotAsrEngine(_Engine):
         else:
             lens = np.zeros(len(per), dtype=np.int64)
             np.add.at(lens, np.repeat(np.arange(len(per)), per), n)
-        nq = len(self.tables)
+        nq, pool = len(self.tables), self.time_pool
         m = chunks[0].codes.shape[0] if chunks and chunks[0].codes is not None else 0
         if m and all(c.codes is not None and c.codes.shape[0] == m for c in chunks):
             # the usual step: every packet with the same stages (often fewer than the bundle has): one copy
             got = np.concatenate([c.codes for c in chunks] + [np.full((m, 1), -1)], axis=1)
+            if pool > 1:  # each code frame is time_pool tail frames (the padding column stays one)
+                got = np.concatenate([np.repeat(got[:, :-1], pool, axis=1), got[:, -1:]], axis=1)
             if m == nq:
                 return lens, got
             codes = np.full((nq, got.shape[1]), -1, dtype=np.int64)
@@ -336,7 +338,7 @@ class SlotAsrEngine(_Engine):
         o = 0
         for c in chunks:
             if c.codes is not None:
-                codes[: c.codes.shape[0], o: o + c.n_frames] = c.codes
+                codes[: c.codes.shape[0], o: o + c.n_frames * pool] = np.repeat(c.codes, pool, axis=1)
             o += self.kept(c)
         return lens, codes
 

@@ -29,6 +29,10 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe(name="edge-asr", task="asr", model={}, split_layer=2, codebook_sizes=(64, 64, 64),
            data="the synthetic LibriSpeech-layout set (acom data synth-speech)"),
+    # the same model, its cut's frames averaged in pairs before one codebook of 64 (12.5 code frames/s, about
+    # 60 bit/s range-coded) and repeated after it on the server (docs/training.md, "Half the bits")
+    Recipe(name="edge-asr-12hz", task="asr", model={}, split_layer=2, codebook_sizes=(64,), rvq=dict(time_pool=2),
+           data="the synthetic LibriSpeech-layout set (acom data synth-speech)"),
     Recipe(name="edge-ac", task="ac", model={}, split_layer=3, codebook_sizes=(64, 64), lr=3e-3,
            data="the synthetic UrbanSound8K-layout set (acom data synth-urban)"),
     # the same pooled twice as much before the cut (2.5 frames/s), one codebook: 9.4 bit/s range-coded within

@@ -185,7 +185,7 @@ def insert_quantizer(split_full: SplitModel, split_layer: int, codebook_sizes: t
     rows, have = [], 0
     with torch.no_grad():
         for i in np.random.default_rng(seed).permutation(len(train)):
-            x, _ = split.cut_features(train.feats[i].float()[None])
+            x = rvq.pool(split.cut_features(train.feats[i].float()[None])[0])  # code frames, as encode sees them
             rows.append(x[0].T)
             have += x.shape[-1]
             if have >= max_frames:

@@ -81,6 +81,9 @@ def train_parser() -> argparse.ArgumentParser:
                    "are added")
     p.add_argument("--split-layer", type=int, help="cut after this block (0 = stem); default: the recipe's")
     p.add_argument("--codebooks", help="codebook sizes per stage, e.g. 64,64,64 (default: the recipe's)")
+    p.add_argument("--time-pool", type=int, help="frames at the cut averaged into one code frame (1..16; the server "
+                   "repeats each decoded frame as many times): 2 halves the code frame rate and the bit/s "
+                   "(default: the recipe's, 1 for most)")
     p.add_argument("--freeze-edge", action="store_true", help="stage 2 trains only the quantizer and server part")
     p.add_argument("--distill", type=float, default=0.0, help="stage 2: add this weight times the KL divergence "
                    "from the uncut model's output distribution (per frame for ASR) to the loss (default 0: off)")
@@ -104,6 +107,11 @@ def train_main(argv: list[str]) -> int:
         sizes = tuple(int(k) for k in ns.codebooks.split(",")) if ns.codebooks else recipe.codebook_sizes
     except ValueError:
         raise AcomError(f"--codebooks {ns.codebooks!r}: give integers separated by commas, e.g. 64,64") from None
+    if ns.time_pool is not None and not 1 <= ns.time_pool <= 16:
+        raise AcomError(f"--time-pool {ns.time_pool}: allowed 1..16 frames per code frame")
+    if ns.time_pool not in (None, 1) and ns.model:
+        raise AcomError("--time-pool with --model: a model of your own is served frame by frame as it comes; "
+                        "pool inside your model before its cut instead")
     if ns.distill < 0:
         raise AcomError(f"--distill {ns.distill}: must be 0 (off) or a positive weight")
     # check the cut and the quantizer before spending an hour on stage 1
@@ -117,8 +125,9 @@ def train_main(argv: list[str]) -> int:
     loss_fn = load_object(ns.loss, "--loss") if ns.loss else None
     if loss_fn is not None and not callable(loss_fn):
         raise AcomError(f"--loss {ns.loss!r}: not a function")
+    rvq_kw = recipe.rvq if ns.time_pool is None else {**recipe.rvq, "time_pool": ns.time_pool}
     probe = user.model if ns.model else uncut(ns.task, recipe.model).model
-    make_rvq(probe, split_layer, sizes, **recipe.rvq)
+    make_rvq(probe, split_layer, sizes, **rvq_kw)
     n_mels = probe.frontend.cfg.n_mels
     train = cached_features(ns.task, _split(ns, "train", ns.train, "train"), n_mels, root=ns.data, cache=ns.cache)
     dev = cached_features(ns.task, _split(ns, "dev", ns.dev, "dev"), n_mels, root=ns.data, cache=ns.cache)
@@ -138,7 +147,7 @@ def train_main(argv: list[str]) -> int:
             resume=ns.resume, loss_fn=loss_fn)
     # the uncut model as it is now, before stage 2 changes the blocks it shares with the split model
     teacher = copy.deepcopy(full) if ns.distill > 0 else None
-    split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **recipe.rvq)
+    split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **rvq_kw)
     cfg = TrainConfig(epochs=ns.split_epochs, lr=lr / 2, batch_frames=ns.batch_frames, seed=ns.seed,
                       freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every, distill=ns.distill)
     fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume, teacher=teacher, loss_fn=loss_fn)

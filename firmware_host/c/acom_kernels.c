@@ -547,6 +547,26 @@ void acom_avg_pool_i8(int32_t in_h, int32_t in_w, int32_t c, int32_t k_h, int32_
             }
 }
 
+/* TFLite Micro's float reference: the window's sum in order, divided by its count (VALID windows) */
+void acom_avg_pool_f32(int32_t in_h, int32_t in_w, int32_t c, int32_t k_h, int32_t k_w, int32_t stride_h,
+                       int32_t stride_w, int32_t out_h, int32_t out_w, float act_min, float act_max,
+                       const float *in, float *out) {
+    for (int32_t oy = 0; oy < out_h; oy++)
+        for (int32_t ox = 0; ox < out_w; ox++)
+            for (int32_t ch = 0; ch < c; ch++) {
+                float total = 0.f, count = 0.f;
+                for (int32_t ky = 0; ky < k_h; ky++)
+                    for (int32_t kx = 0; kx < k_w; kx++) {
+                        int32_t iy = oy * stride_h + ky, ix = ox * stride_w + kx;
+                        if (iy >= in_h || ix >= in_w) continue;
+                        total += in[(iy * in_w + ix) * c + ch];
+                        count += 1.f;
+                    }
+                float v = total / (count > 0.f ? count : 1.f);
+                out[(oy * out_w + ox) * c + ch] = v < act_min ? act_min : v > act_max ? act_max : v;
+            }
+}
+
 void acom_sum_f32(int32_t outer, int32_t axis, int32_t inner, const float *in, float *out) {
     for (int32_t o = 0; o < outer; o++)
         for (int32_t i = 0; i < inner; i++) {

@@ -75,6 +75,9 @@ void acom_dequantize_i8(const int32_t shape[4], const int8_t *in, const int32_t 
 void acom_avg_pool_i8(int32_t in_h, int32_t in_w, int32_t c, int32_t k_h, int32_t k_w, int32_t stride_h,
                       int32_t stride_w, int32_t out_h, int32_t out_w, int32_t act_min, int32_t act_max,
                       const int8_t *in, int8_t *out);
+void acom_avg_pool_f32(int32_t in_h, int32_t in_w, int32_t c, int32_t k_h, int32_t k_w, int32_t stride_h,
+                       int32_t stride_w, int32_t out_h, int32_t out_w, float act_min, float act_max,
+                       const float *in, float *out);
 /* [outer, axis, inner] -> [outer, inner] */
 void acom_sum_f32(int32_t outer, int32_t axis, int32_t inner, const float *in, float *out);
 void acom_arg_max_f32(int32_t outer, int32_t axis, int32_t inner, const float *in, int32_t *out);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -261,6 +262,8 @@ def test_codebook_hash_is_stable_and_tracks_every_weight(inited: ResidualVQ) -> 
         ({"codebook_sizes": (256,), "code_dim": 33}, "1..dim=32"),
         ({"codebook_sizes": (256,), "quantizer_dropout": 1.5}, "[0, 1]"),
         ({"codebook_sizes": (256,), "ema_decay": 1.0}, "[0, 1)"),
+        ({"codebook_sizes": (256,), "time_pool": 0}, "1..16"),
+        ({"codebook_sizes": (256,), "time_pool": 2.0}, "1..16"),
     ],
 )
 def test_bad_config_names_what_is_allowed(kwargs: dict, allowed: str) -> None:
@@ -312,3 +315,22 @@ def test_torch_export_of_encode_gives_eager_codes(inited: ResidualVQ, test_feats
     other = test_feats[:, :, 50:100]
     for feats in (x, other):
         assert torch.equal(program.module()(feats), inited.encode_int32(feats))
+
+
+def test_time_pool_codes_the_mean_of_each_run_and_repeats_it_back(inited: ResidualVQ, test_feats: torch.Tensor) -> None:
+    pooled = ResidualVQ(replace(CFG, time_pool=3)).eval()
+    pooled.load_state_dict(inited.state_dict())
+    x = test_feats[..., :101]  # 33 runs of 3 and a last run of 2, padded with a copy of its last frame
+    means = torch.cat([x[..., :99].reshape(1, D, 33, 3).mean(-1),
+                       torch.stack([x[..., 99], x[..., 100], x[..., 100]], -1).mean(-1, keepdim=True)], -1)
+    torch.testing.assert_close(pooled.pool(x), means)
+    codes = pooled.encode(x)
+    assert codes.shape == (1, 3, 34) and torch.equal(codes, inited.encode(means))
+    y = pooled.decode(codes)
+    assert y.shape == (1, D, 102)
+    torch.testing.assert_close(y, inited.decode(codes).repeat_interleave(3, dim=-1))
+    with torch.no_grad():  # the training path: the same codes, the output back at the input's 101 frames
+        out = pooled(x)
+    assert torch.equal(out.codes, codes) and out.x.shape == x.shape
+    torch.testing.assert_close(out.x, y[..., :101])
+    assert pooled.codebook_hash() != inited.codebook_hash()  # pooled codes mean other features

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.core.checkpoint import PRETRAINED, load_checkpoint, save_checkpoint
 from acom.core.ctc import CharVocab, ctc_greedy
+from acom.core.rvq import ResidualVQ
+from acom.core.split import SplitModel
 from acom.core.tasks import TASKS
 from acom.corpora.featcache import open_dataset
 from acom.export.bundle import write_server_bundle
@@ -44,3 +47,27 @@ def ac_case(tmp_path_factory, urban_set) -> tuple[Path, Bundle, list[np.ndarray]
     out = tmp_path_factory.mktemp("bundles") / "ac"
     write_server_bundle(PRETRAINED / "ac" / "split.pt", out)
     return out, open_bundle(out), edge_codes("ac", urban_set, None, 6)
+
+
+def pooled_checkpoint(path: Path, time_pool: int = 2) -> Path:
+    """The shipped ASR split model with its quantizer pooling ``time_pool`` frames per code frame (same weights,
+    not trained for it: its transcripts are rougher, and the tests compare them with the offline tail's)."""
+    split, _ = load_checkpoint(PRETRAINED / "asr" / "split.pt")
+    rvq = ResidualVQ(replace(split.rvq.config, time_pool=time_pool))
+    rvq.load_state_dict(split.rvq.state_dict())
+    save_checkpoint(path, SplitModel(split.model, split.split_layer, rvq))
+    return path
+
+
+@pytest.fixture(scope="session")
+def asr_pool_case(tmp_path_factory, speech_set) -> tuple[Path, Bundle, list[np.ndarray]]:
+    """(bundle folder, bundle, codes [2, T] of 5 real test utterances at 12.5 code frames/s) for the shipped
+    ASR model with a quantizer that pools 2 frames per code frame."""
+    root = tmp_path_factory.mktemp("pooled")
+    ckpt = pooled_checkpoint(root / "split.pt")
+    write_server_bundle(ckpt, root / "bundle")
+    split, _ = load_checkpoint(ckpt)
+    ds = open_dataset("asr", speech_set, TASKS["asr"].test_subset)
+    with torch.inference_mode():
+        codes = [split.edge(2)(torch.from_numpy(ds[i][0])[None])[0].numpy() for i in range(5)]
+    return root / "bundle", open_bundle(root / "bundle"), codes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from acom.core.checkpoint import PRETRAINED, load_checkpoint
@@ -66,9 +67,10 @@ def test_asr_stream_transcripts_equal_offline(asr_case):
     assert engine.lookahead_frames == 16  # 4 blocks x (2 attention + 2 convolution) frames of look-ahead
 
 
-def test_asr_lost_frames_are_counted_and_decoded_as_zeros(asr_case):
-    _, bundle, codes = asr_case
-    c = codes[0]
+@pytest.mark.parametrize("case", ["asr_case", "asr_pool_case"])
+def test_asr_lost_frames_are_counted_and_decoded_as_zeros(case, request):
+    _, bundle, codes = request.getfixturevalue(case)
+    c, p = codes[0], bundle.split.time_pool  # a lost code frame is p zero frames at the cut
     engine = AsrEngine(bundle)
     parts = [Chunk(0, 20, c[:, :20], (0, 0), 0.0), Chunk(20, 20, None, (1, 1), 0.0),
              Chunk(40, c.shape[1] - 40, c[:, 40:], (2, 2), 0.0)]
@@ -77,7 +79,7 @@ def test_asr_lost_frames_are_counted_and_decoded_as_zeros(asr_case):
     filled = c.copy()
     with torch.inference_mode():
         x = bundle.split.rvq.decode(torch.as_tensor(filled)[None])
-        x[..., 20:40] = 0
+        x[..., 20 * p: 40 * p] = 0
         m = bundle.split.model
         y, _ = m.run_blocks(x, None, bundle.split.split_layer + 1, len(m.blocks))
         assert r.text == ctc_greedy(m.head_forward(y, None)[0], CharVocab())

@@ -1,8 +1,10 @@
-"""The low-rate classifier recipe (`edge-ac-pool10`: 2.5 frames/s at the cut, one codebook) stays deployable:
-trained by name, exported for the Raspberry Pi 4 (ExecuTorch) and the Cortex-M55 board (TFLite Micro, vela, the
-C graph and firmware) with every artifact's codes equal to its int8 reference, the C graph's codes equal to
-TFLite Micro's, the M55 firmware fed live audio over its UART under QEMU sending TFLite Micro's codes, and
-served: the server's labels and scores equal the offline split model's."""
+"""The low-rate recipes stay deployable. The classifier's (`edge-ac-pool10`: 2.5 frames/s at the cut, one
+codebook): trained by name, exported for the Raspberry Pi 4 (ExecuTorch) and the Cortex-M55 board (TFLite Micro,
+vela, the C graph and firmware) with every artifact's codes equal to its int8 reference, the C graph's codes equal
+to TFLite Micro's, the M55 firmware fed live audio over its UART under QEMU sending TFLite Micro's codes, and
+served: the server's labels and scores equal the offline split model's. The speech one (`edge-asr-12hz`: the
+quantizer pools 2 frames per code frame, 12.5 code frames/s): the same export checks, and its codes served
+over UDP get the offline split model's transcripts."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from acom.cli import main as acom
 from acom.core.audio import load_audio
-from acom.core.checkpoint import load_checkpoint
+from acom.core.checkpoint import PRETRAINED, load_checkpoint
+from acom.core.ctc import CharVocab, ctc_greedy
 from acom.core.tasks import TASKS
 from acom.corpora.featcache import cached_features, open_dataset
 from acom.export.graph import EdgeGraph
@@ -28,6 +32,7 @@ from tests.training.test_your_model import (
     assert_served_as_offline,
     export_both,
     offline_codes,
+    serve,
 )
 
 
@@ -57,3 +62,24 @@ def test_the_low_rate_classifier_recipe_trains_exports_and_serves(urban_set: Pat
     codes = offline_codes(split, fs.feats[:6])
     assert all(x.shape[1] <= 11 for x in codes)  # 4 s clips: 10 frames (a padded last one at most)
     assert_served_as_offline(split, bundles["rpi4"], codes)
+
+
+def test_the_12hz_speech_recipe_trains_exports_and_serves(speech_set: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert acom(["train", "--task", "asr", "--recipe", "edge-asr-12hz", "--data", str(speech_set), "--init",
+                 str(PRETRAINED / "asr" / "full.pt"), "--out", str(run), "--epochs", "0", "--split-epochs", "1"]) == 0
+    split, _ = load_checkpoint(run / "split.pt", "asr")
+    assert split.frame_rate == 12.5 and split.rvq.config.codebook_sizes == (64,)
+    bundles = export_both(run / "split.pt", speech_set, tmp_path, "asr", kind=None)
+    m55 = json.loads((bundles["cortex-m55-u55"] / "manifest.json").read_text())
+    assert m55["c_graph"]["written"] and m55["firmware"]["written"] and m55["frame_rate"] == 12.5
+    assert m55["graph"]["window_samples"] % 1280 == 0  # whole code frames of 80 ms
+    assert_c_graph_equals_tflm(bundles["cortex-m55-u55"], speech_set)
+    fs = cached_features("asr", "test-clean", 40, root=speech_set)
+    codes = offline_codes(split, fs.feats[:4])
+    assert all(abs(c.shape[1] - f.shape[1] / 8) <= 1 for c, f in zip(codes, fs.feats[:4]))  # 100 -> 12.5 frames/s
+    with torch.no_grad():
+        want = [ctc_greedy(split.server()(torch.as_tensor(c)[None])[0], CharVocab()) for c in codes]
+    assert any(want)
+    got = serve(bundles["rpi4"], codes)
+    assert [got[i]["text"] for i in range(len(codes))] == want

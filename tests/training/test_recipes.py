@@ -121,6 +121,8 @@ def test_acom_train_refuses_a_bad_cut_before_training(tmp_path: Path, capsys: py
     capsys.readouterr()
     assert acom(base + ["--distill", "-1"]) == 2
     assert "--distill -1.0: must be 0 (off) or a positive weight" in capsys.readouterr().err
+    assert acom(base + ["--time-pool", "0"]) == 2
+    assert "--time-pool 0: allowed 1..16 frames per code frame" in capsys.readouterr().err
     assert not (tmp_path / "run" / "full.pt").exists()
 
 
