@@ -68,7 +68,8 @@ def train_parser() -> argparse.ArgumentParser:
                    "has LibriSpeech's subsets)")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log.jsonl)")
     p.add_argument("--epochs", type=int, default=20, help="stage 1 epochs (0 with --init: skip stage 1)")
-    p.add_argument("--split-epochs", type=int, default=6, help="stage 2 epochs")
+    p.add_argument("--split-epochs", type=int, default=6, help="stage 2 epochs (0: stop after stage 1, writing "
+                   "OUT/full.pt only)")
     p.add_argument("--init", type=Path, help="a trained uncut checkpoint to start stage 2 from")
     p.add_argument("--model", metavar="FILE.py:NAME", help="your own nn.Module instead of a recipe's: NAME in FILE.py, "
                    "a class or a function returning the module (log-mels in; CTC scores [B, T, 29] or class logits "
@@ -107,6 +108,8 @@ def train_main(argv: list[str]) -> int:
         sizes = tuple(int(k) for k in ns.codebooks.split(",")) if ns.codebooks else recipe.codebook_sizes
     except ValueError:
         raise AcomError(f"--codebooks {ns.codebooks!r}: give integers separated by commas, e.g. 64,64") from None
+    if ns.epochs < 0 or ns.split_epochs < 0:
+        raise AcomError(f"--epochs {ns.epochs} --split-epochs {ns.split_epochs}: epochs are counts, 0 or more")
     if ns.time_pool is not None and not 1 <= ns.time_pool <= 16:
         raise AcomError(f"--time-pool {ns.time_pool}: allowed 1..16 frames per code frame")
     if ns.time_pool not in (None, 1) and ns.model:
@@ -145,6 +148,8 @@ def train_main(argv: list[str]) -> int:
         fit(full, train, dev, TrainConfig(epochs=ns.epochs, lr=lr, batch_frames=ns.batch_frames, seed=ns.seed,
                                           device=ns.device, eval_every=ns.eval_every), ns.out, "full", meta,
             resume=ns.resume, loss_fn=loss_fn)
+    if ns.split_epochs == 0:  # stage 1 only: its checkpoint is the run (stage 2 later with --init)
+        return 0
     # the uncut model as it is now, before stage 2 changes the blocks it shares with the split model
     teacher = copy.deepcopy(full) if ns.distill > 0 else None
     split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **rvq_kw)

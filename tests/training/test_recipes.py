@@ -123,7 +123,20 @@ def test_acom_train_refuses_a_bad_cut_before_training(tmp_path: Path, capsys: py
     assert "--distill -1.0: must be 0 (off) or a positive weight" in capsys.readouterr().err
     assert acom(base + ["--time-pool", "0"]) == 2
     assert "--time-pool 0: allowed 1..16 frames per code frame" in capsys.readouterr().err
+    assert acom(base + ["--split-epochs", "-1"]) == 2
+    assert "epochs are counts, 0 or more" in capsys.readouterr().err
     assert not (tmp_path / "run" / "full.pt").exists()
+
+
+def test_acom_train_with_no_split_epochs_stops_after_stage_1(tmp_path: Path) -> None:
+    feats = tmp_path / "features"
+    _toy_features(4, 0).save(feature_path(feats, "ac", "train", 40))
+    _toy_features(4, 1).save(feature_path(feats, "ac", "dev", 40))
+    assert acom(["train", "--task", "ac", "--features", str(feats), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--split-epochs", "0", "--batch-frames", "1000", "--device", "cpu"]) == 0
+    assert (tmp_path / "run" / "full.pt").exists() and not (tmp_path / "run" / "split.pt").exists()
+    _, payload = load_checkpoint(tmp_path / "run" / "full.pt", "ac")
+    assert payload["rvq_config"] is None
 
 
 def test_rate_accuracy_report_over_two_seeds(tmp_path: Path) -> None:
