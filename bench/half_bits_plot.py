@@ -4,9 +4,9 @@ Reads the rate-accuracy reports (no model is run). Left, sound classes on the 20
 accuracy against bit/s for the earlier 5 frames/s points (reports/ac_rate_accuracy.json), the 2.5 frames/s
 recipe (reports/ac-pool10/) and the codec pipelines (the uncut model on decoded audio, as trained and fine-tuned).
 Right, speech: WER over the uncut model's WER against bit/s (beam+LM, test-clean): the 360-minute set's
-points (reports/asr-360-cut/, 2 seeds) and the codec pipelines measured on the 90-minute set
-(reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER, and the 12.5 frames/s probe
-(bench/cut_pool_probe.py on the 90-minute set, greedy); the targets at 60 and 40 bit/s drawn.
+points at 25 code frames/s (reports/asr-360-cut/, 2 seeds) and at 12.5 and 8.3 (reports/asr-360-half/, 2 seeds,
+over their own uncut models), and the codec pipelines measured on the 90-minute set (reports/asr-edge-gpu3/,
+3 seeds), each over its own set's uncut WER; the targets at 60 and 40 bit/s drawn.
 The models are demonstrations trained on synthetic speech and sounds.
 
     python bench/half_bits_plot.py
@@ -87,20 +87,15 @@ def speech(ax) -> None:
     codec_points(ax, codecs["points"], over(codecs), ts, dec)
     acom_line(ax, cut["points"], over(cut), ts, dec, "ACoM 25 frames/s, 1 x 512 and 1 x 64 (360-minute set)",
               color="C0")
-    probe = load("asr_cut_pool_probe.json")  # greedy only: shown as measured, on its own set
-    pts = sorted((e["sets"][ts]["entropy_bps"], e["sets"][ts]["wer_over_uncut"], name) for name, e in probe.items())
-    ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "^", color="C3",
-            label="probe: 12.5 frames/s at the cut (90-minute set, seed 0, greedy; not deployable yet)")
-    for x, y, name in pts:
-        ax.annotate(name.split("-s")[0], (x, y), textcoords="offset points", xytext=(4, 2), fontsize=6, color="C3")
+    half = load("asr-360-half/asr_rate_accuracy.json")  # each point over its own seeds' uncut WER
+    acom_line(ax, half["points"], over(half), ts, dec, "ACoM 12.5 and 8.3 code frames/s, 1 x 64 and 1 x 48 "
+              "(--time-pool 2 and 3, 360-minute set)", color="C3")
     ax.axhline(1.0, ls="--", lw=1, color="k", label="uncut model")
     for bps, ratio in ((60, 1.10), (40, 1.25)):
         ax.plot([1, bps, bps], [ratio, ratio, 0.9], color="C2", lw=1)
-        ax.annotate(f"target: <= {bps} bit/s, <= {ratio}x", (11, ratio), xytext=(0, 3), textcoords="offset points",
+        ax.annotate(f"target: <= {bps} bit/s, <= {ratio}x", (21, ratio), xytext=(0, 3), textcoords="offset points",
                     fontsize=7, color="C2")
-    ax.text(12, 1.6, "half-the-bits points on the\n360-minute set: not measured yet",
-            fontsize=7, color="C3")
-    ax.set(xscale="log", xlim=(10, 3e4), ylim=(0.95, 2.1), xlabel="bit/s (ACoM: range-coded; codecs: measured)",
+    ax.set(xscale="log", xlim=(20, 3e4), ylim=(0.95, 2.1), xlabel="bit/s (ACoM: range-coded; codecs: measured)",
            ylabel="WER / uncut WER (beam+LM, test-clean)",
            title="Speech (ACoM: 360-minute set; codecs: 90-minute set)")
     ax.legend(fontsize=6.5, loc="upper right")

@@ -49,11 +49,11 @@ def ac_case(tmp_path_factory, urban_set) -> tuple[Path, Bundle, list[np.ndarray]
     return out, open_bundle(out), edge_codes("ac", urban_set, None, 6)
 
 
-def pooled_checkpoint(path: Path, time_pool: int = 2) -> Path:
-    """The shipped ASR split model with its quantizer pooling ``time_pool`` frames per code frame (same weights,
-    not trained for it: its transcripts are rougher, and the tests compare them with the offline tail's)."""
+def pooled_checkpoint(path: Path) -> Path:
+    """The shipped ASR split model with its quantizer averaging 2 frames per code frame (same weights, not
+    trained for it: its transcripts are rougher, and the tests compare them with the offline tail's)."""
     split, _ = load_checkpoint(PRETRAINED / "asr" / "split.pt")
-    rvq = ResidualVQ(replace(split.rvq.config, time_pool=time_pool))
+    rvq = ResidualVQ(replace(split.rvq.config, time_pool=2))
     rvq.load_state_dict(split.rvq.state_dict())
     save_checkpoint(path, SplitModel(split.model, split.split_layer, rvq))
     return path
@@ -62,7 +62,7 @@ def pooled_checkpoint(path: Path, time_pool: int = 2) -> Path:
 @pytest.fixture(scope="session")
 def asr_pool_case(tmp_path_factory, speech_set) -> tuple[Path, Bundle, list[np.ndarray]]:
     """(bundle folder, bundle, codes [2, T] of 5 real test utterances at 12.5 code frames/s) for the shipped
-    ASR model with a quantizer that pools 2 frames per code frame."""
+    ASR model with a quantizer that averages 2 frames per code frame."""
     root = tmp_path_factory.mktemp("pooled")
     ckpt = pooled_checkpoint(root / "split.pt")
     write_server_bundle(ckpt, root / "bundle")

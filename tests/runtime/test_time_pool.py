@@ -1,6 +1,6 @@
-"""A pooled quantizer (``time_pool`` 2: 12.5 code frames/s) on the server: the streaming tails give the offline
-tail's transcripts, long gaps count in tail frames, and the ONNX tail matches ServerDecoder (lost frames:
-tests/runtime/test_engine.py, with the unpooled model)."""
+"""A pooled quantizer (``time_pool`` 2: 12.5 code frames/s) on the server: the
+streaming tails give the offline tail's transcripts, long gaps count in tail frames, and the ONNX tail matches
+ServerDecoder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from acom.runtime.onnx_tail import TOLERANCE, check_failures, check_tail_onnx, e
 from acom.runtime.slot_engine import SlotAsrEngine
 from acom.runtime.streams import Chunk
 from tests.runtime.conftest import offline_text
-from tests.runtime.test_engine import gap_steps, stream_through
+from tests.runtime.test_engine import assert_lost_frames_decoded_as_zeros, gap_steps, stream_through
 
 
 def test_pooled_streams_get_the_offline_transcripts(asr_pool_case):
@@ -22,6 +22,10 @@ def test_pooled_streams_get_the_offline_transcripts(asr_pool_case):
         last = stream_through(engine, codes, seed=3)
         assert [last[i].text for i in range(len(codes))] == want, type(engine).__name__
         assert all(last[i].frames == codes[i].shape[1] for i in range(len(codes)))  # code frames, as sent
+
+
+def test_pooled_lost_frames_are_zeros_for_each_tail_frame(asr_pool_case):
+    assert_lost_frames_decoded_as_zeros(asr_pool_case[1], asr_pool_case[2])
 
 
 def test_a_long_pooled_gap_runs_as_gap_keep_tail_frames(asr_pool_case):
