@@ -82,7 +82,7 @@ def _rows(split: SplitModel, board: Board, n_q_max: int, runs: list[RunResult] |
     for b in blocks:
         cut, block_macs = b["index"], block_macs + b["macs_per_s"]
         for n_q in range(1, n_q_max + 1):
-            c, rate = counts[(cut, n_q)], b["out_frame_rate"]
+            c, rate = counts[(cut, n_q)], b["out_frame_rate"] / cfg.time_pool  # code frames a second
             # each stage projects (D x code_dim) and scores K codewords; all but the last project back (code_dim x D)
             d = b["out_channels"]
             rvq = rate * cfg.code_dim * (n_q * d + sum(cfg.codebook_sizes[:n_q]) + (n_q - 1) * d)

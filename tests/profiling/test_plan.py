@@ -13,6 +13,7 @@ from acom.core.checkpoint import PRETRAINED, load_checkpoint
 from acom.core.macs import edge_macs_per_second
 from acom.profiling.plan import make_plan, nearest_fitting
 from tests.export.helpers import edited_board
+from tests.runtime.conftest import pooled_checkpoint
 
 ASR, AC = PRETRAINED / "asr" / "split.pt", PRETRAINED / "ac" / "split.pt"
 TOLERANCE = 0.15  # estimate within 15% of what acom-export measured
@@ -35,6 +36,15 @@ def test_plan_answers_in_seconds_with_every_cut_and_stage() -> None:
     assert own.macs["total"] == pytest.approx(edge_macs_per_second(split.edge(1))["total_as_exported"], rel=1e-6)
     assert own.bps == 150.0 and own.fits and plan.recommendation.startswith("cheapest that fits rpi4")
     assert any("retrained" in n for n in plan.notes)
+
+
+def test_a_pooled_quantizer_is_planned_at_its_code_frame_rate(tmp_path: Path) -> None:
+    ckpt = pooled_checkpoint(tmp_path / "split.pt")  # 2 frames a code frame
+    split, _ = load_checkpoint(ckpt, "asr")
+    own = _row(make_plan(ckpt, "rpi4"), split.split_layer, 1)
+    assert own.frame_rate == 12.5 and own.bps == 75.0  # half the shipped model's 150 bit/s
+    # the RVQ's search at 12.5 frames/s; the average pool's ~1 k adds a second are left out of the plan's sum
+    assert own.macs["total"] == pytest.approx(edge_macs_per_second(split.edge(1))["total_as_exported"], rel=1e-4)
 
 
 def test_own_cut_on_a_microcontroller_uses_the_fft_front_end() -> None:
