@@ -85,13 +85,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path, extra: list[str]) -> dict:
+def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path, extra: list[str],
+            sender_cpus: set[int] | None = None) -> dict:
+    """One run: the server started with ``extra`` options, ``plan`` sent (from ``sender_cpus`` when given: this
+    process keeps to them while it sends), the server's results matched to the packets sent."""
     out = work / f"out-{len(plan)}.jsonl"
+    mask = os.sched_getaffinity(0)
     out.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "acom.cli", "serve", "--bundle", str(bundle), "--udp",
                              "127.0.0.1:0", "--out", str(out), *extra], stderr=subprocess.PIPE, text=True)
     try:
         ready = json.loads(proc.stderr.readline())
+        if sender_cpus:  # after the server started: it inherits this process's CPUs
+            os.sched_setaffinity(0, sender_cpus)
         addr = tuple(ready["udp"])
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sent: dict[tuple[int, int, int], float] = {}
@@ -106,6 +112,7 @@ def run_one(bundle: Path, plan: list, seconds: float, warmup: float, work: Path,
         cpu = cpu_seconds(proc.pid) - cpu0
         steal = [b - a for a, b in zip(steal0, steal_ticks())]
     finally:
+        os.sched_setaffinity(0, mask)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     lines = [json.loads(x) for x in out.read_text().splitlines()]

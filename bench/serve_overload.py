@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +34,7 @@ from serve_load import real_codes, run_one, schedule
 from acom.core.checkpoint import PRETRAINED
 from acom.export.bundle import write_server_bundle
 from acom.runtime.bundle import open_bundle
+from acom.runtime.serve_cli import parse_cpus
 from acom.runtime.wire import codebook_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,11 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--tail-cpus", help="the servers' --tail-cpus (the tail on these CPUs, the receiving loop and "
+                    "this load generator on the others); default: unpinned")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "serve_overload.json")
     args = ap.parse_args(argv)
     data = args.data or ROOT / ("data/speech" if args.task == "asr" else "data/urban")
     codes = real_codes(args.task, data, 1, 40)
     entry = {"task": args.task, "p99_target_ms": args.p99_ms, "admit_lag_ms": args.admit_lag_ms,
+             "tail_cpus": args.tail_cpus,
              "seconds": args.seconds, "repeats": args.repeats, "capacity_runs": [], "loads": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -68,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         def plan(n: int) -> list:
             return schedule(codes, n, args.seconds, bundle.frame_rate, fpp, book, sizes, seed=n)
 
+        pin = ["--tail-cpus", args.tail_cpus] if args.tail_cpus else []
+        sender = os.sched_getaffinity(0) - parse_cpus(args.tail_cpus) if args.tail_cpus else None
+
         def run(devices: list, extra: list[str]) -> dict:
-            return run_one(work / "bundle", devices, args.seconds, args.warmup, work, extra)
+            return run_one(work / "bundle", devices, args.seconds, args.warmup, work, extra + pin, sender)
 
         capacity, limit = 0, None
         for n in sorted(int(x) for x in args.streams.split(",")):

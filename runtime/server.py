@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import socket
 import sys
 import threading
@@ -66,7 +67,17 @@ class ServeConfig:
     # off (`acom serve` sets a 250 ms lag limit unless told otherwise).
     admit_lag_ms: float | None = None
     admit_streams: int | None = None
+    # CPUs the tail's thread (and the torch threads it starts) runs on; None: wherever the system puts it.
+    # `acom serve --tail-cpus` keeps the receiving loop off them, so that a flood of packets to refuse does not
+    # take the tail's core (bench/serve_overload.py)
+    tail_cpus: frozenset[int] | None = None
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
+
+
+def _pin(cpus: frozenset[int] | None) -> None:
+    """Pin the calling thread (Linux: the affinity of pid 0 is the calling thread's) to ``cpus``."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
 
 class Server:
@@ -90,7 +101,8 @@ class Server:
         self.guard = TagGuard(config.max_bad_tags, max_sources=config.reassembly.max_streams)
         self.pending: dict[StreamKey, Work] = {}
         self._wake = asyncio.Event()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="acom-tail")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="acom-tail", initializer=_pin,
+                                        initargs=(config.tail_cpus,))
         self._tasks: list[asyncio.Task] = []
         self._closers: list = []
         self.serial_readers: list[SerialReader] = []

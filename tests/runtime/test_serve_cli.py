@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +47,45 @@ def test_serve_subprocess_writes_results_and_flushes_on_sigterm(asr_case, tmp_pa
     assert lines[-1]["type"] == "summary" and lines[-1]["streams_ended"] == {"shutdown": 1}
 
 
+def _cpus_allowed(pid: int) -> dict[int, set[int]]:
+    """Thread id -> the CPUs it may run on (its Cpus_allowed_list, "0-2,5"), for each thread of process ``pid``."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        listed = (task / "status").read_text().split("Cpus_allowed_list:")[1].split()[0]
+        out[int(task.name)] = {c for part in listed.split(",") for lo, _, hi in [part.partition("-")]
+                               for c in range(int(lo), int(hi or lo) + 1)}
+    return out
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning the tail needs 2 CPUs")
+def test_the_tail_runs_on_its_cpus_and_the_receiving_loop_on_the_others(asr_case, tmp_path):
+    path, bundle, codes = asr_case
+    cpus = sorted(os.sched_getaffinity(0))
+    tail = cpus[-1]
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.Popen([*ACOM, "serve", "--bundle", str(path), "--udp", "127.0.0.1:0", "--out", str(out),
+                             "--tail-cpus", str(tail)], stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(proc.stderr.readline())
+        packets = stream_packets(codes[0], bundle.codebook_sizes, codebook_id(bundle.manifest.codebook_hash))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for p in packets:
+                s.sendto(p, tuple(ready["udp"]))
+        start = time.monotonic()
+        while '"final"' not in out.read_text():
+            assert time.monotonic() - start < 60 and proc.poll() is None
+            time.sleep(0.05)
+        allowed = _cpus_allowed(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    # the receiving loop is the main thread; the tail's thread (started for the first step) is on its CPU alone
+    assert allowed[proc.pid] == set(cpus[:-1])
+    assert {tail} in allowed.values()
+    final = [r for r in map(json.loads, out.read_text().splitlines()) if r["type"] == "final"]
+    assert len(final) == 1 and final[0]["text"] == offline_text(bundle, codes[0])
+
+
 def test_a_result_that_cannot_be_written_stops_the_server_with_status_1(asr_case, tmp_path):
     """`acom serve | head -1` after head exits: the pipe is closed, results cannot go anywhere."""
     path, bundle, codes = asr_case
@@ -76,6 +117,8 @@ def test_a_result_that_cannot_be_written_stops_the_server_with_status_1(asr_case
     (["--bundle", "BUNDLE", "--udp", "0", "--max-backlog-s", "-1"], "--max-backlog-s -1.0: must be a positive"),
     (["--bundle", "BUNDLE", "--udp", "0", "--engine", "stream", "--dtype", "bfloat16"], "only the ASR slot engine"),
     (["--bundle", "BUNDLE", "--udp", "0", "--engine", "stream", "--tail-buckets"], "only the ASR slot engine pads"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--tail-cpus", "4096"], "--tail-cpus '4096': expected CPU numbers"),
+    (["--bundle", "BUNDLE", "--udp", "0", "--tail-cpus", "one"], "--tail-cpus 'one': expected CPU numbers"),
 ])
 def test_serve_bad_input_exits_2_naming_the_problem(asr_case, tmp_path, args, message):
     keys = tmp_path / "keys.json"
