@@ -5,8 +5,9 @@ accuracy against bit/s for the earlier 5 frames/s points (reports/ac_rate_accura
 recipe (reports/ac-pool10/) and the codec pipelines (the uncut model on decoded audio, as trained and fine-tuned).
 Right, speech: WER over the uncut model's WER against bit/s (beam+LM, test-clean): the 360-minute set's
 points at 25 code frames/s (reports/asr-360-cut/, 2 seeds) and at 12.5 and 8.3 (reports/asr-360-half/, 2 seeds,
-over their own uncut models), and the codec pipelines measured on the 90-minute set (reports/asr-edge-gpu3/,
-3 seeds), each over its own set's uncut WER; the targets at 60 and 40 bit/s drawn.
+over their own uncut models; 12.5 with 30 stage-2 epochs in reports/asr-360-half-e30/), and the codec
+pipelines measured on the 90-minute set (reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER;
+the targets at 60 and 40 bit/s drawn.
 The models are demonstrations trained on synthetic speech and sounds.
 
     python bench/half_bits_plot.py
@@ -89,7 +90,10 @@ def speech(ax) -> None:
               color="C0")
     half = load("asr-360-half/asr_rate_accuracy.json")  # each point over its own seeds' uncut WER
     acom_line(ax, half["points"], over(half), ts, dec, "ACoM 12.5 and 8.3 code frames/s, 1 x 64 and 1 x 48 "
-              "(--time-pool 2 and 3, 360-minute set)", color="C3")
+              "(--time-pool 2 and 3, 10 stage-2 epochs, 360-minute set)", color="C3")
+    e30 = load("asr-360-half-e30/asr_rate_accuracy.json")
+    acom_line(ax, e30["points"], over(e30), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, 30 stage-2 epochs",
+              color="C1")
     ax.axhline(1.0, ls="--", lw=1, color="k", label="uncut model")
     for bps, ratio in ((60, 1.10), (40, 1.25)):
         ax.plot([1, bps, bps], [ratio, ratio, 0.9], color="C2", lw=1)
