@@ -266,9 +266,20 @@ def coverage_report(out: Path, extra: list[Path] = ()) -> int:
     return 0
 
 
+HARNESS = "four entry points, the server path with per-source contexts and held packets"
+
+
 def long_run(runs: int, seed: int, out: Path) -> int:
-    """Fuzz ``runs`` inputs in a child process, then measure the corpus's coverage; both into ``out``."""
+    """Fuzz ``runs`` inputs in a child process, then measure the corpus's coverage; both into ``out``. The
+    report's earlier runs are kept in its ``earlier_runs`` (inputs, seed, findings, harness), so runs add up."""
     import re
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    earlier = previous.get("earlier_runs", [])
+    if "fuzzing" in previous:
+        f = previous["fuzzing"]
+        earlier.append({"runs_executed": f["libfuzzer_stats"].get("number_of_executed_units", f["runs"]),
+                        "seed": f["seed"], "findings": f["findings"], "harness": f.get("harness", HARNESS),
+                        "peak_rss_mb": f["libfuzzer_stats"].get("peak_rss_mb")})
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="acom-fuzz-") as found:  # the inputs this run adds (not kept)
         r = subprocess.run([sys.executable, __file__, "--runs", str(runs), "--seed", str(seed), "--into", found],
@@ -277,7 +288,9 @@ def long_run(runs: int, seed: int, out: Path) -> int:
         stats = dict(re.findall(r"stat::(\w+):\s+(\d+)", r.stderr))
         coverage_report(out, [Path(found)])
     report = json.loads(out.read_text())
+    report["earlier_runs"] = earlier
     report["fuzzing"] = {"runs": runs, "seed": seed, "seconds": round(seconds), "exit_status": r.returncode,
+                         "harness": HARNESS,
                          "findings": r.returncode != 0, "libfuzzer_stats": {k: int(v) for k, v in stats.items()},
                          "entry_points": ["decode_packet (v3, v2; keys or not; contexts)", "payload decoders",
                                           "server path (per-source contexts, held packets, Reassembler)",

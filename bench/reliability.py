@@ -88,13 +88,16 @@ def targets() -> list[dict]:
     total = sum(r["runs_executed"] for r in runs)
     now = sum(r["runs_executed"] for r in runs if r["harness"] == f.get("harness"))  # with today's harness
     found = any(r["findings"] for r in runs)
-    wire = fuzz["files"]["wire.py"]["coverage_percent"]
+    w = fuzz["files"]["wire.py"]  # coverage.py's percent counts statements and branches together
+    wire = round(100 * (1 - w["branches_missed"] / w["branches"]), 1)
     rows.append({"target": "coverage-guided fuzzing: >= 10 M inputs, nothing but WireError, no memory growth",
                  "measured": f"{now:,} inputs with the harness of today ({f.get('harness')}), "
                              f"{total:,} in all {len(runs)} runs; findings {found}, peak RSS "
                              f"{max(r['peak_rss_mb'] or 0 for r in runs)} MB",
                  "met": now >= 10_000_000 and not found})
-    rows.append({"target": "branch coverage of runtime/wire.py >= 95%", "measured": f"{wire}%", "met": wire >= 95})
+    rows.append({"target": "branch coverage of runtime/wire.py >= 95%",
+                 "measured": f"{wire}% ({w['branches'] - w['branches_missed']} of {w['branches']} branches; "
+                             f"statements and branches together {w['coverage_percent']}%)", "met": wire >= 95})
     mem = json.loads((ROOT / "reports" / "serve_memory.json").read_text())
     for task, cases in mem.items():
         for name, r in cases.items():
