@@ -13,9 +13,10 @@ the machine's speed falls on both alike.
 Reported per load: the p99 latency of the packets answered (the admitted streams'), the packets and streams
 refused, and whether every admitted packet was answered. Target: at 2x the admitted keep p99 within the target
 and the rest are refused and counted; at 1x nothing is refused. Both loads run on the machine and day the
-capacity was measured on. Writes reports/serve_overload.json.
+capacity was measured on. With ``--tail-cpus`` the servers run their tail on those CPUs and the receiving loop,
+with this load generator, on the others. Writes reports/serve_overload.json.
 
-    python bench/serve_overload.py --task asr --streams 300,350,400
+    python bench/serve_overload.py --task asr --streams 250,300,350 --repeats 4 --tail-cpus 1   # the report's run
 """
 
 from __future__ import annotations
