@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "one per CPU given)")
     p.add_argument("--tail-cpus", metavar="LIST",
                    help="run the tail on these CPUs (1, 2,3 or 2-3) and receive packets on the others, so that "
-                   "a flood of packets to check and refuse does not slow the streams admitted (Linux)")
+                   "checking and refusing packets takes no CPU time from the tail (Linux)")
     p.add_argument("--max-batch", type=int, default=512, help="streams per tail step at most (default 512)")
     p.add_argument("--max-delay-ms", type=float, default=5.0,
                    help="how long an update may wait for others to share its tail step (default 5)")

@@ -68,8 +68,8 @@ class ServeConfig:
     admit_lag_ms: float | None = None
     admit_streams: int | None = None
     # CPUs the tail's thread (and the torch threads it starts) runs on; None: wherever the system puts it.
-    # `acom serve --tail-cpus` keeps the receiving loop off them, so that a flood of packets to refuse does not
-    # take the tail's core (bench/serve_overload.py)
+    # `acom serve --tail-cpus` keeps the receiving loop off them: checking and refusing packets takes no CPU
+    # time from the tail (bench/serve_refusal_cost.py measures what that changes)
     tail_cpus: frozenset[int] | None = None
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
 
