@@ -111,6 +111,8 @@ class QuantizedResult:
     """Copied from the config so that ``loss`` needs nothing else."""
     codebook_weight: float = 1.0
     """Copied from the config so that ``loss`` needs nothing else."""
+    projections: tuple[Tensor, ...] = ()
+    """Each used stage's normalized projection z_e ``[B, code_dim, T_code]`` (for a rate term in training)."""
 
     @property
     def loss(self) -> Tensor:
@@ -219,9 +221,10 @@ class ResidualVQ(nn.Module):
         steps, x = x.shape[-1], self.pool(x)
         residual, quantized = x, torch.zeros_like(x)
         commit, codebook = x.new_zeros(()), x.new_zeros(())
-        codes = []
+        codes, projections = [], []
         for stage in self.stages[:used]:
             z_e = stage.project(residual)
+            projections.append(z_e)
             if self.training:
                 stage.restart_dead(z_e.detach(), self.config.dead_code_threshold)
             idx = stage.nearest(z_e)
@@ -237,7 +240,7 @@ class ResidualVQ(nn.Module):
         return QuantizedResult(
             x=self.unpool(quantized)[..., :steps], codes=torch.stack(codes, dim=1), commit_loss=commit,
             codebook_loss=codebook, n_q=used, commitment_weight=self.config.commitment_weight,
-            codebook_weight=self.config.codebook_weight,
+            codebook_weight=self.config.codebook_weight, projections=tuple(projections),
         )
 
     # --- device and server halves ----------------------------------------------------------

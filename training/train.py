@@ -28,6 +28,7 @@ from acom.corpora.featcache import FeatureSet
 from acom.errors import AcomError, DataError
 from acom.training import augment as A
 from acom.training.evaluate import evaluate
+from acom.training.rate import BigramRate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,8 @@ class TrainConfig:
     freeze_edge: bool = False  # stage 2: keep the device part (blocks 0..L) fixed, train quantizer and server
     rvq_weight: float = 1.0  # weight of the quantizer losses (stage 2)
     distill: float = 0.0  # stage 2: weight of the KL divergence from the uncut model's posteriors (needs a teacher)
+    rate_weight: float = 0.0  # stage 2: weight of the soft bigram bits per code frame (acom.training.rate)
+    rate_target: float = 0.0  # bits per code frame: the rate term applies only to batches whose codes cost more
     device: str = "auto"  # 'auto' (cuda when present), 'cpu' or 'cuda'
     eval_every: int = 1  # dev evaluation and checkpoint every this many epochs (and after the last)
 
@@ -121,17 +124,22 @@ def set_normalization(split: SplitModel, train: FeatureSet) -> None:
 
 
 def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig, epoch: int, device,  # noqa: PLR0913
-              vocab, rank: int = 0, world: int = 1, progress: bool = True, teacher=None, loss_fn=None) -> dict:
+              vocab, rank: int = 0, world: int = 1, progress: bool = True, teacher=None, loss_fn=None,
+              rate: BigramRate | None = None) -> dict:
     """One pass over the train set; returns mean losses. ``teacher`` (frozen, eval mode): its posteriors on the
     same augmented batch pull the model's towards them with weight ``cfg.distill``. ``loss_fn(out, targets)``
     (a ``SplitOutput`` and the batch's transcripts or class ids -> a scalar) replaces the task's loss; the
-    quantizer's losses are added to either."""
+    quantizer's losses are added to either. ``rate``: ``cfg.rate_weight`` times its soft bits per code frame
+    are added too, in batches whose codes cost more than ``cfg.rate_target`` bits a frame (without a target
+    the codes can collapse onto a few: one weight measured did), and the log gains ``bits`` (the codes'
+    cross-entropy under its bigram, per code frame)."""
     split.train()
     rng = random.Random(cfg.seed * 1000 + epoch)
     batches = length_batches([f.shape[1] for f in train.feats], cfg.batch_frames, rng)
     # every rank must take the same number of steps, or DistributedDataParallel waits forever
     batches = batches[: len(batches) // world * world][rank::world] if world > 1 else batches
-    sums, n = {"loss": 0.0, "task": 0.0, "rvq": 0.0, **({"distill": 0.0} if teacher is not None else {})}, 0
+    sums, n = {"loss": 0.0, "task": 0.0, "rvq": 0.0, **({"distill": 0.0} if teacher is not None else {}),
+               **({"bits": 0.0} if rate is not None else {})}, 0
     for idx in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=rank != 0 or not progress,
                     leave=False):
         x, lengths = A.pad_batch([train.feats[i] for i in idx])
@@ -141,6 +149,11 @@ def run_epoch(split, ddp_model, opt, sched, train: FeatureSet, cfg: TrainConfig,
         task = loss_fn(out, targets) if loss_fn is not None else task_loss(split, out, targets, vocab)
         rvq = out.quant.loss if out.quant is not None else torch.zeros((), device=device)
         loss = task + cfg.rvq_weight * rvq
+        if rate is not None and out.quant is not None:
+            soft, hard = rate(split.rvq, out.quant.projections, out.quant.codes, out.cut_lengths)
+            if float(hard) > cfg.rate_target:  # below the target, nothing pushes the codes further together
+                loss = loss + cfg.rate_weight * soft
+            sums["bits"] += float(hard)
         if teacher is not None:
             with torch.no_grad():
                 target = teacher(x, lengths)
@@ -208,6 +221,8 @@ def fit(split: SplitModel,  # noqa: PLR0913 (the run's data, settings and resume
         raise DataError("the train set is empty")
     if cfg.distill < 0 or (cfg.distill > 0) != (teacher is not None):
         raise AcomError(f"distill {cfg.distill}: a positive weight needs a teacher model (and 0 none)")
+    if cfg.rate_weight < 0 or (cfg.rate_weight > 0 and split.rvq is None):
+        raise AcomError(f"rate weight {cfg.rate_weight}: must be 0 (off) or positive, and needs a quantizer")
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = pick_device(cfg.device)
     if world > 1:
@@ -230,10 +245,11 @@ def fit(split: SplitModel,  # noqa: PLR0913 (the run's data, settings and resume
     if resume and ckpt.is_file():
         start = _resume(ckpt, split, opt, sched)
     metrics: dict = {}
+    rate = BigramRate(split.rvq.config.codebook_sizes).to(device) if cfg.rate_weight > 0 else None
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
         losses = run_epoch(split, ddp_model, opt, sched, train, cfg, epoch, device, vocab, rank, world, progress,
-                           teacher, loss_fn)
+                           teacher, loss_fn, rate)
         if rank != 0:
             continue
         last = epoch + 1 == cfg.epochs

@@ -88,6 +88,12 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-edge", action="store_true", help="stage 2 trains only the quantizer and server part")
     p.add_argument("--distill", type=float, default=0.0, help="stage 2: add this weight times the KL divergence "
                    "from the uncut model's output distribution (per frame for ASR) to the loss (default 0: off)")
+    p.add_argument("--rate-weight", type=float, default=0.0, help="stage 2: add this weight times the codes' "
+                   "soft bits per code frame under a running bigram of the train codes (what the range coder "
+                   "spends) to the loss, trading bits for task loss; the log gains a 'bits' column (default 0: off)")
+    p.add_argument("--rate-target", type=float, default=None, metavar="BPS", help="with --rate-weight: apply it "
+                   "only to batches whose codes cost more than BPS bit/s (at the code frame rate), so the codes "
+                   "settle near it instead of collapsing (default: always apply it)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     p.add_argument("--batch-frames", type=int, default=20000, help="log-mel frames per batch")
     p.add_argument("--seed", type=int, default=0)
@@ -99,15 +105,8 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_main(argv: list[str]) -> int:
-    ns = train_parser().parse_args(argv)
-    seed_everything(ns.seed)  # the model's initial weights come from this seed too
-    recipe = recipes.get(ns.recipe or recipes.DEFAULT[ns.task], ns.task)
-    split_layer = ns.split_layer if ns.split_layer is not None else recipe.split_layer
-    try:
-        sizes = tuple(int(k) for k in ns.codebooks.split(",")) if ns.codebooks else recipe.codebook_sizes
-    except ValueError:
-        raise AcomError(f"--codebooks {ns.codebooks!r}: give integers separated by commas, e.g. 64,64") from None
+def _check_numbers(ns: argparse.Namespace) -> None:
+    """Refuse out-of-range epochs, pooling and loss weights before anything is read or written."""
     if ns.epochs < 0 or ns.split_epochs < 0:
         raise AcomError(f"--epochs {ns.epochs} --split-epochs {ns.split_epochs}: epochs are counts, 0 or more")
     if ns.time_pool is not None and not 1 <= ns.time_pool <= 16:
@@ -117,6 +116,22 @@ def train_main(argv: list[str]) -> int:
                         "pool inside your model before its cut instead")
     if ns.distill < 0:
         raise AcomError(f"--distill {ns.distill}: must be 0 (off) or a positive weight")
+    if not ns.rate_weight >= 0:
+        raise AcomError(f"--rate-weight {ns.rate_weight}: must be 0 (off) or a positive weight")
+    if ns.rate_target is not None and not (ns.rate_target > 0 and ns.rate_weight > 0):
+        raise AcomError(f"--rate-target {ns.rate_target}: give a positive bit/s, with a positive --rate-weight")
+
+
+def train_main(argv: list[str]) -> int:
+    ns = train_parser().parse_args(argv)
+    seed_everything(ns.seed)  # the model's initial weights come from this seed too
+    recipe = recipes.get(ns.recipe or recipes.DEFAULT[ns.task], ns.task)
+    split_layer = ns.split_layer if ns.split_layer is not None else recipe.split_layer
+    try:
+        sizes = tuple(int(k) for k in ns.codebooks.split(",")) if ns.codebooks else recipe.codebook_sizes
+    except ValueError:
+        raise AcomError(f"--codebooks {ns.codebooks!r}: give integers separated by commas, e.g. 64,64") from None
+    _check_numbers(ns)
     # check the cut and the quantizer before spending an hour on stage 1
     if ns.model:
         if ns.init or ns.split_layer is not None:
@@ -154,7 +169,9 @@ def train_main(argv: list[str]) -> int:
     teacher = copy.deepcopy(full) if ns.distill > 0 else None
     split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **rvq_kw)
     cfg = TrainConfig(epochs=ns.split_epochs, lr=lr / 2, batch_frames=ns.batch_frames, seed=ns.seed,
-                      freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every, distill=ns.distill)
+                      freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every, distill=ns.distill,
+                      rate_weight=ns.rate_weight,
+                      rate_target=(ns.rate_target or 0.0) / split.frame_rate)  # bit/s -> bits per code frame
     fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume, teacher=teacher, loss_fn=loss_fn)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)
