@@ -5,7 +5,8 @@ accuracy against bit/s for the earlier 5 frames/s points (reports/ac_rate_accura
 recipe (reports/ac-pool10/) and the codec pipelines (the uncut model on decoded audio, as trained and fine-tuned).
 Right, speech: WER over the uncut model's WER against bit/s (beam+LM, test-clean): the 360-minute set's
 points at 25 code frames/s (reports/asr-360-cut/, 2 seeds) and at 12.5 and 8.3 (reports/asr-360-half/, 2 seeds,
-over their own uncut models; 12.5 with 30 stage-2 epochs in reports/asr-360-half-e30/), and the codec
+over their own uncut models; 12.5 with 30 stage-2 epochs in reports/asr-360-half-e30/; 25 with a rate term in
+the loss in reports/asr-360-rate-term/, seed 0), and the codec
 pipelines measured on the 90-minute set (reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER;
 the targets at 60 and 40 bit/s drawn.
 The models are demonstrations trained on synthetic speech and sounds.
@@ -49,7 +50,8 @@ def codec_points(ax, points: list[dict], metric, test_set: str, decoder: str) ->
 def acom_line(ax, points: list[dict], metric, test_set: str, decoder: str, label: str, **kw) -> None:
     pts = sorted((p for p in points if p.get("system", "acom") == "acom" and p.get("bench") != "codecs"
                   and p["test_set"] == test_set and p["decoder"] == decoder), key=lambda p: p["entropy_bps"])
-    ax.plot([p["entropy_bps"] for p in pts], [metric(p) for p in pts], "o-", label=label, **kw)
+    ax.plot([p["entropy_bps"] for p in pts], [metric(p) for p in pts], **{"marker": "o", "ls": "-", **kw},
+            label=label)
     for p in pts:
         ax.annotate(f"{p['entropy_bps']:.1f}", (p["entropy_bps"], metric(p)), textcoords="offset points",
                     xytext=(4, -10), fontsize=7)
@@ -94,6 +96,9 @@ def speech(ax) -> None:
     e30 = load("asr-360-half-e30/asr_rate_accuracy.json")
     acom_line(ax, e30["points"], over(e30), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, 30 stage-2 epochs",
               color="C1")
+    rate = load("asr-360-rate-term/asr_rate_accuracy.json")
+    acom_line(ax, rate["points"], over(rate), ts, dec, "ACoM 25 frames/s, 1 x 64 with a rate term "
+              "(--rate-weight 0.1, 10 epochs, seed 0)", color="C4", marker="D", ls="none")
     ax.axhline(1.0, ls="--", lw=1, color="k", label="uncut model")
     for bps, ratio in ((60, 1.10), (40, 1.25)):
         ax.plot([1, bps, bps], [ratio, ratio, 0.9], color="C2", lw=1)
