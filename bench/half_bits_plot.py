@@ -5,8 +5,8 @@ accuracy against bit/s for the earlier 5 frames/s points (reports/ac_rate_accura
 recipe (reports/ac-pool10/) and the codec pipelines (the uncut model on decoded audio, as trained and fine-tuned).
 Right, speech: WER over the uncut model's WER against bit/s (beam+LM, test-clean): the 360-minute set's
 points at 25 code frames/s (reports/asr-360-cut/, 2 seeds) and at 12.5 and 8.3 (reports/asr-360-half/, 2 seeds,
-over their own uncut models; 12.5 with 30 stage-2 epochs in reports/asr-360-half-e30/; 25 with a rate term in
-the loss in reports/asr-360-rate-term/, seed 0), and the codec
+over their own uncut models; 12.5 with 30 and 40 stage-2 epochs in reports/asr-360-half-e30/ and
+reports/asr-360-half-e40/; 25 with a rate term in the loss in reports/asr-360-rate-term/, seed 0), and the codec
 pipelines measured on the 90-minute set (reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER;
 the targets at 60 and 40 bit/s drawn.
 The models are demonstrations trained on synthetic speech and sounds.
@@ -96,6 +96,9 @@ def speech(ax) -> None:
     e30 = load("asr-360-half-e30/asr_rate_accuracy.json")
     acom_line(ax, e30["points"], over(e30), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, 30 stage-2 epochs",
               color="C1")
+    e40 = load("asr-360-half-e40/asr_rate_accuracy.json")
+    acom_line(ax, e40["points"], over(e40), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, 40 stage-2 epochs",
+              color="C9", marker="s")
     rate = load("asr-360-rate-term/asr_rate_accuracy.json")
     acom_line(ax, rate["points"], over(rate), ts, dec, "ACoM 25 frames/s, 1 x 64 with a rate term "
               "(--rate-weight 0.1, 10 epochs, seed 0)", color="C4", marker="D", ls="none")
