@@ -3,7 +3,7 @@
 The range coder codes each stage's codes with a Witten-Bell bigram of the train set's codes
 (``acom.codes.priors``); the wire codes every 1 s packet on its own (a lost packet loses nothing else), so the
 first code of a packet has no context. This measures, on the same codes, -log2 p per code frame under order 0,
-the shipped bigram and Witten-Bell trigram and 4-gram models (each interpolated down to the bigram), for whole
+the shipped bigram and Witten-Bell trigram and 4-gram models (each interpolated down to order 0), for whole
 utterances and for 1 s packets, and the bit/s that follows. No model is changed; the C coder implements only
 the bigram. The models are demonstrations trained on synthetic speech.
 

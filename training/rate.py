@@ -1,7 +1,7 @@
 """A rate term for stage 2: the bits the range coder would spend, made differentiable.
 
 The range coder codes each stage's codes with a bigram model p(c_t | c_{t-1}) estimated from the train set's
-codes (``acom.core.entropy.CodePriors``). ``BigramRate`` keeps an exponential moving average of the same
+codes (``acom.codes.priors.CodePriors``). ``BigramRate`` keeps an exponential moving average of the same
 bigram counts during training and scores a soft assignment of each code frame,
 q_t = softmax(<z_t, e_k> / temperature) over the stage's unit codewords e_k, under it:
 
@@ -30,20 +30,18 @@ class BigramRate(nn.Module):
         self.temperature, self.decay, self.alpha = temperature, decay, alpha
         for i, k in enumerate(codebook_sizes):
             self.register_buffer(f"counts{i}", torch.zeros(k, k))
-        self.started = [False] * len(codebook_sizes)
 
     @torch.no_grad()
     def _update(self, stage: int, prev: Tensor, cur: Tensor) -> Tensor:
-        """Fold this batch's bigram counts (prev, cur: int64 [N]) into the EMA (the first batch starts it);
-        returns log p(cur | prev) [K, K] in nats, each count plus ``alpha``."""
+        """Fold this batch's bigram counts (prev, cur: int64 [N]) into the EMA (the first batch with codes starts
+        it); returns log p(cur | prev) [K, K] in nats, each count plus ``alpha``."""
         counts = getattr(self, f"counts{stage}")
         k = counts.shape[0]
         batch = torch.bincount(prev * k + cur, minlength=k * k).view(k, k).to(counts)
-        if self.started[stage]:
+        if counts.any():
             counts.mul_(self.decay).add_(batch, alpha=1.0 - self.decay)
         else:
             counts.copy_(batch)
-            self.started[stage] = True
         smoothed = counts + self.alpha
         return torch.log(smoothed / smoothed.sum(dim=1, keepdim=True))
 
@@ -57,8 +55,8 @@ class BigramRate(nn.Module):
             codes: the codes chosen [B, n_q, T] (int64).
             lengths: valid code frames per item [B], or None (all valid).
         Returns:
-            (soft bits: differentiable with respect to z; hard bits: the bigram's cross-entropy of the codes
-            chosen, what the range coder would spend with these counts), both scalars, mean over valid frames.
+            (soft bits: differentiable with respect to z; hard bits: the codes' cross-entropy under these counts,
+            near what the range coder's Witten-Bell bigram spends), both scalars, mean over valid frames.
         """
         b, _, t = codes.shape
         if t < 2:
