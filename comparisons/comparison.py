@@ -26,7 +26,7 @@ from acom.baselines.coded_sets import CodedSet, coded_set, encoder_cpu_s_per_s, 
 from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
 from acom.comparisons.rate_accuracy import BEAM_LM, _decoders, _metric, lm_weights, mean_over_seeds, tune_lm_weights
-from acom.core.checkpoint import load_checkpoint
+from acom.core.checkpoint import load_checkpoint, load_reference
 from acom.core.macs import edge_macs_per_second
 from acom.core.tasks import TASKS
 from acom.errors import AcomError
@@ -58,7 +58,7 @@ def fine_tuned(run: Path, task: str, family: str, data: Path, seed: int, progres
     """The run's full model fine-tuned for `epochs` on `family`-decoded train audio (every mode of the family in
     turn, whichever codecs are scored; cached in RUN/codec-ft/FAMILY, resumed or reused)."""
     out = run / "codec-ft" / family
-    full, _ = load_checkpoint(run / "full.pt", task)
+    full, _ = load_reference(run / "full.pt", task)
     n_mels = full.model.frontend.cfg.n_mels
     train = coded_set(task, data, "train", f"family:{family}", n_mels, progress=progress).features
     dev = coded_set(task, data, "dev", f"family:{family}", n_mels, progress=progress).features
@@ -73,7 +73,7 @@ def run_rows(run: Path, task: str, data: Path, progress: bool, codecs: tuple[C.C
              ft_epochs: int | None = None) -> tuple[list[dict], list[dict]]:
     """(uncut rows on test-noisy, points: ACoM on test-noisy and every codec pipeline) of one run."""
     seed = json.loads((run / "command.json").read_text()).get("seed", 0) if (run / "command.json").is_file() else 0
-    full, _ = load_checkpoint(run / "full.pt", task)
+    full, _ = load_reference(run / "full.pt", task)
     split, payload = load_checkpoint(run / "split.pt", task)
     lm = WordNgramLM.from_dict(json.loads(payload["lm"])) if "lm" in payload else None
     priors = CodePriors.from_tensors(payload["priors"])

@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 
 from acom.codes.priors import CodePriors
-from acom.core.checkpoint import PRETRAINED, load_checkpoint, read_checkpoint
+from acom.core.checkpoint import PRETRAINED, load_checkpoint, load_reference, read_checkpoint
 from acom.core.tasks import TASKS
 from acom.corpora.featcache import cached_features
 from acom.training.decoding import WordNgramLM
@@ -55,7 +55,7 @@ def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = Fals
                ) -> tuple[list[dict], list[dict]]:
     """(uncut rows, split rows) of one run folder holding full.pt and split.pt; no uncut rows when `uncut` is
     False (another run already scored the same uncut model)."""
-    full, _ = load_checkpoint(run / "full.pt", task)
+    full, _ = load_reference(run / "full.pt", task)
     split, payload = load_checkpoint(run / "split.pt", task)
     lm = WordNgramLM.from_dict(json.loads(payload["lm"])) if "lm" in payload else None
     priors = CodePriors.from_tensors(payload["priors"])

@@ -58,6 +58,16 @@ def read_checkpoint(path: Path) -> dict:
     return payload
 
 
+def load_reference(path: Path, task: str) -> tuple[SplitModel, dict]:
+    """The uncut model a benchmark compares cuts with (a run folder's full.pt). AcomError for a stage 1 trained
+    with its cut pooled (`acom train --pool-stage1`): its accuracy is not an uncut model's."""
+    split, payload = load_checkpoint(path, task)
+    if payload.get("cut_pool"):
+        raise AcomError(f"{path}: trained with its cut pooled (acom train --pool-stage1), a start for stage 2, not "
+                        f"the uncut model to compare with (stage 2's --reference names that one)")
+    return split, payload
+
+
 def load_checkpoint(path: Path, task: str | None = None) -> tuple[SplitModel, dict]:
     """(model, payload) from `path`; AcomError if it is for another task or its weights do not fit."""
     payload = read_checkpoint(path)

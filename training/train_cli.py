@@ -14,7 +14,7 @@ import torch
 
 from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
-from acom.core.checkpoint import PRETRAINED, load_checkpoint, uncut
+from acom.core.checkpoint import PRETRAINED, load_checkpoint, read_checkpoint, uncut
 from acom.core.custom import load_object, load_user_model
 from acom.core.split import SplitModel, make_rvq
 from acom.core.tasks import TASKS
@@ -25,6 +25,7 @@ from acom.errors import AcomError, DataError
 from acom.training import recipes
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, rate_fields, score
+from acom.training.pooled import PooledCut, load_as_trained
 from acom.training.train import TrainConfig, fit, insert_quantizer, seed_everything, set_normalization
 
 SPLITS_HELP = ("asr: a subset's own name (train-clean-100, dev-clean, test-other, the generated train, dev, "
@@ -71,6 +72,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-epochs", type=int, default=6, help="stage 2 epochs (0: stop after stage 1, writing "
                    "OUT/full.pt only)")
     p.add_argument("--init", type=Path, help="a trained uncut checkpoint to start stage 2 from")
+    p.add_argument("--reference", type=Path, help="with --init: the uncut checkpoint copied to OUT/full.pt, the "
+                   "model the benchmarks compare the cut with (default: --init; needed when --init was trained "
+                   "with --pool-stage1)")
     p.add_argument("--model", metavar="FILE.py:NAME", help="your own nn.Module instead of a recipe's: NAME in FILE.py, "
                    "a class or a function returning the module (log-mels in; CTC scores [B, T, 29] or class logits "
                    "out: docs/training.md); --epochs 0 keeps the weights it comes with")
@@ -85,6 +89,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-pool", type=int, help="frames at the cut averaged into one code frame (1..16; the server "
                    "repeats each decoded frame as many times): 2 halves the code frame rate and the bit/s "
                    "(default: the recipe's, 1 for most)")
+    p.add_argument("--pool-stage1", action="store_true", help="stage 1 trains the uncut model with the cut's "
+                   "frames already averaged in runs of the time pool and repeated (no codebooks), so both sides of "
+                   "the cut learn the lower frame rate before stage 2; needs a time pool over 1, and no --init")
     p.add_argument("--freeze-edge", action="store_true", help="stage 2 trains only the quantizer and server part")
     p.add_argument("--distill", type=float, default=0.0, help="stage 2: add this weight times the KL divergence "
                    "from the uncut model's output distribution (per frame for ASR) to the loss (default 0: off)")
@@ -114,6 +121,15 @@ def _check_numbers(ns: argparse.Namespace) -> None:
     if ns.time_pool not in (None, 1) and ns.model:
         raise AcomError("--time-pool with --model: a model of your own is served frame by frame as it comes; "
                         "pool inside your model before its cut instead")
+    if ns.pool_stage1 and ns.init:
+        raise AcomError("--pool-stage1 shapes stage 1, which --init skips: train stage 1 in this run")
+    if ns.pool_stage1 and ns.split_epochs:
+        raise AcomError("--pool-stage1 trains stage 1 only (give --split-epochs 0): its model is a start for stage "
+                        "2 (--init), not the uncut model a cut is compared with (--reference names that one)")
+    if ns.reference and not ns.init:
+        raise AcomError("--reference names the uncut model beside a stage 2 started with --init; give --init too")
+    if ns.pool_stage1 and ns.model:
+        raise AcomError("--pool-stage1 with --model: pool inside your model before its cut instead")
     if ns.distill < 0:
         raise AcomError(f"--distill {ns.distill}: must be 0 (off) or a positive weight")
     if not ns.rate_weight >= 0:
@@ -144,11 +160,14 @@ def train_main(argv: list[str]) -> int:
     if loss_fn is not None and not callable(loss_fn):
         raise AcomError(f"--loss {ns.loss!r}: not a function")
     rvq_kw = recipe.rvq if ns.time_pool is None else {**recipe.rvq, "time_pool": ns.time_pool}
+    if ns.pool_stage1 and rvq_kw.get("time_pool", 1) == 1:
+        raise AcomError(f"--pool-stage1: recipe {recipe.name} pools 1 frame per code frame; add --time-pool 2 or more")
     probe = user.model if ns.model else uncut(ns.task, recipe.model).model
     make_rvq(probe, split_layer, sizes, **rvq_kw)
     n_mels = probe.frontend.cfg.n_mels
     train = cached_features(ns.task, _split(ns, "train", ns.train, "train"), n_mels, root=ns.data, cache=ns.cache)
     dev = cached_features(ns.task, _split(ns, "dev", ns.dev, "dev"), n_mels, root=ns.data, cache=ns.cache)
+    reference = _reference(ns) if ns.init else None
     ns.out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "acom train " + " ".join(argv), "recipe": recipe.name}
     (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv, "seed": ns.seed}, indent=1))
@@ -156,12 +175,15 @@ def train_main(argv: list[str]) -> int:
     if ns.init:
         full, _ = load_checkpoint(ns.init, ns.task)
         if not (ns.out / "full.pt").exists():  # a run folder holds both halves (the benchmarks read RUN/full.pt)
-            shutil.copyfile(ns.init, ns.out / "full.pt")
+            shutil.copyfile(reference, ns.out / "full.pt")
     else:
         full = user if ns.model else uncut(ns.task, recipe.model)
         set_normalization(full, train)
+        if ns.pool_stage1:
+            full = PooledCut(full, rvq_kw["time_pool"])
         fit(full, train, dev, TrainConfig(epochs=ns.epochs, lr=lr, batch_frames=ns.batch_frames, seed=ns.seed,
-                                          device=ns.device, eval_every=ns.eval_every), ns.out, "full", meta,
+                                          device=ns.device, eval_every=ns.eval_every), ns.out, "full",
+            {**meta, "cut_pool": rvq_kw["time_pool"]} if ns.pool_stage1 else meta,
             resume=ns.resume, loss_fn=loss_fn)
     if ns.split_epochs == 0:  # stage 1 only: its checkpoint is the run (stage 2 later with --init)
         return 0
@@ -176,6 +198,22 @@ def train_main(argv: list[str]) -> int:
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)
     return 0
+
+
+def _reference(ns: argparse.Namespace) -> Path:
+    """The uncut checkpoint a stage 2 from --init is compared with: --reference, else --init itself (refused
+    when --init was trained with its cut pooled, since that is not an uncut model's accuracy)."""
+    init = read_checkpoint(ns.init)
+    if ns.reference is None:
+        if init.get("cut_pool"):
+            raise AcomError(f"--init {ns.init}: trained with its cut pooled (--pool-stage1), so it is not the uncut "
+                            f"model to compare the cut with; name that one with --reference UNCUT.pt")
+        return ns.init
+    ref = read_checkpoint(ns.reference)
+    if ref["task"] != ns.task or ref["rvq_config"] is not None or ref.get("cut_pool"):
+        what = "a quantizer" if ref["rvq_config"] else "its cut pooled" if ref.get("cut_pool") else "uncut"
+        raise AcomError(f"--reference {ns.reference}: not an uncut {ns.task} checkpoint (task {ref['task']!r}, {what})")
+    return ns.reference
 
 
 def finalize(path: Path, split, train) -> None:
@@ -216,7 +254,7 @@ def eval_parser() -> argparse.ArgumentParser:
 def eval_main(argv: list[str]) -> int:
     ns = eval_parser().parse_args(argv)
     ns.checkpoint = ns.checkpoint or PRETRAINED / ns.task / "split.pt"
-    split, payload = load_checkpoint(ns.checkpoint, ns.task)
+    split, payload = load_as_trained(ns.checkpoint, ns.task)
     if ns.lexicon and not ns.beam:
         raise DataError("--lexicon constrains the beam search: give --beam N too (e.g. --beam 64)")
     if ns.lexicon and "lm" not in payload:
