@@ -99,6 +99,9 @@ def speech(ax) -> None:
     e40 = load("asr-360-half-e40/asr_rate_accuracy.json")
     acom_line(ax, e40["points"], over(e40), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, 40 stage-2 epochs",
               color="C9", marker="s")
+    pooled = load("asr-360-pool-stage1/asr_rate_accuracy.json")
+    acom_line(ax, pooled["points"], over(pooled), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, stage 1 pooled "
+              "(--pool-stage1), 40 stage-2 epochs", color="C5", marker="^")
     rate = load("asr-360-rate-term/asr_rate_accuracy.json")
     acom_line(ax, rate["points"], over(rate), ts, dec, "ACoM 25 frames/s, 1 x 64 with a rate term "
               "(--rate-weight 0.1, 10 epochs, seed 0)", color="C4", marker="D", ls="none")
