@@ -15,8 +15,8 @@ class PooledCut(SplitModel):
     `time_pool` times, as a quantizer with that ``time_pool`` does around its codes.
 
     Trained in stage 1 (``acom train --pool-stage1``), the blocks on both sides of the cut learn the lower frame
-    rate before stage 2 adds the codebooks. No parameters of its own: its checkpoint is a plain uncut one (loaded
-    without the pool, so that checkpoint's own WER is not this model's; it is a start for stage 2).
+    rate before stage 2 adds the codebooks. No parameters of its own: its checkpoint holds the uncut model's
+    weights and ``cut_pool`` (`load_as_trained` restores the pool; the benchmarks refuse it as an uncut reference).
     """
 
     def __init__(self, split: SplitModel, time_pool: int) -> None:
