@@ -6,8 +6,9 @@ recipe (reports/ac-pool10/) and the codec pipelines (the uncut model on decoded 
 Right, speech: WER over the uncut model's WER against bit/s (beam+LM, test-clean): the 360-minute set's
 points at 25 code frames/s (reports/asr-360-cut/, 2 seeds) and at 12.5 and 8.3 (reports/asr-360-half/, 2 seeds,
 over their own uncut models; 12.5 with 30 and 40 stage-2 epochs in reports/asr-360-half-e30/ and
-reports/asr-360-half-e40/; 25 with a rate term in the loss in reports/asr-360-rate-term/, seed 0), and the codec
-pipelines measured on the 90-minute set (reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER;
+reports/asr-360-half-e40/, and from a stage 1 trained on the pooled cut in reports/asr-360-pool-stage1/; 25 with
+a rate term in the loss in reports/asr-360-rate-term/, seed 0), and the codec pipelines measured on the
+90-minute set (reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER;
 the targets at 60 and 40 bit/s drawn.
 The models are demonstrations trained on synthetic speech and sounds.
 

@@ -172,6 +172,24 @@ class _Stage(nn.Module):
         self.usage.mul_(decay).add_(counts * (size / idx.numel()), alpha=1.0 - decay)
 
 
+def pool_frames(x: Tensor, p: int) -> Tensor:
+    """Features [B, D, T] -> [B, D, ceil(T / p)]: the mean of each run of ``p`` frames, a last short run padded
+    with copies of its last frame."""
+    if p == 1:
+        return x
+    pad = (-x.shape[-1]) % p
+    return F.avg_pool1d(F.pad(x, (0, pad), mode="replicate") if pad else x, p)
+
+
+def repeat_frames(x: Tensor, p: int) -> Tensor:
+    """Features [B, D, T] -> [B, D, T * p], each frame repeated ``p`` times (expand + reshape: the form ONNX
+    exports with symbolic T)."""
+    if p == 1:
+        return x
+    b, d, t = x.shape
+    return x[..., None].expand(b, d, t, p).reshape(b, d, t * p)
+
+
 class ResidualVQ(nn.Module):
     """Residual vector quantizer over channels-first features ``[B, D, T]``.
 
@@ -248,20 +266,12 @@ class ResidualVQ(nn.Module):
     def pool(self, x: Tensor) -> Tensor:
         """Features [B, D, T] -> [B, D, ceil(T / time_pool)]: the mean of each run of ``time_pool`` frames
         (a last short run padded with copies of its last frame). The op the classifier's device graph runs."""
-        p = self.config.time_pool
-        if p == 1:
-            return x
-        pad = (-x.shape[-1]) % p
-        return F.avg_pool1d(F.pad(x, (0, pad), mode="replicate") if pad else x, p)
+        return pool_frames(x, self.config.time_pool)
 
     def unpool(self, x: Tensor) -> Tensor:
         """Decoded features [B, D, T] -> [B, D, T * time_pool], each frame repeated (expand + reshape: the form
         ONNX exports with symbolic T)."""
-        p = self.config.time_pool
-        if p == 1:
-            return x
-        b, d, t = x.shape
-        return x[..., None].expand(b, d, t, p).reshape(b, d, t * p)
+        return repeat_frames(x, self.config.time_pool)
 
     def nearest(self, z: Tensor, stage: int) -> Tensor:
         """Codes of stage ``stage`` for normalized projections ``z`` [B, code_dim, T] -> int32 [B, T].

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from acom.core.checkpoint import load_checkpoint
+from acom.core.rvq import pool_frames, repeat_frames
 from acom.core.split import SplitModel, SplitOutput
 
 
@@ -29,9 +29,7 @@ class PooledCut(SplitModel):
         pooled and repeated means (the last short run padded with copies of its last frame)."""
         x, lengths = self.cut_features(feats, lengths)
         p, steps = self.cut_pool, x.shape[-1]
-        pad = (-steps) % p
-        pooled = F.avg_pool1d(F.pad(x, (0, pad), mode="replicate") if pad else x, p)
-        x = pooled.repeat_interleave(p, dim=-1)[..., :steps]
+        x = repeat_frames(pool_frames(x, p), p)[..., :steps]
         cut_lengths = None if lengths is None else (lengths + p - 1) // p
         x, lengths = self.model.run_blocks(x, lengths, self.split_layer + 1, len(self.model.blocks))
         return SplitOutput(self.model.head_forward(x, lengths), lengths, None, cut_lengths)

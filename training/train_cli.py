@@ -167,13 +167,14 @@ def train_main(argv: list[str]) -> int:
     n_mels = probe.frontend.cfg.n_mels
     train = cached_features(ns.task, _split(ns, "train", ns.train, "train"), n_mels, root=ns.data, cache=ns.cache)
     dev = cached_features(ns.task, _split(ns, "dev", ns.dev, "dev"), n_mels, root=ns.data, cache=ns.cache)
-    reference = _reference(ns) if ns.init else None
+    if ns.init:  # read before anything is written: a bad --init or --reference leaves no run folder
+        full, init_payload = load_checkpoint(ns.init, ns.task)
+        reference = _reference(ns, init_payload)
     ns.out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "acom train " + " ".join(argv), "recipe": recipe.name}
     (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv, "seed": ns.seed}, indent=1))
     lr = ns.lr or recipe.lr
     if ns.init:
-        full, _ = load_checkpoint(ns.init, ns.task)
         if not (ns.out / "full.pt").exists():  # a run folder holds both halves (the benchmarks read RUN/full.pt)
             shutil.copyfile(reference, ns.out / "full.pt")
     else:
@@ -200,10 +201,9 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
-def _reference(ns: argparse.Namespace) -> Path:
+def _reference(ns: argparse.Namespace, init: dict) -> Path:
     """The uncut checkpoint a stage 2 from --init is compared with: --reference, else --init itself (refused
-    when --init was trained with its cut pooled, since that is not an uncut model's accuracy)."""
-    init = read_checkpoint(ns.init)
+    when --init, whose payload is `init`, was trained with its cut pooled: not an uncut model's accuracy)."""
     if ns.reference is None:
         if init.get("cut_pool"):
             raise AcomError(f"--init {ns.init}: trained with its cut pooled (--pool-stage1), so it is not the uncut "

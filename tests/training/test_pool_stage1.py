@@ -66,7 +66,7 @@ def test_pool_stage1_run_is_marked_and_stage2_names_the_uncut_reference(tmp_path
     with pytest.raises(AcomError, match="trained with its cut pooled"):
         load_reference(pooled / "full.pt", "ac")  # what the rate-accuracy and codec benchmarks load
     capsys.readouterr()  # the training logs
-    # acom eval scores the pooled stage 1 as it was trained: its logged dev accuracy, not the unpooled model's
+    # acom eval scores the pooled stage 1 as it was trained (its logged dev accuracy); load_as_trained is why
     assert acom(["eval", "--task", "ac", "--checkpoint", str(pooled / "full.pt"), "--features", str(feats),
                  "--subset", "dev", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)["results"][0]
