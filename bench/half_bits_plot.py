@@ -6,10 +6,12 @@ recipe (reports/ac-pool10/) and the codec pipelines (the uncut model on decoded 
 Right, speech: WER over the uncut model's WER against bit/s (beam+LM, test-clean): the 360-minute set's
 points at 25 code frames/s (reports/asr-360-cut/, 2 seeds) and at 12.5 and 8.3 (reports/asr-360-half/, 2 seeds,
 over their own uncut models; 12.5 with 30 and 40 stage-2 epochs in reports/asr-360-half-e30/ and
-reports/asr-360-half-e40/, and from a stage 1 trained on the pooled cut in reports/asr-360-pool-stage1/; 25 with
+reports/asr-360-half-e40/, and from a stage 1 trained on the pooled cut in reports/asr-360-pool-stage1/, 1 x 64
+with 40 stage-2 epochs, and reports/asr-360-pool-k56/, 1 x 56 with 50; 25 with
 a rate term in the loss in reports/asr-360-rate-term/, seed 0), and the codec pipelines measured on the
 90-minute set (reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER;
-the targets at 60 and 40 bit/s drawn.
+the targets at 60 and 40 bit/s drawn. Third, the 12.5 code frames/s points of those reports up close (test-clean,
+greedy and beam+LM, each over its own uncut WER).
 The models are demonstrations trained on synthetic speech and sounds.
 
     python bench/half_bits_plot.py
@@ -103,6 +105,9 @@ def speech(ax) -> None:
     pooled = load("asr-360-pool-stage1/asr_rate_accuracy.json")
     acom_line(ax, pooled["points"], over(pooled), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, stage 1 pooled "
               "(--pool-stage1), 40 stage-2 epochs", color="C5", marker="^")
+    k56 = load("asr-360-pool-k56/asr_rate_accuracy.json")
+    acom_line(ax, k56["points"], over(k56), ts, dec, "ACoM 12.5 code frames/s, 1 x 56, stage 1 pooled, "
+              "50 stage-2 epochs", color="C6", marker="v")
     rate = load("asr-360-rate-term/asr_rate_accuracy.json")
     acom_line(ax, rate["points"], over(rate), ts, dec, "ACoM 25 frames/s, 1 x 64 with a rate term "
               "(--rate-weight 0.1, 10 epochs, seed 0)", color="C4", marker="D", ls="none")
@@ -117,10 +122,34 @@ def speech(ax) -> None:
     ax.legend(fontsize=6.5, loc="upper right")
 
 
+def near_60(ax) -> None:
+    """The 12.5 code frames/s points up close: test-clean, greedy (open) and beam+LM (filled)."""
+    reports = (("asr-360-half", "10 stage-2 epochs", "C3", "o"), ("asr-360-half-e30", "30", "C1", "o"),
+               ("asr-360-half-e40", "40", "C9", "s"), ("asr-360-pool-stage1", "stage 1 pooled, 40", "C5", "^"),
+               ("asr-360-pool-k56", "stage 1 pooled, 1 x 56, 50", "C6", "v"))
+    ts = "test-clean"
+    for rel, label, color, marker in reports:
+        rep = load(f"{rel}/asr_rate_accuracy.json")
+        for dec, fill in (("greedy", "none"), ("beam+lm", color)):
+            base = next(f["wer"] for f in rep["full_model"] if f["test_set"] == ts and f["decoder"] == dec
+                        and f.get("snr_db") is None)
+            for p in rep["points"]:
+                if p["test_set"] == ts and p["decoder"] == dec and p["frame_rate"] == 12.5:
+                    ax.plot(p["entropy_bps"], p["wer"] / base, marker, color=color, mfc=fill, ms=7,
+                            label=f"{label} ({dec})")
+    ax.axvline(60, color="C2", lw=1)
+    ax.axhline(1.10, color="C2", lw=1, label="target: <= 60 bit/s, <= 1.1x")
+    ax.axhline(1.0, ls="--", lw=1, color="k")
+    ax.set(xlim=(56, 63), ylim=(0.98, 1.3), xlabel="bit/s, range-coded (test-clean)",
+           ylabel="WER / uncut WER (test-clean)", title="Speech at 12.5 code frames/s x 64 (x 56), up close")
+    ax.legend(fontsize=6.5, loc="lower left", ncol=2)
+
+
 def main() -> int:
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.2), gridspec_kw={"width_ratios": [1, 1.15, 0.85]})
     classes(axes[0])
     speech(axes[1])
+    near_60(axes[2])
     fig.suptitle("Half the bits (demonstration models trained on synthetic speech and sounds)", fontsize=10)
     fig.tight_layout()
     out = ROOT / "docs" / "half_bits.png"

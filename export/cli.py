@@ -53,7 +53,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="data set for calibration (train) and verification (test) "
                    "(default: data/speech or data/urban, as `make demo` writes them; when it is missing the "
                    "error names the `acom data` command that makes it)")
-    p.add_argument("--calibration-windows", type=int, default=16, help="windows of real audio to calibrate on")
+    p.add_argument("--calibration-windows", type=int, default=16,
+                   help="windows of real audio from the train subset to calibrate int8 on (default 16; more can "
+                   "help a check that loses a little too much)")
     p.add_argument("--verify-items", type=int, help="test items to verify on, spread over the test subset "
                    "(default 40 utterances for asr, 200 clips for ac)")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning of the edge part (int8 fake "
