@@ -82,32 +82,36 @@ def classes(ax) -> None:
     ax.legend(fontsize=7, loc="lower right")
 
 
+# The 12.5 code frames/s speech reports (asr-360-half also holds the 8.3 frames/s point): (folder, what differs,
+# color, marker), drawn in both speech panels.
+HALF_RATE = (("asr-360-half", "1 x 64, 10 stage-2 epochs", "C3", "o"),
+             ("asr-360-half-e30", "1 x 64, 30 stage-2 epochs", "C1", "o"),
+             ("asr-360-half-e40", "1 x 64, 40 stage-2 epochs", "C9", "s"),
+             ("asr-360-pool-stage1", "1 x 64, stage 1 pooled (--pool-stage1), 40 stage-2 epochs", "C5", "^"),
+             ("asr-360-pool-k56", "1 x 56, stage 1 pooled, 50 stage-2 epochs", "C6", "v"))
+
+
+def uncut_wer(rep: dict, test_set: str, decoder: str) -> float:
+    """The uncut model's WER in a rate-accuracy report, which each of its points is divided by."""
+    return next(f["wer"] for f in rep["full_model"] if f["test_set"] == test_set and f["decoder"] == decoder
+                and f.get("snr_db") is None)
+
+
 def speech(ax) -> None:
     cut, codecs = load("asr-360-cut/asr_rate_accuracy.json"), load("asr-edge-gpu3/asr_rate_accuracy.json")
     dec, ts = "beam+lm", "test-clean"
 
     def over(rep):
-        base = next(f["wer"] for f in rep["full_model"] if f["test_set"] == ts and f["decoder"] == dec
-                    and f.get("snr_db") is None)
+        base = uncut_wer(rep, ts, dec)
         return lambda p: p["wer"] / base
     codec_points(ax, codecs["points"], over(codecs), ts, dec)
     acom_line(ax, cut["points"], over(cut), ts, dec, "ACoM 25 frames/s, 1 x 512 and 1 x 64 (360-minute set)",
               color="C0")
-    half = load("asr-360-half/asr_rate_accuracy.json")  # each point over its own seeds' uncut WER
-    acom_line(ax, half["points"], over(half), ts, dec, "ACoM 12.5 and 8.3 code frames/s, 1 x 64 and 1 x 48 "
-              "(--time-pool 2 and 3, 10 stage-2 epochs, 360-minute set)", color="C3")
-    e30 = load("asr-360-half-e30/asr_rate_accuracy.json")
-    acom_line(ax, e30["points"], over(e30), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, 30 stage-2 epochs",
-              color="C1")
-    e40 = load("asr-360-half-e40/asr_rate_accuracy.json")
-    acom_line(ax, e40["points"], over(e40), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, 40 stage-2 epochs",
-              color="C9", marker="s")
-    pooled = load("asr-360-pool-stage1/asr_rate_accuracy.json")
-    acom_line(ax, pooled["points"], over(pooled), ts, dec, "ACoM 12.5 code frames/s, 1 x 64, stage 1 pooled "
-              "(--pool-stage1), 40 stage-2 epochs", color="C5", marker="^")
-    k56 = load("asr-360-pool-k56/asr_rate_accuracy.json")
-    acom_line(ax, k56["points"], over(k56), ts, dec, "ACoM 12.5 code frames/s, 1 x 56, stage 1 pooled, "
-              "50 stage-2 epochs", color="C6", marker="v")
+    for rel, what, color, marker in HALF_RATE:
+        rep = load(f"{rel}/asr_rate_accuracy.json")  # each point over its own seeds' uncut WER
+        label = ("ACoM 12.5 and 8.3 code frames/s, 1 x 64 and 1 x 48 (--time-pool 2 and 3, 10 stage-2 epochs, "
+                 "360-minute set)" if rel == "asr-360-half" else f"ACoM 12.5 code frames/s, {what}")
+        acom_line(ax, rep["points"], over(rep), ts, dec, label, color=color, marker=marker)
     rate = load("asr-360-rate-term/asr_rate_accuracy.json")
     acom_line(ax, rate["points"], over(rate), ts, dec, "ACoM 25 frames/s, 1 x 64 with a rate term "
               "(--rate-weight 0.1, 10 epochs, seed 0)", color="C4", marker="D", ls="none")
@@ -124,29 +128,25 @@ def speech(ax) -> None:
 
 def near_60(ax) -> None:
     """The 12.5 code frames/s points up close: test-clean, greedy (open) and beam+LM (filled)."""
-    reports = (("asr-360-half", "10 stage-2 epochs", "C3", "o"), ("asr-360-half-e30", "30", "C1", "o"),
-               ("asr-360-half-e40", "40", "C9", "s"), ("asr-360-pool-stage1", "stage 1 pooled, 40", "C5", "^"),
-               ("asr-360-pool-k56", "stage 1 pooled, 1 x 56, 50", "C6", "v"))
     ts = "test-clean"
-    for rel, label, color, marker in reports:
+    for rel, what, color, marker in HALF_RATE:
         rep = load(f"{rel}/asr_rate_accuracy.json")
         for dec, fill in (("greedy", "none"), ("beam+lm", color)):
-            base = next(f["wer"] for f in rep["full_model"] if f["test_set"] == ts and f["decoder"] == dec
-                        and f.get("snr_db") is None)
+            base = uncut_wer(rep, ts, dec)
             for p in rep["points"]:
                 if p["test_set"] == ts and p["decoder"] == dec and p["frame_rate"] == 12.5:
                     ax.plot(p["entropy_bps"], p["wer"] / base, marker, color=color, mfc=fill, ms=7,
-                            label=f"{label} ({dec})")
+                            label=f"{what} ({dec})")
     ax.axvline(60, color="C2", lw=1)
     ax.axhline(1.10, color="C2", lw=1, label="target: <= 60 bit/s, <= 1.1x")
     ax.axhline(1.0, ls="--", lw=1, color="k")
     ax.set(xlim=(56, 63), ylim=(0.98, 1.3), xlabel="bit/s, range-coded (test-clean)",
            ylabel="WER / uncut WER (test-clean)", title="Speech at 12.5 code frames/s x 64 (x 56), up close")
-    ax.legend(fontsize=6.5, loc="lower left", ncol=2)
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
 
 
 def main() -> int:
-    fig, axes = plt.subplots(1, 3, figsize=(19, 5.2), gridspec_kw={"width_ratios": [1, 1.15, 0.85]})
+    fig, axes = plt.subplots(1, 3, figsize=(19, 6), gridspec_kw={"width_ratios": [1, 1.15, 0.85]})
     classes(axes[0])
     speech(axes[1])
     near_60(axes[2])
