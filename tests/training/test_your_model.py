@@ -92,18 +92,27 @@ def serve(bundle_dir: Path, codes: list[np.ndarray]) -> dict[int, dict]:
     return {r["stream"]: r for r in lines if r.get("type") == "final"}
 
 
-def export_both(checkpoint: Path, data: Path, tmp: Path, task: str, kind: str | None = "custom") -> dict[str, Path]:
+def export_both(checkpoint: Path, data: Path, tmp: Path, task: str, kind: str | None = "custom",
+                metric_gate: bool = True) -> dict[str, Path]:
     """The checkpoint exported for rpi4 (ExecuTorch) and the Cortex-M55 board: {board: bundle folder}; the
-    manifest's model config is of ``kind`` (None: a recipe's)."""
+    manifest's model config is of ``kind`` (None: a recipe's). ``metric_gate`` False: a bundle whose only
+    failure is the task metric's loss against the float model is kept (``--keep-failed``), for a model trained
+    one epoch, where one word of the 8 items decides that check; the codes must still agree."""
     (tmp / "board").mkdir(exist_ok=True)
     rpi4 = edited_board(tmp / "board", "rpi4", runtimes='["executorch-xnnpack"]')
     out = {}
     for name, board in (("rpi4", str(rpi4)), ("cortex-m55-u55", "cortex-m55-u55")):
         out[name] = tmp / f"export-{name}-{task}"
-        assert export(["--board", board, "--checkpoint", str(checkpoint), "--data", str(data), "--out",
-                       str(out[name]), "--calibration-windows", "8", "--verify-items", "8"]) == 0
+        rc = export(["--board", board, "--checkpoint", str(checkpoint), "--data", str(data), "--out",
+                     str(out[name]), "--calibration-windows", "8", "--verify-items", "8",
+                     *([] if metric_gate else ["--keep-failed"])])
         manifest = json.loads((out[name] / "manifest.json").read_text())
-        assert manifest["model"]["config"].get("kind") == kind and manifest["verification"]["passed"]
+        assert manifest["model"]["config"].get("kind") == kind
+        if metric_gate or rc == 0:
+            assert rc == 0 and manifest["verification"]["passed"]
+        else:  # 3: written, marked failed, and only for the metric
+            failures = manifest["verification"]["failures"]
+            assert rc == 3 and failures and all("worse than the float model's" in f for f in failures), failures
         for check in manifest["verification"]["checks"]:  # per stage, against the int8 reference
             assert min(check["agreement_vs_quantized_reference"]) >= 0.99, check
     return out
