@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     for run in args.runs:
         full, _ = load_reference(run / "full.pt", "asr")
         split, payload = load_checkpoint(run / "split.pt", "asr")
+        if "lm" not in payload:
+            raise AcomError(f"{run / 'split.pt'}: no field 'lm' (not an ASR stage-2 checkpoint with its word LM)")
         lm = WordNgramLM.from_dict(json.loads(payload["lm"]))
         sets = {s: cached_features("asr", s, split.model.frontend.cfg.n_mels, root=args.data) for s in SETS}
         res = {}
