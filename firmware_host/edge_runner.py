@@ -96,7 +96,7 @@ def build_edge(board: str) -> Path:
             f"-DCMAKE_PREFIX_PATH={root}", f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release"]
     if board != "host":
         tool(load_board(board).emulator.toolchain)  # the C++ driver (aarch64-linux-gnu-g++)
-    with _locked(work.with_suffix(".lock")):
+    with _locked(work.parent / f"{work.name}.lock"):  # not with_suffix: the version's dots would cut the name
         stamp = work / "acom-options.txt"
         if not stamp.is_file() or stamp.read_text() != "\n".join(opts):
             _step([_cmake(), "-S", str(PACKAGE_DIR), "-B", str(work), *opts], board)
