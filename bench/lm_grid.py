@@ -50,12 +50,12 @@ def model_rows(outputs: dict, sets: dict, lm: WordNgramLM, progress: tqdm) -> di
         dev[ab] = _wer(outputs["dev"], sets["dev"].targets, lm, ab)
         progress.update()
     out = {"dev_wer_grid": {f"{a},{b}": round(w, 4) for (a, b), w in dev.items()}}
-    chosen = {name: min(grid, key=lambda k: dev[k]) for name, grid in (("old", OLD_GRID), ("current", LM_GRID))}
+    grids = {"old": OLD_GRID, "current": LM_GRID}
+    chosen = {name: min(grid, key=lambda k: dev[k]) for name, grid in grids.items()}
     wer = {(s, ab): dev[ab] if s == "dev" else _wer(outputs[s], sets[s].targets, lm, ab)
            for ab in set(chosen.values()) for s in SETS}  # both grids often choose the same point: decode it once
     for name, ab in chosen.items():
-        grid = OLD_GRID if name == "old" else LM_GRID
-        out[name] = {"alpha": ab[0], "beta": ab[1], "at_edge": _at_edge(grid, ab),
+        out[name] = {"alpha": ab[0], "beta": ab[1], "at_edge": _at_edge(grids[name], ab),
                      **{s: round(wer[s, ab], 4) for s in SETS}}
     return out
 
