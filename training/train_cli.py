@@ -68,13 +68,16 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", metavar="SPLIT", help="validation split (default dev; asr: dev-clean when the folder "
                    "has LibriSpeech's subsets)")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log.jsonl)")
-    p.add_argument("--epochs", type=int, default=20, help="stage 1 epochs (0 with --init: skip stage 1)")
+    p.add_argument("--epochs", type=int, default=None, help="stage 1 epochs (default 20; with --init default 0, "
+                   "stage 2 from it; with --init and N > 0, stage 1 trains --init N epochs more, a fresh schedule "
+                   "at --lr, and writes it to OUT/full.pt)")
     p.add_argument("--split-epochs", type=int, default=6, help="stage 2 epochs (0: stop after stage 1, writing "
                    "OUT/full.pt only)")
-    p.add_argument("--init", type=Path, help="a trained uncut checkpoint to start stage 2 from")
-    p.add_argument("--reference", type=Path, help="with --init: the uncut checkpoint copied to OUT/full.pt, the "
-                   "model the benchmarks compare the cut with (default: --init; needed when --init was trained "
-                   "with --pool-stage1)")
+    p.add_argument("--init", type=Path, help="a trained uncut checkpoint to start stage 2 from (or to train "
+                   "further with --epochs N)")
+    p.add_argument("--reference", type=Path, help="with --init and no stage 1: the uncut checkpoint copied to "
+                   "OUT/full.pt, the model the benchmarks compare the cut with (default: --init; needed when --init "
+                   "was trained with --pool-stage1)")
     p.add_argument("--model", metavar="FILE.py:NAME", help="your own nn.Module instead of a recipe's: NAME in FILE.py, "
                    "a class or a function returning the module (log-mels in; CTC scores [B, T, 29] or class logits "
                    "out: docs/training.md); --epochs 0 keeps the weights it comes with")
@@ -91,7 +94,8 @@ def train_parser() -> argparse.ArgumentParser:
                    "(default: the recipe's, 1 for most)")
     p.add_argument("--pool-stage1", action="store_true", help="stage 1 trains the uncut model with the cut's "
                    "frames already averaged in runs of the time pool and repeated (no codebooks), so both sides of "
-                   "the cut learn the lower frame rate before stage 2; needs a time pool over 1, and no --init")
+                   "the cut learn the lower frame rate before stage 2; needs a time pool over 1 (with --init: "
+                   "--epochs N trains that model further, pooled)")
     p.add_argument("--freeze-edge", action="store_true", help="stage 2 trains only the quantizer and server part")
     p.add_argument("--distill", type=float, default=0.0, help="stage 2: add this weight times the KL divergence "
                    "from the uncut model's output distribution (per frame for ASR) to the loss (default 0: off)")
@@ -114,6 +118,8 @@ def train_parser() -> argparse.ArgumentParser:
 
 def _check_numbers(ns: argparse.Namespace) -> None:
     """Refuse out-of-range epochs, pooling and loss weights before anything is read or written."""
+    if ns.epochs is None:
+        ns.epochs = 0 if ns.init else 20
     if ns.epochs < 0 or ns.split_epochs < 0:
         raise AcomError(f"--epochs {ns.epochs} --split-epochs {ns.split_epochs}: epochs are counts, 0 or more")
     if ns.time_pool is not None and not 1 <= ns.time_pool <= 16:
@@ -121,8 +127,12 @@ def _check_numbers(ns: argparse.Namespace) -> None:
     if ns.time_pool not in (None, 1) and ns.model:
         raise AcomError("--time-pool with --model: a model of your own is served frame by frame as it comes; "
                         "pool inside your model before its cut instead")
-    if ns.pool_stage1 and ns.init:
-        raise AcomError("--pool-stage1 shapes stage 1, which --init skips: train stage 1 in this run")
+    if ns.pool_stage1 and ns.init and not ns.epochs:
+        raise AcomError("--pool-stage1 shapes stage 1, which --init with --epochs 0 skips: give --epochs N to "
+                        "train --init further with its cut pooled")
+    if ns.init and ns.epochs and ns.reference:
+        raise AcomError(f"--reference with --init and --epochs {ns.epochs}: stage 1 trains --init further, and "
+                        "that model (OUT/full.pt) is the uncut one; drop --reference")
     if ns.pool_stage1 and ns.split_epochs:
         raise AcomError("--pool-stage1 trains stage 1 only (give --split-epochs 0): its model is a start for stage "
                         "2 (--init), not the uncut model a cut is compared with (--reference names that one)")
@@ -169,17 +179,21 @@ def train_main(argv: list[str]) -> int:
     dev = cached_features(ns.task, _split(ns, "dev", ns.dev, "dev"), n_mels, root=ns.data, cache=ns.cache)
     if ns.init:  # read before anything is written: a bad --init or --reference leaves no run folder
         full, init_payload = load_checkpoint(ns.init, ns.task)
-        reference = _reference(ns, init_payload)
+        if ns.epochs:
+            _check_continued(ns, init_payload, rvq_kw.get("time_pool", 1))
+        else:
+            reference = _reference(ns, init_payload)
     ns.out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "acom train " + " ".join(argv), "recipe": recipe.name}
     (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv, "seed": ns.seed}, indent=1))
     lr = ns.lr or recipe.lr
-    if ns.init:
+    if ns.init and not ns.epochs:
         if not (ns.out / "full.pt").exists():  # a run folder holds both halves (the benchmarks read RUN/full.pt)
             shutil.copyfile(reference, ns.out / "full.pt")
-    else:
-        full = user if ns.model else uncut(ns.task, recipe.model)
-        set_normalization(full, train)
+    else:  # stage 1: a new model, or --init trained further
+        if not ns.init:  # with --init, its weights and input normalization are the start
+            full = user if ns.model else uncut(ns.task, recipe.model)
+            set_normalization(full, train)
         if ns.pool_stage1:
             full = PooledCut(full, rvq_kw["time_pool"])
         fit(full, train, dev, TrainConfig(epochs=ns.epochs, lr=lr, batch_frames=ns.batch_frames, seed=ns.seed,
@@ -214,6 +228,18 @@ def _reference(ns: argparse.Namespace, init: dict) -> Path:
         what = "a quantizer" if ref["rvq_config"] else "its cut pooled" if ref.get("cut_pool") else "uncut"
         raise AcomError(f"--reference {ns.reference}: not an uncut {ns.task} checkpoint (task {ref['task']!r}, {what})")
     return ns.reference
+
+
+def _check_continued(ns: argparse.Namespace, init: dict, time_pool: int) -> None:
+    """Refuse an --init that stage 1 cannot train further as asked: one with a quantizer, or one whose cut was
+    pooled (its payload's ``cut_pool``) unless --pool-stage1 pools it the same way."""
+    if init["rvq_config"] is not None:
+        raise AcomError(f"--init {ns.init} with --epochs {ns.epochs}: a checkpoint with a quantizer; stage 1 trains "
+                        "an uncut model (full.pt) further")
+    pooled = init.get("cut_pool")
+    if pooled and not (ns.pool_stage1 and pooled == time_pool):
+        raise AcomError(f"--init {ns.init} with --epochs {ns.epochs}: trained with its cut pooled in runs of "
+                        f"{pooled} (cut_pool), so stage 1 continues it with --pool-stage1 --time-pool {pooled}")
 
 
 def finalize(path: Path, split, train) -> None:
