@@ -58,6 +58,15 @@ def read_checkpoint(path: Path) -> dict:
     return payload
 
 
+def trained_epochs(payload: dict) -> int | None:
+    """Epochs of training behind a checkpoint in all: those of the model it started from (``epochs_before``,
+    written by `acom train`) plus its own. A stage 1 without the field was trained from scratch (its own epochs);
+    a stage 2 without it started from a model of unknown training (None)."""
+    if "epochs_before" in payload:
+        return None if payload["epochs_before"] is None else int(payload["epochs_before"]) + int(payload["epoch"])
+    return int(payload["epoch"]) if payload.get("stage") == "full" and "epoch" in payload else None
+
+
 def load_reference(path: Path, task: str) -> tuple[SplitModel, dict]:
     """The uncut model a benchmark compares cuts with (a run folder's full.pt). AcomError for a stage 1 trained
     with its cut pooled (`acom train --pool-stage1`): its accuracy is not an uncut model's."""

@@ -14,7 +14,7 @@ import torch
 
 from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
-from acom.core.checkpoint import PRETRAINED, load_checkpoint, read_checkpoint, uncut
+from acom.core.checkpoint import PRETRAINED, load_checkpoint, read_checkpoint, trained_epochs, uncut
 from acom.core.custom import load_object, load_user_model
 from acom.core.split import SplitModel, make_rvq
 from acom.core.tasks import TASKS
@@ -185,6 +185,8 @@ def train_main(argv: list[str]) -> int:
             reference = _reference(ns, init_payload)
     ns.out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "acom train " + " ".join(argv), "recipe": recipe.name}
+    # the training behind each stage's start, so a report can set a cut's epochs in all beside its reference's
+    before = trained_epochs(init_payload) if ns.init else 0
     (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv, "seed": ns.seed}, indent=1))
     lr = ns.lr or recipe.lr
     if ns.init and not ns.epochs:
@@ -198,7 +200,7 @@ def train_main(argv: list[str]) -> int:
             full = PooledCut(full, rvq_kw["time_pool"])
         fit(full, train, dev, TrainConfig(epochs=ns.epochs, lr=lr, batch_frames=ns.batch_frames, seed=ns.seed,
                                           device=ns.device, eval_every=ns.eval_every), ns.out, "full",
-            {**meta, "cut_pool": rvq_kw["time_pool"]} if ns.pool_stage1 else meta,
+            {**meta, "epochs_before": before, **({"cut_pool": rvq_kw["time_pool"]} if ns.pool_stage1 else {})},
             resume=ns.resume, loss_fn=loss_fn)
     if ns.split_epochs == 0:  # stage 1 only: its checkpoint is the run (stage 2 later with --init)
         return 0
@@ -209,6 +211,7 @@ def train_main(argv: list[str]) -> int:
                       freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every, distill=ns.distill,
                       rate_weight=ns.rate_weight,
                       rate_target=(ns.rate_target or 0.0) / split.frame_rate)  # bit/s -> bits per code frame
+    meta["epochs_before"] = None if before is None else before + ns.epochs
     fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume, teacher=teacher, loss_fn=loss_fn)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from acom.cli import main as acom
-from acom.core.checkpoint import read_checkpoint
+from acom.core.checkpoint import read_checkpoint, trained_epochs
 from acom.corpora.featcache import feature_path
 from tests.core.test_split import _toy_features
 
@@ -60,14 +60,25 @@ def test_init_with_epochs_trains_the_uncut_model_further(tmp_path: Path, capsys:
     changed = [k for k, v in before["state_dict"].items() if not torch.equal(v, after["state_dict"][k])]
     assert any(k.startswith("model.blocks.") for k in changed)  # trained further, from the given weights
     assert "model.feat_mean" in before["state_dict"] and not {"model.feat_mean", "model.feat_std"} & set(changed)
-    assert "cut_pool" not in after
+    assert "cut_pool" not in after and trained_epochs(after) == 3  # 1 before, 2 here
 
     pooled_more = tmp_path / "pooled-more"
     assert acom(base + ["--out", str(pooled_more), "--init", str(pooled / "full.pt"), "--epochs", "1",
                         "--time-pool", "2", "--pool-stage1"]) == 0
     assert read_checkpoint(pooled_more / "full.pt")["cut_pool"] == 2
+    assert trained_epochs(read_checkpoint(pooled_more / "full.pt")) == 2
     # without --epochs, --init still means stage 2 from it (no stage 1)
     again = tmp_path / "again"
     assert acom(base + ["--out", str(again), "--init", str(plain / "full.pt"), "--split-epochs", "1"]) == 0
     assert (again / "full.pt").read_bytes() == (plain / "full.pt").read_bytes()
     assert {json.loads(line)["stage"] for line in (again / "log.jsonl").read_text().splitlines()} == {"split"}
+    assert trained_epochs(read_checkpoint(again / "split.pt")) == 2  # the uncut model's 1, then 1 of stage 2
+
+
+def test_trained_epochs_of_checkpoints_without_the_field() -> None:
+    """Checkpoints written before `epochs_before` existed: a stage 1 was trained from scratch, a stage 2's start
+    is unknown."""
+    assert trained_epochs({"stage": "full", "epoch": 20}) == 20
+    assert trained_epochs({"stage": "split", "epoch": 40}) is None
+    assert trained_epochs({"stage": "split", "epoch": 40, "epochs_before": None}) is None
+    assert trained_epochs({"stage": "split", "epoch": 40, "epochs_before": 20}) == 60

@@ -166,9 +166,9 @@ def test_rate_accuracy_report_over_two_seeds(tmp_path: Path) -> None:
     assert (out / "ac_rate_accuracy.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_rate_accuracy_scores_a_shared_uncut_model_once(tmp_path: Path) -> None:
+def test_rate_accuracy_scores_a_shared_uncut_model_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Two cut systems trained from one uncut checkpoint (`--init`): the report's uncut rows count that model
-    once (one seed), while each system's points keep their own run."""
+    once (one seed), while each system's points keep their own run, and each run's training in all is named."""
     feats = tmp_path / "features"
     for name, n, seed in (("train", 40, 0), ("dev", 10, 1), ("test", 10, 2)):
         _toy_features(n, seed).save(feature_path(feats, "ac", name, 40))
@@ -188,6 +188,9 @@ def test_rate_accuracy_scores_a_shared_uncut_model_once(tmp_path: Path) -> None:
     assert [r["seeds"] for r in report["full_model"]] == [[0]]  # scored once, not [0, 0]
     assert sorted((p["codebook_sizes"], p["seeds"]) for p in report["points"]) == [
         ([4], [0]), ([4, 4], [0]), ([8], [0])]
+    # 2 stage-1 epochs, then 1 of stage 2 on top: the cut had more training than its reference, and says so
+    assert report["training_epochs"] == [{"run": str(r), "seed": 0, "uncut": 2, "cut": 3} for r in (base, k8)]
+    assert f"note: {k8}: the cut model had 3 epochs of training in all, the uncut model 2" in capsys.readouterr().out
 
 
 def test_lm_weights_are_chosen_for_each_model_scored(monkeypatch: pytest.MonkeyPatch) -> None:
