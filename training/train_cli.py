@@ -117,7 +117,8 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def _check_numbers(ns: argparse.Namespace) -> None:
-    """Refuse out-of-range epochs, pooling and loss weights before anything is read or written."""
+    """Fill in --epochs' default (20; 0 with --init), then refuse out-of-range epochs, pooling and loss weights
+    before anything is read or written."""
     if ns.epochs is None:
         ns.epochs = 0 if ns.init else 20
     if ns.epochs < 0 or ns.split_epochs < 0:

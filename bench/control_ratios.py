@@ -1,0 +1,80 @@
+"""Cut points set against an uncut model trained as long: each cut's WER per seed, taken from the
+`acom bench rate-accuracy` report that scored it, divided by the WER of the control report's uncut model of the
+same seed (`acom train --init UNCUT.pt --epochs N --split-epochs 0`: the cut's epochs in all, no cut), and
+beside it the ratio against the 20-epoch uncut model the cut's own report holds. Ratios of means over the
+seeds given, as `acom bench rate-accuracy` computes them.
+
+    python bench/control_ratios.py --control reports/asr-360-control/asr_rate_accuracy.json \
+        --label "12.5 x 64, pooled stage 1, 40 stage-2 epochs" \
+        --cut reports/asr-360-control-s0/asr_rate_accuracy.json:0:64 \
+        --cut reports/asr-360-pool-stage1/asr_rate_accuracy.json:1:64 --out reports/asr-360-control/ratios.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reportfile import merge_entry  # noqa: E402
+
+
+def _per_seed(rows: list[dict], seed: int, test_set: str, decoder: str, codebook: int | None) -> tuple[float, dict]:
+    """(WER of `seed`, the row) among a report's rows of one set and decoder (and first codebook size)."""
+    for r in rows:
+        if r["test_set"] == test_set and r["decoder"] == decoder and r.get("snr_db") is None and (
+                codebook is None or r["codebook_sizes"][0] == codebook) and seed in r["seeds"]:
+            return r["wer_per_seed"][r["seeds"].index(seed)], r
+    raise SystemExit(f"no row for seed {seed}, {test_set}, {decoder}, codebook {codebook}")
+
+
+def ratios(control: dict, cuts: list[tuple[dict, int, int]], sets: list[str] | None = None) -> list[dict]:
+    """One row per set (of `sets`, default all) and decoder: mean cut WER over the seeds, against the control's
+    and the own reference's."""
+    out = []
+    for full in control["full_model"]:
+        ts, dec = full["test_set"], full["decoder"]
+        if sets and ts not in sets:
+            continue
+        cut, ctl, own, bps = [], [], [], []
+        for report, seed, k in cuts:
+            wer, row = _per_seed(report["points"], seed, ts, dec, k)
+            cut.append(wer)
+            bps.append(row["entropy_bps"])
+            own.append(_per_seed(report["full_model"], seed, ts, dec, None)[0])
+            ctl.append(_per_seed(control["full_model"], seed, ts, dec, None)[0])
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        out.append({"test_set": ts, "decoder": dec, "seeds": [s for _, s, _ in cuts], "cut_wer_per_seed": cut,
+                    "control_wer_per_seed": ctl, "own_reference_wer_per_seed": own,
+                    "entropy_bps": round(mean(bps), 2), "ratio_to_control": round(mean(cut) / mean(ctl), 3),
+                    "ratio_to_own_reference": round(mean(cut) / mean(own), 3)})
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--control", type=Path, required=True, help="rate-accuracy report whose uncut rows are the control")
+    p.add_argument("--cut", action="append", required=True, metavar="REPORT:SEED:K",
+                   help="a report, the seed and the first codebook size of one cut (once per seed)")
+    p.add_argument("--label", required=True)
+    p.add_argument("--sets", help="comma-separated sets to compare (default: all the control's), e.g. dev where a "
+                   "cut was scored on another generation of a test set than the control")
+    p.add_argument("--out", type=Path, required=True)
+    ns = p.parse_args()
+    control = json.loads(ns.control.read_text())
+    cuts = []
+    for spec in ns.cut:
+        path, seed, k = spec.rsplit(":", 2)
+        cuts.append((json.loads(Path(path).read_text()), int(seed), int(k)))
+    rows = ratios(control, cuts, ns.sets.split(",") if ns.sets else None)
+    merge_entry(ns.out, ns.label, {"control": str(ns.control), "cuts": ns.cut, "sets": ns.sets, "rows": rows})
+    for r in rows:
+        print(f"{r['test_set']:10} {r['decoder']:8} {r['entropy_bps']:6.1f} bit/s  against the control "
+              f"{r['ratio_to_control']:.3f}x, against its own reference {r['ratio_to_own_reference']:.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
