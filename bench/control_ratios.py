@@ -24,10 +24,12 @@ from reportfile import merge_entry  # noqa: E402
 def _per_seed(rows: list[dict], seed: int, test_set: str, decoder: str, codebook: int | None) -> tuple[float, dict]:
     """(WER of `seed`, the row) among a report's rows of one set and decoder (and first codebook size)."""
     for r in rows:
+        if r.get("bench") == "codecs":  # rows `acom bench codecs` added: a codec pipeline, not a cut
+            continue
         if r["test_set"] == test_set and r["decoder"] == decoder and r.get("snr_db") is None and (
                 codebook is None or r["codebook_sizes"][0] == codebook) and seed in r["seeds"]:
             return r["wer_per_seed"][r["seeds"].index(seed)], r
-    raise SystemExit(f"no row for seed {seed}, {test_set}, {decoder}, codebook {codebook}")
+    raise LookupError(f"no row for seed {seed}, {test_set}, {decoder}, first codebook {codebook}")
 
 
 def ratios(control: dict, cuts: list[tuple[dict, int, int]], sets: list[str] | None = None) -> list[dict]:
@@ -63,12 +65,16 @@ def main() -> int:
                    "cut was scored on another generation of a test set than the control")
     p.add_argument("--out", type=Path, required=True)
     ns = p.parse_args()
-    control = json.loads(ns.control.read_text())
-    cuts = []
-    for spec in ns.cut:
-        path, seed, k = spec.rsplit(":", 2)
-        cuts.append((json.loads(Path(path).read_text()), int(seed), int(k)))
-    rows = ratios(control, cuts, ns.sets.split(",") if ns.sets else None)
+    try:
+        control = json.loads(ns.control.read_text())
+        cuts = []
+        for spec in ns.cut:
+            path, seed, k = spec.rsplit(":", 2)
+            cuts.append((json.loads(Path(path).read_text()), int(seed), int(k)))
+        rows = ratios(control, cuts, ns.sets.split(",") if ns.sets else None)
+    except (OSError, ValueError, LookupError) as e:  # a report missing or not JSON, a bad spec, a row not there
+        print(f"control_ratios: {e} (--control {ns.control}, --cut {' '.join(ns.cut)})", file=sys.stderr)
+        return 2
     merge_entry(ns.out, ns.label, {"control": str(ns.control), "cuts": ns.cut, "sets": ns.sets, "rows": rows})
     for r in rows:
         print(f"{r['test_set']:10} {r['decoder']:8} {r['entropy_bps']:6.1f} bit/s  against the control "
