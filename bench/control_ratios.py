@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -47,11 +48,34 @@ def ratios(control: dict, cuts: list[tuple[dict, int, int]], sets: list[str] | N
             bps.append(row["entropy_bps"])
             own.append(_per_seed(report["full_model"], seed, ts, dec, None)[0])
             ctl.append(_per_seed(control["full_model"], seed, ts, dec, None)[0])
-        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        mean = statistics.fmean
         out.append({"test_set": ts, "decoder": dec, "seeds": [s for _, s, _ in cuts], "cut_wer_per_seed": cut,
                     "control_wer_per_seed": ctl, "own_reference_wer_per_seed": own,
                     "entropy_bps": round(mean(bps), 2), "ratio_to_control": round(mean(cut) / mean(ctl), 3),
                     "ratio_to_own_reference": round(mean(cut) / mean(own), 3)})
+    return out
+
+
+def _dev_wer_by_epoch(log: Path) -> dict[int, float]:
+    """{epoch: dev WER} of an `acom train` log.jsonl (the rows of evaluated epochs)."""
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return {r["epoch"]: r["dev_wer"] for r in rows if "dev_wer" in r}
+
+
+def by_epoch(cuts: list[tuple[dict, int, int]], logs: list[tuple[Path, Path]]) -> list[dict]:
+    """Dev WER (greedy: what the training log scores) of the cuts during stage 2 against their controls at the
+    same added epoch and against their own 20-epoch references, mean over the seeds, at each epoch both logs
+    evaluated."""
+    cut_logs = [_dev_wer_by_epoch(c) for c, _ in logs]
+    ctl_logs = [_dev_wer_by_epoch(k) for _, k in logs]
+    own = [_per_seed(report["full_model"], seed, "dev", "greedy", None)[0] for report, seed, _ in cuts]
+    epochs = sorted(set.intersection(*(set(x) for x in cut_logs + ctl_logs)))
+    out = []
+    for e in epochs:
+        cut = statistics.fmean(c[e] for c in cut_logs)
+        out.append({"epoch": e, "cut_dev_wer": round(cut, 4),
+                    "ratio_to_control": round(cut / statistics.fmean(k[e] for k in ctl_logs), 3),
+                    "ratio_to_own_reference": round(cut / statistics.fmean(own), 3)})
     return out
 
 
@@ -63,6 +87,9 @@ def main() -> int:
     p.add_argument("--label", required=True)
     p.add_argument("--sets", help="comma-separated sets to compare (default: all the control's), e.g. dev where a "
                    "cut was scored on another generation of a test set than the control")
+    p.add_argument("--log", action="append", default=[], metavar="CUT_LOG:CONTROL_LOG",
+                   help="the stage-2 log.jsonl of a cut and its control's, once per --cut in the same order: adds "
+                   "the dev WER ratios at each epoch both evaluated (by_epoch)")
     p.add_argument("--out", type=Path, required=True)
     ns = p.parse_args()
     try:
@@ -72,12 +99,19 @@ def main() -> int:
             path, seed, k = spec.rsplit(":", 2)
             cuts.append((json.loads(Path(path).read_text()), int(seed), int(k)))
         rows = ratios(control, cuts, ns.sets.split(",") if ns.sets else None)
-    except (OSError, ValueError, LookupError) as e:  # a report missing or not JSON, a bad spec, a row not there
+        if ns.log and len(ns.log) != len(cuts):
+            raise ValueError(f"{len(ns.log)} --log for {len(cuts)} --cut: give one per cut, in the same order")
+        epochs = by_epoch(cuts, [tuple(Path(x) for x in spec.split(":")) for spec in ns.log]) if ns.log else None
+    except (OSError, ValueError, LookupError, KeyError) as e:  # a file missing or not JSON, a bad spec, no row
         print(f"control_ratios: {e} (--control {ns.control}, --cut {' '.join(ns.cut)})", file=sys.stderr)
         return 2
-    merge_entry(ns.out, ns.label, {"control": str(ns.control), "cuts": ns.cut, "sets": ns.sets, "rows": rows})
+    entry = {"control": str(ns.control), "cuts": ns.cut, "sets": ns.sets, "rows": rows}
+    merge_entry(ns.out, ns.label, {**entry, "logs": ns.log, "by_epoch": epochs} if epochs else entry)
     for r in rows:
         print(f"{r['test_set']:10} {r['decoder']:8} {r['entropy_bps']:6.1f} bit/s  against the control "
+              f"{r['ratio_to_control']:.3f}x, against its own reference {r['ratio_to_own_reference']:.3f}x")
+    for r in epochs or []:
+        print(f"stage-2 epoch {r['epoch']:3}: dev {r['cut_dev_wer']:.4f}, against the control "
               f"{r['ratio_to_control']:.3f}x, against its own reference {r['ratio_to_own_reference']:.3f}x")
     return 0
 

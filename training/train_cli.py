@@ -212,8 +212,8 @@ def train_main(argv: list[str]) -> int:
                       freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every, distill=ns.distill,
                       rate_weight=ns.rate_weight,
                       rate_target=(ns.rate_target or 0.0) / split.frame_rate)  # bit/s -> bits per code frame
-    meta["epochs_before"] = None if before is None else before + ns.epochs
-    fit(split, train, dev, cfg, ns.out, "split", meta, resume=ns.resume, teacher=teacher, loss_fn=loss_fn)
+    split_meta = {**meta, "epochs_before": None if before is None else before + ns.epochs}
+    fit(split, train, dev, cfg, ns.out, "split", split_meta, resume=ns.resume, teacher=teacher, loss_fn=loss_fn)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)
     return 0
