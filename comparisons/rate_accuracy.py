@@ -1,9 +1,11 @@
 """`acom bench rate-accuracy --task asr|ac`: task metric against bit/s for the split model at each number of
 quantizer stages, beside the uncut model, over one or more training runs (seeds). Runs that share an uncut
-model (cut systems trained from one `--init` checkpoint) score it once.
+model (cut systems trained from one `--init` checkpoint) score it once. `--uncut` compares each run's cut with
+another uncut checkpoint instead of the run's full.pt: a control trained as many epochs as the cut.
 
 Writes reports/<task>_rate_accuracy.json (keys task, test_set, training_epochs, full_model, points, targets:
-training_epochs gives each run's epochs of training in all, uncut and cut, from the checkpoints) and a PNG plot
+training_epochs gives each run's epochs of training in all, uncut and cut, from the checkpoints; with --uncut,
+uncut_models names the checkpoints compared with) and a PNG plot
 (bit/s on a log axis against the metric, the uncut model as a line). The targets are checked against the
 numbers measured here and reported as met or missed, with the margin.
 """
@@ -18,9 +20,17 @@ import statistics
 from pathlib import Path
 
 from acom.codes.priors import CodePriors
-from acom.core.checkpoint import PRETRAINED, load_checkpoint, load_reference, read_checkpoint, trained_epochs
+from acom.core.checkpoint import (
+    PRETRAINED,
+    load_checkpoint,
+    load_reference,
+    read_checkpoint,
+    read_uncut,
+    trained_epochs,
+)
 from acom.core.tasks import TASKS
 from acom.corpora.featcache import cached_features
+from acom.errors import AcomError
 from acom.training.decoding import WordNgramLM
 from acom.training.evaluate import infer, rate_fields, score
 
@@ -56,11 +66,11 @@ def tune_lm_weights(outputs: list, targets: list, lm: WordNgramLM, dec: Decoder 
                                              lexicon=dec.lexicon)["wer"])
 
 
-def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = False, uncut: bool = True
-               ) -> tuple[list[dict], list[dict]]:
-    """(uncut rows, split rows) of one run folder holding full.pt and split.pt; no uncut rows when `uncut` is
-    False (another run already scored the same uncut model)."""
-    full, _ = load_reference(run / "full.pt", task)
+def run_points(run: Path, task: str, sets: dict, seed: int, lexicon: bool = False, uncut: bool = True,
+               full_path: Path | None = None) -> tuple[list[dict], list[dict]]:
+    """(uncut rows, split rows) of one run folder holding split.pt and the uncut model (full_path, default its
+    full.pt); no uncut rows when `uncut` is False (another run already scored the same uncut model)."""
+    full, _ = load_reference(full_path or run / "full.pt", task)
     split, payload = load_checkpoint(run / "split.pt", task)
     lm = WordNgramLM.from_dict(json.loads(payload["lm"])) if "lm" in payload else None
     priors = CodePriors.from_tensors(payload["priors"])
@@ -103,11 +113,11 @@ def lm_weights(lm: WordNgramLM | None, dev, full, stages, split, decs: tuple[Dec
     return {d: {k: tune_lm_weights(o, dev.targets, lm, d) for k, o in outputs.items()} for d in decs}
 
 
-def uncut_key(run: Path) -> str:
-    """What makes a run's uncut rows: its full.pt and the word LM in its split.pt (the beam decoders' LM), as a
-    SHA-256. Stage-2 runs started with `--init` copy the same full.pt, so several cut systems over one uncut
-    model share a key and the report scores that model once."""
-    h = hashlib.sha256((run / "full.pt").read_bytes())
+def uncut_key(run: Path, full_path: Path | None = None) -> str:
+    """What makes a run's uncut rows: its uncut model (full_path, default its full.pt) and the word LM in its
+    split.pt (the beam decoders' LM), as a SHA-256. Stage-2 runs started with `--init` copy the same full.pt, so
+    several cut systems over one uncut model share a key and the report scores that model once."""
+    h = hashlib.sha256((full_path or run / "full.pt").read_bytes())
     h.update(str(read_checkpoint(run / "split.pt").get("lm", "")).encode())
     return h.hexdigest()
 
@@ -237,6 +247,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=list(TASKS), required=True)
     p.add_argument("--runs", type=Path, nargs="*", help="run folders (full.pt + split.pt), one per seed; "
                    "default: the shipped model")
+    p.add_argument("--uncut", type=Path, nargs="+", metavar="FULL.pt", help="uncut checkpoints to compare the "
+                   "cuts with, one per --runs folder in the same order (default: each run's full.pt); e.g. controls "
+                   "trained as many epochs as the cuts (acom train --init UNCUT.pt --epochs N --split-epochs 0)")
     p.add_argument("--data", type=Path, help="data set folder holding the test subsets")
     p.add_argument("--cache", "--features", dest="features", type=Path,
                    help="feature cache folder (default: the one acom train and eval use, outside the data)")
@@ -248,20 +261,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _uncut_paths(ns: argparse.Namespace, runs: list[Path]) -> list[Path]:
+    """The uncut checkpoint of each run: --uncut's, checked before anything is scored (one per run, each an
+    uncut checkpoint of the task), or the run's full.pt."""
+    if not ns.uncut:
+        return [run / "full.pt" for run in runs]
+    if not ns.runs or len(ns.uncut) != len(runs):
+        raise AcomError(f"--uncut: {len(ns.uncut)} checkpoint(s) for {len(ns.runs or [])} --runs folder(s); give "
+                        "one uncut checkpoint per run, in the same order")
+    for path in ns.uncut:
+        read_uncut(path, ns.task, "--uncut")
+    return list(ns.uncut)
+
+
 def main(argv: list[str]) -> int:
     ns = parser().parse_args(argv)
     runs = ns.runs or [PRETRAINED / ns.task]
+    uncut = _uncut_paths(ns, runs)
     fulls, points, seeds, scored, epochs = [], [], [], set(), []
-    for run in runs:
+    for run, full_path in zip(runs, uncut):
         seed = json.loads((run / "command.json").read_text()).get("seed", 0) if (run / "command.json").is_file() else 0
         split, payload = load_checkpoint(run / "split.pt", ns.task)
-        epochs.append({"run": str(run), "seed": seed, "uncut": trained_epochs(read_checkpoint(run / "full.pt")),
+        epochs.append({"run": str(run), "seed": seed, "uncut": trained_epochs(read_checkpoint(full_path)),
                        "cut": trained_epochs(payload)})
         n_mels = split.model.frontend.cfg.n_mels
         sets = {s: cached_features(ns.task, s, n_mels, root=ns.data, cache=ns.features)
                 for s in (ns.sets.split(",") if ns.sets else TASKS[ns.task].eval_sets)}
-        key = uncut_key(run)
-        f, pts = run_points(run, ns.task, sets, seed, lexicon=not ns.no_lexicon, uncut=key not in scored)
+        key = uncut_key(run, full_path)
+        f, pts = run_points(run, ns.task, sets, seed, lexicon=not ns.no_lexicon, uncut=key not in scored,
+                            full_path=full_path)
         scored.add(key)
         fulls += f
         points += pts
@@ -270,7 +298,8 @@ def main(argv: list[str]) -> int:
     pts = mean_over_seeds(points, ("system", "test_set", "snr_db", "decoder", "n_q", "codebook_sizes", "nominal_bps",
                                    "split_layer", "frame_rate"))
     report = {"task": ns.task, "test_set": TASKS[ns.task].test_subset, "seeds": seeds, "runs": [str(r) for r in runs],
-              "training_epochs": epochs, "full_model": full, "points": pts,
+              "training_epochs": epochs, **({"uncut_models": [str(u) for u in ns.uncut]} if ns.uncut else {}),
+              "full_model": full, "points": pts,
               "targets": check_targets(ns.task, full, pts)}
     ns.out.mkdir(parents=True, exist_ok=True)
     path = ns.out / f"{ns.task}_rate_accuracy.json"

@@ -77,6 +77,16 @@ def load_reference(path: Path, task: str) -> tuple[SplitModel, dict]:
     return split, payload
 
 
+def read_uncut(path: Path, task: str, option: str) -> dict:
+    """The payload of `path`, an uncut checkpoint of `task` given as command-line `option` (AcomError naming the
+    option and what the checkpoint is instead: another task's, one with a quantizer, or a pooled stage 1)."""
+    payload = read_checkpoint(path)
+    if payload["task"] != task or payload["rvq_config"] is not None or payload.get("cut_pool"):
+        what = "a quantizer" if payload["rvq_config"] else "its cut pooled" if payload.get("cut_pool") else "uncut"
+        raise AcomError(f"{option} {path}: not an uncut {task} checkpoint (task {payload['task']!r}, {what})")
+    return payload
+
+
 def load_checkpoint(path: Path, task: str | None = None) -> tuple[SplitModel, dict]:
     """(model, payload) from `path`; AcomError if it is for another task or its weights do not fit."""
     payload = read_checkpoint(path)

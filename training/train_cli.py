@@ -14,7 +14,7 @@ import torch
 
 from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
-from acom.core.checkpoint import PRETRAINED, load_checkpoint, read_checkpoint, trained_epochs, uncut
+from acom.core.checkpoint import PRETRAINED, load_checkpoint, read_uncut, trained_epochs, uncut
 from acom.core.custom import load_object, load_user_model
 from acom.core.split import SplitModel, make_rvq
 from acom.core.tasks import TASKS
@@ -97,6 +97,9 @@ def train_parser() -> argparse.ArgumentParser:
                    "the cut learn the lower frame rate before stage 2; needs a time pool over 1 (with --init: "
                    "--epochs N trains that model further, pooled)")
     p.add_argument("--freeze-edge", action="store_true", help="stage 2 trains only the quantizer and server part")
+    p.add_argument("--split-dropout", type=float, default=None, metavar="P", help="stage 2: set every dropout "
+                   "layer of the model to P (0..0.9; 0 turns dropout off for a cut that underfits; default: the "
+                   "model's own)")
     p.add_argument("--distill", type=float, default=0.0, help="stage 2: add this weight times the KL divergence "
                    "from the uncut model's output distribution (per frame for ASR) to the loss (default 0: off)")
     p.add_argument("--rate-weight", type=float, default=0.0, help="stage 2: add this weight times the codes' "
@@ -141,6 +144,8 @@ def _check_numbers(ns: argparse.Namespace) -> None:
         raise AcomError("--reference names the uncut model beside a stage 2 started with --init; give --init too")
     if ns.pool_stage1 and ns.model:
         raise AcomError("--pool-stage1 with --model: pool inside your model before its cut instead")
+    if ns.split_dropout is not None and not 0.0 <= ns.split_dropout <= 0.9:
+        raise AcomError(f"--split-dropout {ns.split_dropout}: allowed 0 to 0.9")
     if ns.distill < 0:
         raise AcomError(f"--distill {ns.distill}: must be 0 (off) or a positive weight")
     if not ns.rate_weight >= 0:
@@ -208,15 +213,25 @@ def train_main(argv: list[str]) -> int:
     # the uncut model as it is now, before stage 2 changes the blocks it shares with the split model
     teacher = copy.deepcopy(full) if ns.distill > 0 else None
     split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **rvq_kw)
+    set_dropout(split, ns.split_dropout)
     cfg = TrainConfig(epochs=ns.split_epochs, lr=lr / 2, batch_frames=ns.batch_frames, seed=ns.seed,
                       freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every, distill=ns.distill,
                       rate_weight=ns.rate_weight,
                       rate_target=(ns.rate_target or 0.0) / split.frame_rate)  # bit/s -> bits per code frame
-    split_meta = {**meta, "epochs_before": None if before is None else before + ns.epochs}
+    split_meta = {**meta, "epochs_before": None if before is None else before + ns.epochs,
+                  **({"split_dropout": ns.split_dropout} if ns.split_dropout is not None else {})}
     fit(split, train, dev, cfg, ns.out, "split", split_meta, resume=ns.resume, teacher=teacher, loss_fn=loss_fn)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)
     return 0
+
+
+def set_dropout(model: torch.nn.Module, p: float | None) -> int:
+    """Set every nn.Dropout in `model` to probability `p` (None: leave them); returns how many there are."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for m in layers:
+        m.p = m.p if p is None else p
+    return len(layers)
 
 
 def _reference(ns: argparse.Namespace, init: dict) -> Path:
@@ -227,10 +242,7 @@ def _reference(ns: argparse.Namespace, init: dict) -> Path:
             raise AcomError(f"--init {ns.init}: trained with its cut pooled (--pool-stage1), so it is not the uncut "
                             f"model to compare the cut with; name that one with --reference UNCUT.pt")
         return ns.init
-    ref = read_checkpoint(ns.reference)
-    if ref["task"] != ns.task or ref["rvq_config"] is not None or ref.get("cut_pool"):
-        what = "a quantizer" if ref["rvq_config"] else "its cut pooled" if ref.get("cut_pool") else "uncut"
-        raise AcomError(f"--reference {ns.reference}: not an uncut {ns.task} checkpoint (task {ref['task']!r}, {what})")
+    read_uncut(ns.reference, ns.task, "--reference")
     return ns.reference
 
 

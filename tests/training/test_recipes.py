@@ -237,3 +237,41 @@ def test_eval_every_and_the_gpu_transfer_round_trip(tmp_path: Path) -> None:
             assert y.dtype == x.dtype, k
             torch.testing.assert_close(y, x.half().to(x.dtype), rtol=0, atol=0)
     assert (back / "log.jsonl").read_text() == (run / "log.jsonl").read_text()
+
+
+def test_rate_accuracy_against_a_control(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--uncut FULL.pt`: the cut compared with another uncut checkpoint (a control trained as long), whose rows,
+    epochs and name the report holds; a count that does not match --runs, or a checkpoint that is not uncut,
+    exits 2 naming it and writes nothing."""
+    feats = tmp_path / "features"
+    for name, n, seed in (("train", 40, 0), ("dev", 10, 1), ("test", 10, 2)):
+        _toy_features(n, seed).save(feature_path(feats, "ac", name, 40))
+    common = ["--features", str(feats), "--batch-frames", "2000", "--device", "cpu", "--seed", "0"]
+    base, ctl = tmp_path / "base", tmp_path / "ctl"
+    assert acom(["train", "--task", "ac", "--out", str(base), "--epochs", "2", "--split-epochs", "1",
+                 "--codebooks", "4", *common]) == 0
+    assert acom(["train", "--task", "ac", "--out", str(ctl), "--init", str(base / "full.pt"), "--epochs", "1",
+                 "--split-epochs", "0", *common]) == 0
+    capsys.readouterr()
+    assert acom(["eval", "--task", "ac", "--checkpoint", str(ctl / "full.pt"), "--features", str(feats), "--json",
+                 "--show", "0"]) == 0
+    want = json.loads(capsys.readouterr().out)["results"][0]["accuracy"]
+    out = tmp_path / "reports"
+    bench = ["bench", "rate-accuracy", "--task", "ac", "--runs", str(base), "--features", str(feats)]
+    assert acom(bench + ["--uncut", str(ctl / "full.pt"), "--out", str(out)]) == 0
+    assert "note:" not in capsys.readouterr().out  # 3 epochs each: nothing to flag
+    report = json.loads((out / "ac_rate_accuracy.json").read_text())
+    assert report["uncut_models"] == [str(ctl / "full.pt")]
+    assert report["training_epochs"] == [{"run": str(base), "seed": 0, "uncut": 3, "cut": 3}]
+    assert report["full_model"][0]["accuracy"] == pytest.approx(want, abs=1e-4)
+
+    refusals = {
+        (str(ctl / "full.pt"), str(ctl / "full.pt")): "--uncut: 2 checkpoint(s) for 1 --runs folder(s)",
+        (str(base / "split.pt"),): f"--uncut {base / 'split.pt'}: not an uncut ac checkpoint (task 'ac', a quantizer)",
+        (str(tmp_path / "none.pt"),): f"{tmp_path / 'none.pt'}: checkpoint not found",
+    }
+    for paths, message in refusals.items():
+        assert acom(bench + ["--uncut", *paths, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "bad").exists()
