@@ -11,7 +11,8 @@ with 40 stage-2 epochs, and reports/asr-360-pool-k56/, 1 x 56 with 50; 25 with
 a rate term in the loss in reports/asr-360-rate-term/, seed 0), and the codec pipelines measured on the
 90-minute set (reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER;
 the targets at 60 and 40 bit/s drawn. Third, the 12.5 code frames/s points of those reports up close (test-clean,
-greedy and beam+LM, each over its own uncut WER).
+greedy and beam+LM, each over its own uncut WER). Stars: the same cuts over an uncut model trained as many epochs
+as the cut (reports/asr-360-control/ratios.json; reports/ac-pool10-control/ for sound classes).
 The models are demonstrations trained on synthetic speech and sounds.
 
     python bench/half_bits_plot.py
@@ -71,6 +72,11 @@ def classes(ax) -> None:
         full = next(f for f in rep["full_model"] if f["test_set"] == "test" and f.get("snr_db") is None)
         ax.axhline(100 * full["accuracy"], ls="--", lw=1, color=color, label=f"uncut, {name}")
         ax.axhline(100 * full["accuracy"] - 1, ls=":", lw=1, color=color)
+    ctl = load("ac-pool10-control/ac_rate_accuracy.json")  # retrained cuts beside uncut models trained as long
+    acom_line(ax, ctl["points"], acc, "test", "argmax", "ACoM 2.5 frames/s, retrained", color="k", marker="*",
+              ls="none")
+    full = next(f for f in ctl["full_model"] if f["test_set"] == "test" and f.get("snr_db") is None)
+    ax.axhline(100 * full["accuracy"], ls="-.", lw=1, color="k", label="uncut trained as long as the cut (60 epochs)")
     low = [p["accuracy"] for p in old["points"] if p.get("bench") == "codecs" and p["test_set"] == "test"
            and not p.get("snr_db") and p["accuracy"] < 0.84]
     if low:
@@ -115,6 +121,7 @@ def speech(ax) -> None:
     rate = load("asr-360-rate-term/asr_rate_accuracy.json")
     acom_line(ax, rate["points"], over(rate), ts, dec, "ACoM 25 frames/s, 1 x 64 with a rate term "
               "(--rate-weight 0.1, 10 epochs, seed 0)", color="C4", marker="D", ls="none")
+    control_stars(ax, ts, dec)
     ax.axhline(1.0, ls="--", lw=1, color="k", label="uncut model")
     for bps, ratio in ((60, 1.10), (40, 1.25)):
         ax.plot([1, bps, bps], [ratio, ratio, 0.9], color="C2", lw=1)
@@ -124,6 +131,19 @@ def speech(ax) -> None:
            ylabel="WER / uncut WER (beam+LM, test-clean)",
            title="Speech (ACoM: 360-minute set; codecs: 90-minute set)")
     ax.legend(fontsize=6.5, loc="upper right")
+
+
+def control_stars(ax, test_set: str, decoder: str, near: bool = False) -> None:
+    """The cuts of reports/asr-360-control/ratios.json over an uncut model trained as long (the control)."""
+    labelled = False
+    for what, entry in load("asr-360-control/ratios.json").items():
+        for r in entry["rows"]:
+            if r["test_set"] != test_set or r["decoder"] != decoder or (near and not 56 <= r["entropy_bps"] <= 63):
+                continue
+            ax.plot(r["entropy_bps"], r["ratio_to_control"], "*", color="k", mfc="k" if decoder != "greedy" else
+                    "none", ms=10, label=f"over an uncut model trained as long ({decoder})" if near or not labelled
+                    else None)
+            labelled = True
 
 
 def near_60(ax) -> None:
@@ -137,6 +157,8 @@ def near_60(ax) -> None:
                 if p["test_set"] == ts and p["decoder"] == dec and p["frame_rate"] == 12.5:
                     ax.plot(p["entropy_bps"], p["wer"] / base, marker, color=color, mfc=fill, ms=7,
                             label=f"{what} ({dec})")
+    for dec in ("greedy", "beam+lm"):
+        control_stars(ax, ts, dec, near=True)
     ax.axvline(60, color="C2", lw=1)
     ax.axhline(1.10, color="C2", lw=1, label="target: <= 60 bit/s, <= 1.1x")
     ax.axhline(1.0, ls="--", lw=1, color="k")
