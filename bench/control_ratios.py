@@ -103,7 +103,8 @@ def main() -> int:
             raise ValueError(f"{len(ns.log)} --log for {len(cuts)} --cut: give one per cut, in the same order")
         epochs = by_epoch(cuts, [tuple(Path(x) for x in spec.split(":")) for spec in ns.log]) if ns.log else None
     except (OSError, ValueError, LookupError, KeyError) as e:  # a file missing or not JSON, a bad spec, no row
-        print(f"control_ratios: {e} (--control {ns.control}, --cut {' '.join(ns.cut)})", file=sys.stderr)
+        logs = f", --log {' '.join(ns.log)}" if ns.log else ""
+        print(f"control_ratios: {e} (--control {ns.control}, --cut {' '.join(ns.cut)}{logs})", file=sys.stderr)
         return 2
     entry = {"control": str(ns.control), "cuts": ns.cut, "sets": ns.sets, "rows": rows}
     merge_entry(ns.out, ns.label, {**entry, "logs": ns.log, "by_epoch": epochs} if epochs else entry)
