@@ -10,8 +10,8 @@ reports/asr-360-half-e40/, and from a stage 1 trained on the pooled cut in repor
 with 40 stage-2 epochs, and reports/asr-360-pool-k56/, 1 x 56 with 50; 25 with
 a rate term in the loss in reports/asr-360-rate-term/, seed 0), and the codec pipelines measured on the
 90-minute set (reports/asr-edge-gpu3/, 3 seeds), each over its own set's uncut WER;
-the targets at 60 and 40 bit/s drawn. Third, the 12.5 code frames/s points of those reports up close (test-clean,
-greedy and beam+LM, each over its own uncut WER). Stars: the same cuts over an uncut model trained as many epochs
+the targets at 60 and 40 bit/s drawn. Third, the points near 60 bit/s of those reports up close (test-clean,
+greedy and beam+LM, each over its own uncut WER). Stars: cuts over an uncut model trained as many epochs
 as the cut (reports/asr-360-control/ratios.json; reports/ac-pool10-control/ for sound classes).
 The models are demonstrations trained on synthetic speech and sounds.
 
@@ -141,13 +141,14 @@ def control_stars(ax, test_set: str, decoder: str, near: bool = False) -> None:
             if r["test_set"] != test_set or r["decoder"] != decoder or (near and not 56 <= r["entropy_bps"] <= 63):
                 continue
             ax.plot(r["entropy_bps"], r["ratio_to_control"], "*", color="k", mfc="k" if decoder != "greedy" else
-                    "none", ms=10, label=f"over an uncut model trained as long ({decoder})" if near or not labelled
-                    else None)
+                    "none", ms=10, label=None if labelled else
+                    f"over an uncut model trained as long ({decoder})")
             labelled = True
 
 
 def near_60(ax) -> None:
-    """The 12.5 code frames/s points up close: test-clean, greedy (open) and beam+LM (filled)."""
+    """The points near 60 bit/s up close: test-clean, greedy (open) and beam+LM (filled); the stars over the
+    control include 8.3 code frames/s and the cut after block 4."""
     ts = "test-clean"
     for rel, what, color, marker in HALF_RATE:
         rep = load(f"{rel}/asr_rate_accuracy.json")
@@ -163,7 +164,7 @@ def near_60(ax) -> None:
     ax.axhline(1.10, color="C2", lw=1, label="target: <= 60 bit/s, <= 1.1x")
     ax.axhline(1.0, ls="--", lw=1, color="k")
     ax.set(xlim=(56, 63), ylim=(0.98, 1.3), xlabel="bit/s, range-coded (test-clean)",
-           ylabel="WER / uncut WER (test-clean)", title="Speech at 12.5 code frames/s x 64 (x 56), up close")
+           ylabel="WER / uncut WER (test-clean)", title="Speech near 60 bit/s, up close")
     ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
 
 
