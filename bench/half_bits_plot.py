@@ -136,7 +136,7 @@ def speech(ax) -> None:
 def control_stars(ax, test_set: str, decoder: str, near: bool = False) -> None:
     """The cuts of reports/asr-360-control/ratios.json over an uncut model trained as long (the control)."""
     labelled = False
-    for what, entry in load("asr-360-control/ratios.json").items():
+    for entry in load("asr-360-control/ratios.json").values():
         for r in entry["rows"]:
             if r["test_set"] != test_set or r["decoder"] != decoder or (near and not 56 <= r["entropy_bps"] <= 63):
                 continue
