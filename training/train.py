@@ -212,7 +212,8 @@ def fit(split: SplitModel,  # noqa: PLR0913 (the run's data, settings and resume
         meta: dict, resume: bool = False, progress: bool = True, teacher: SplitModel | None = None,
         loss_fn=None) -> dict:
     """Train `split` for cfg.epochs, evaluating on `dev` after each epoch; returns the last dev metrics.
-    With ``cfg.distill`` > 0, ``teacher`` (the uncut model stage 2 started from) is distilled into `split`.
+    With ``cfg.distill`` > 0, ``teacher`` (the uncut model stage 2 started from, or one given with --teacher) is
+    distilled into `split`.
 
     Writes out_dir/{stage}.pt after every epoch (with optimizer state: `resume` continues from it) and
     appends to out_dir/log.jsonl.

@@ -102,6 +102,9 @@ def train_parser() -> argparse.ArgumentParser:
                    "model's own)")
     p.add_argument("--distill", type=float, default=0.0, help="stage 2: add this weight times the KL divergence "
                    "from the uncut model's output distribution (per frame for ASR) to the loss (default 0: off)")
+    p.add_argument("--teacher", type=Path, default=None, metavar="UNCUT.pt", help="with --distill: distill from "
+                   "this uncut checkpoint of the task (e.g. one trained longer) instead of the model stage 2 starts "
+                   "from; recorded as 'teacher' in split.pt")
     p.add_argument("--rate-weight", type=float, default=0.0, help="stage 2: add this weight times the codes' "
                    "soft bits per code frame under a running bigram of the train codes (what the range coder "
                    "spends) to the loss, trading bits for task loss; the log gains a 'bits' column (default 0: off)")
@@ -148,6 +151,9 @@ def _check_numbers(ns: argparse.Namespace) -> None:
         raise AcomError(f"--split-dropout {ns.split_dropout}: allowed 0 to 0.9")
     if ns.distill < 0:
         raise AcomError(f"--distill {ns.distill}: must be 0 (off) or a positive weight")
+    if ns.teacher is not None and not (ns.distill > 0 and ns.split_epochs):
+        raise AcomError(f"--teacher {ns.teacher}: a teacher is distilled from in stage 2; give --distill W > 0 "
+                        "and --split-epochs N > 0")
     if not ns.rate_weight >= 0:
         raise AcomError(f"--rate-weight {ns.rate_weight}: must be 0 (off) or a positive weight")
     if ns.rate_target is not None and not (ns.rate_target > 0 and ns.rate_weight > 0):
@@ -183,7 +189,9 @@ def train_main(argv: list[str]) -> int:
     n_mels = probe.frontend.cfg.n_mels
     train = cached_features(ns.task, _split(ns, "train", ns.train, "train"), n_mels, root=ns.data, cache=ns.cache)
     dev = cached_features(ns.task, _split(ns, "dev", ns.dev, "dev"), n_mels, root=ns.data, cache=ns.cache)
-    if ns.init:  # read before anything is written: a bad --init or --reference leaves no run folder
+    # read before anything is written: a bad --teacher, --init or --reference leaves no run folder
+    teacher = _teacher(ns, probe)
+    if ns.init:
         full, init_payload = load_checkpoint(ns.init, ns.task)
         if ns.epochs:
             _check_continued(ns, init_payload, rvq_kw.get("time_pool", 1))
@@ -211,15 +219,14 @@ def train_main(argv: list[str]) -> int:
     if ns.split_epochs == 0:  # stage 1 only: its checkpoint is the run (stage 2 later with --init)
         return 0
     # the uncut model as it is now, before stage 2 changes the blocks it shares with the split model
-    teacher = copy.deepcopy(full) if ns.distill > 0 else None
+    teacher = _distilled_from(teacher, full, ns.distill)
     split = insert_quantizer(full, split_layer, sizes, train, ns.seed, **rvq_kw)
     set_dropout(split, ns.split_dropout)
     cfg = TrainConfig(epochs=ns.split_epochs, lr=lr / 2, batch_frames=ns.batch_frames, seed=ns.seed,
                       freeze_edge=ns.freeze_edge, device=ns.device, eval_every=ns.eval_every, distill=ns.distill,
                       rate_weight=ns.rate_weight,
                       rate_target=(ns.rate_target or 0.0) / split.frame_rate)  # bit/s -> bits per code frame
-    split_meta = {**meta, "epochs_before": None if before is None else before + ns.epochs,
-                  **({"split_dropout": ns.split_dropout} if ns.split_dropout is not None else {})}
+    split_meta = {**meta, "epochs_before": None if before is None else before + ns.epochs, **_stage2_options(ns)}
     fit(split, train, dev, cfg, ns.out, "split", split_meta, resume=ns.resume, teacher=teacher, loss_fn=loss_fn)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)
@@ -232,6 +239,44 @@ def set_dropout(model: torch.nn.Module, p: float | None) -> int:
     for m in layers:
         m.p = m.p if p is None else p
     return len(layers)
+
+
+def _distilled_from(teacher: SplitModel | None, full: torch.nn.Module, distill: float) -> torch.nn.Module | None:
+    """Stage 2's teacher: --teacher's model, else a frozen copy of the uncut model as stage 2 begins (None
+    without --distill)."""
+    if distill <= 0:
+        return None
+    return teacher if teacher is not None else copy.deepcopy(full)
+
+
+def _stage2_options(ns: argparse.Namespace) -> dict:
+    """Stage-2 options recorded in split.pt when given: the dropout set and the teacher distilled from."""
+    return {**({"split_dropout": ns.split_dropout} if ns.split_dropout is not None else {}),
+            **({"teacher": str(ns.teacher)} if ns.teacher is not None else {})}
+
+
+def _teacher(ns: argparse.Namespace, probe: torch.nn.Module) -> SplitModel | None:
+    """The --teacher checkpoint as a model (None without one), refused unless it is an uncut model of the task
+    that reads the same log-mels and has the same outputs as the model trained (`probe`: one built like it)."""
+    if ns.teacher is None:
+        return None
+    read_uncut(ns.teacher, ns.task, "--teacher")
+    teacher, _ = load_checkpoint(ns.teacher, ns.task)
+    n_mels = probe.frontend.cfg.n_mels
+    if teacher.model.frontend.cfg.n_mels != n_mels:
+        raise AcomError(f"--teacher {ns.teacher}: reads {teacher.model.frontend.cfg.n_mels} log-mel bands, "
+                        f"the model trained {n_mels}")
+    want, got = (_outputs(m, n_mels) for m in (probe, teacher.model))
+    if want != got:
+        raise AcomError(f"--teacher {ns.teacher}: its model has {got} outputs, the model trained {want}")
+    return teacher
+
+
+@torch.no_grad()
+def _outputs(model: torch.nn.Module, n_mels: int) -> int:
+    """Output classes (CTC symbols or sound classes) of a model, from one forward pass of 2 s of zeros."""
+    logits, _ = model.eval()(torch.zeros(1, n_mels, 200), torch.tensor([200]))
+    return int(logits.shape[-1])
 
 
 def _reference(ns: argparse.Namespace, init: dict) -> Path:
