@@ -92,6 +92,12 @@ def load_checkpoint(path: Path, task: str | None = None) -> tuple[SplitModel, di
     payload = read_checkpoint(path)
     if task is not None and payload["task"] != task:
         raise AcomError(f"{path}: checkpoint is for task {payload['task']!r}, not {task!r}")
+    return model_from_payload(path, payload), payload
+
+
+def model_from_payload(path: Path, payload: dict) -> SplitModel:
+    """The model (eval mode) a checkpoint's payload, read from `path`, describes; AcomError naming `path` if
+    its weights do not fit."""
     custom = payload["model_config"].get("kind") == "custom"
     if custom:
         from acom.core.custom import CustomModel
@@ -117,7 +123,7 @@ def load_checkpoint(path: Path, task: str | None = None) -> tuple[SplitModel, di
     if missing or unexpected:
         raise AcomError(f"{path}: weights do not fit the model they claim: missing {missing[:5]}, "
                         f"unexpected {unexpected[:5]}")
-    return split.eval(), payload
+    return split.eval()
 
 
 def uncut(task: str, config: dict | None = None) -> SplitModel:

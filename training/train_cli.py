@@ -14,7 +14,7 @@ import torch
 
 from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
-from acom.core.checkpoint import PRETRAINED, load_checkpoint, read_uncut, trained_epochs, uncut
+from acom.core.checkpoint import PRETRAINED, load_checkpoint, model_from_payload, read_uncut, trained_epochs, uncut
 from acom.core.custom import load_object, load_user_model
 from acom.core.split import SplitModel, make_rvq
 from acom.core.tasks import TASKS
@@ -260,8 +260,7 @@ def _teacher(ns: argparse.Namespace, probe: torch.nn.Module) -> SplitModel | Non
     that reads the same log-mels and has the same outputs as the model trained (`probe`: one built like it)."""
     if ns.teacher is None:
         return None
-    read_uncut(ns.teacher, ns.task, "--teacher")
-    teacher, _ = load_checkpoint(ns.teacher, ns.task)
+    teacher = model_from_payload(ns.teacher, read_uncut(ns.teacher, ns.task, "--teacher"))
     n_mels = probe.frontend.cfg.n_mels
     if teacher.model.frontend.cfg.n_mels != n_mels:
         raise AcomError(f"--teacher {ns.teacher}: reads {teacher.model.frontend.cfg.n_mels} log-mel bands, "
