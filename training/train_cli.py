@@ -92,6 +92,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-pool", type=int, help="frames at the cut averaged into one code frame (1..16; the server "
                    "repeats each decoded frame as many times): 2 halves the code frame rate and the bit/s "
                    "(default: the recipe's, 1 for most)")
+    p.add_argument("--code-dim", type=int, metavar="C", help="channels of each codebook's space: the cut's "
+                   "features are projected to C channels, where the search runs (1..the cut's width; default: "
+                   "the recipe's, 16)")
     p.add_argument("--pool-stage1", action="store_true", help="stage 1 trains the uncut model with the cut's "
                    "frames already averaged in runs of the time pool and repeated (no codebooks), so both sides of "
                    "the cut learn the lower frame rate before stage 2; needs a time pool over 1 (with --init: "
@@ -181,10 +184,8 @@ def train_main(argv: list[str]) -> int:
     loss_fn = load_object(ns.loss, "--loss") if ns.loss else None
     if loss_fn is not None and not callable(loss_fn):
         raise AcomError(f"--loss {ns.loss!r}: not a function")
-    rvq_kw = recipe.rvq if ns.time_pool is None else {**recipe.rvq, "time_pool": ns.time_pool}
-    if ns.pool_stage1 and rvq_kw.get("time_pool", 1) == 1:
-        raise AcomError(f"--pool-stage1: recipe {recipe.name} pools 1 frame per code frame; add --time-pool 2 or more")
     probe = user.model if ns.model else uncut(ns.task, recipe.model).model
+    rvq_kw = _rvq_options(ns, recipe, probe.cut_dim(split_layer))
     make_rvq(probe, split_layer, sizes, **rvq_kw)
     n_mels = probe.frontend.cfg.n_mels
     train = cached_features(ns.task, _split(ns, "train", ns.train, "train"), n_mels, root=ns.data, cache=ns.cache)
@@ -231,6 +232,18 @@ def train_main(argv: list[str]) -> int:
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)
     return 0
+
+
+def _rvq_options(ns: argparse.Namespace, recipe: recipes.Recipe, width: int) -> dict:
+    """The recipe's quantizer settings with --time-pool and --code-dim applied, refused when out of range
+    (`width`: the channels of the features at the cut)."""
+    rvq_kw = {**recipe.rvq, **({"time_pool": ns.time_pool} if ns.time_pool is not None else {}),
+              **({"code_dim": ns.code_dim} if ns.code_dim is not None else {})}
+    if ns.pool_stage1 and rvq_kw.get("time_pool", 1) == 1:
+        raise AcomError(f"--pool-stage1: recipe {recipe.name} pools 1 frame per code frame; add --time-pool 2 or more")
+    if ns.code_dim is not None and not 1 <= ns.code_dim <= width:
+        raise AcomError(f"--code-dim {ns.code_dim}: allowed 1..{width}, the width of the features at the cut")
+    return rvq_kw
 
 
 def set_dropout(model: torch.nn.Module, p: float | None) -> int:

@@ -3,12 +3,14 @@ codebook): trained by name, exported for the Raspberry Pi 4 (ExecuTorch) and the
 vela, the C graph and firmware) with every artifact's codes equal to its int8 reference, the C graph's codes equal
 to TFLite Micro's, the M55 firmware fed live audio over its UART under QEMU sending TFLite Micro's codes, and
 served: the server's labels and scores equal the offline split model's. The speech one (`edge-asr-12hz`: the
-quantizer pools 2 frames per code frame, 12.5 code frames/s): the same export checks, and its codes served
-over UDP get the offline split model's transcripts."""
+quantizer pools 2 frames per code frame, 12.5 code frames/s; trained with `--code-dim 8`): the same export
+checks, and its codes served over UDP get the offline split model's transcripts."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,15 +69,17 @@ def test_the_low_rate_classifier_recipe_trains_exports_and_serves(urban_set: Pat
 def test_the_12hz_speech_recipe_trains_exports_and_serves(speech_set: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert acom(["train", "--task", "asr", "--recipe", "edge-asr-12hz", "--data", str(speech_set), "--init",
-                 str(PRETRAINED / "asr" / "full.pt"), "--out", str(run), "--epochs", "0", "--split-epochs", "1"]) == 0
+                 str(PRETRAINED / "asr" / "full.pt"), "--out", str(run), "--epochs", "0", "--split-epochs", "1",
+                 "--code-dim", "8"]) == 0
     split, _ = load_checkpoint(run / "split.pt", "asr")
     assert split.frame_rate == 12.5 and split.rvq.config.codebook_sizes == (64,)
+    assert split.rvq.config.code_dim == 8  # not the recipe's 16: the C graph and the server follow the checkpoint
     # one epoch from the 25 frames/s model: its int8 WER on 8 items moves by a word with the calibration windows
     bundles = export_both(run / "split.pt", speech_set, tmp_path, "asr", kind=None, metric_gate=False)
     m55 = json.loads((bundles["cortex-m55-u55"] / "manifest.json").read_text())
     assert m55["c_graph"]["written"] and m55["firmware"]["written"] and m55["frame_rate"] == 12.5
     assert m55["graph"]["window_samples"] % 1280 == 0  # whole code frames of 80 ms
-    assert_c_graph_equals_tflm(bundles["cortex-m55-u55"], speech_set)
+    _assert_c_graph_exact(bundles["cortex-m55-u55"], speech_set)
     fs = cached_features("asr", "test-clean", 40, root=speech_set)
     codes = offline_codes(split, fs.feats[:4])
     assert all(abs(c.shape[1] - f.shape[1] / 8) <= 1 for c, f in zip(codes, fs.feats[:4]))  # 100 -> 12.5 frames/s
@@ -84,3 +88,21 @@ def test_the_12hz_speech_recipe_trains_exports_and_serves(speech_set: Path, tmp_
     assert any(want)
     got = serve(bundles["rpi4"], codes)
     assert [got[i]["text"] for i in range(len(codes))] == want
+
+
+def _assert_c_graph_exact(bundle_dir: Path, data: Path) -> None:
+    """On Python's int8 features the C graph gives TFLite Micro's codes bit for bit; from 16-bit audio through
+    the firmware's front end (features at most 1 apart from Python's) it keeps at least 99% of them, the bar of
+    every exported artifact (with 8 code channels one code of 390 flips there)."""
+    def edge_c(frontend: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "acom.firmware_host.edge_c", "--bundle", str(bundle_dir),
+                               "--data", str(data), "--frontend", frontend, "--json"],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    python = edge_c("python")
+    assert python["codes"] > 100 and python["codes_equal_tflm"] == python["codes"], python
+    assert python["probe_windows_equal_reference"] == python["windows"], python  # every int8 rounding equal
+    c = edge_c("c")
+    assert c["features_max_abs_diff"] <= 1 and c["codes_equal_tflm"] >= 0.99 * c["codes"], c

@@ -123,6 +123,9 @@ def test_acom_train_refuses_a_bad_cut_before_training(tmp_path: Path, capsys: py
     assert "--distill -1.0: must be 0 (off) or a positive weight" in capsys.readouterr().err
     assert acom(base + ["--time-pool", "0"]) == 2
     assert "--time-pool 0: allowed 1..16 frames per code frame" in capsys.readouterr().err
+    for c in ("0", "9999"):  # the codebook space has 1 channel at least and at most the cut's width
+        assert acom(base + ["--code-dim", c]) == 2
+        assert f"--code-dim {c}: allowed 1.." in capsys.readouterr().err
     assert acom(base + ["--split-epochs", "-1"]) == 2
     assert "epochs are counts, 0 or more" in capsys.readouterr().err
     assert not (tmp_path / "run" / "full.pt").exists()
