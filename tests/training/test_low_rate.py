@@ -9,8 +9,6 @@ checks, and its codes served over UDP get the offline split model's transcripts.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from acom.runtime.manifest import read_manifest
 from tests.firmware_host.test_firmware_uart import _codes
 from tests.training.test_your_model import (
     assert_c_graph_equals_tflm,
+    assert_c_graph_exact,
     assert_served_as_offline,
     export_both,
     offline_codes,
@@ -79,7 +78,7 @@ def test_the_12hz_speech_recipe_trains_exports_and_serves(speech_set: Path, tmp_
     m55 = json.loads((bundles["cortex-m55-u55"] / "manifest.json").read_text())
     assert m55["c_graph"]["written"] and m55["firmware"]["written"] and m55["frame_rate"] == 12.5
     assert m55["graph"]["window_samples"] % 1280 == 0  # whole code frames of 80 ms
-    _assert_c_graph_exact(bundles["cortex-m55-u55"], speech_set)
+    assert_c_graph_exact(bundles["cortex-m55-u55"], speech_set)  # with 8 code channels one code of 390 flips
     fs = cached_features("asr", "test-clean", 40, root=speech_set)
     codes = offline_codes(split, fs.feats[:4])
     assert all(abs(c.shape[1] - f.shape[1] / 8) <= 1 for c, f in zip(codes, fs.feats[:4]))  # 100 -> 12.5 frames/s
@@ -89,20 +88,3 @@ def test_the_12hz_speech_recipe_trains_exports_and_serves(speech_set: Path, tmp_
     got = serve(bundles["rpi4"], codes)
     assert [got[i]["text"] for i in range(len(codes))] == want
 
-
-def _assert_c_graph_exact(bundle_dir: Path, data: Path) -> None:
-    """On Python's int8 features the C graph gives TFLite Micro's codes bit for bit; from 16-bit audio through
-    the firmware's front end (features at most 1 apart from Python's) it keeps at least 99% of them, the bar of
-    every exported artifact (with 8 code channels one code of 390 flips there)."""
-    def edge_c(frontend: str) -> dict:
-        done = subprocess.run([sys.executable, "-m", "acom.firmware_host.edge_c", "--bundle", str(bundle_dir),
-                               "--data", str(data), "--frontend", frontend, "--json"],
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stdout + done.stderr[-2000:]
-        return json.loads(done.stdout)
-
-    python = edge_c("python")
-    assert python["codes"] > 100 and python["codes_equal_tflm"] == python["codes"], python
-    assert python["probe_windows_equal_reference"] == python["windows"], python  # every int8 rounding equal
-    c = edge_c("c")
-    assert c["features_max_abs_diff"] <= 1 and c["codes_equal_tflm"] >= 0.99 * c["codes"], c

@@ -117,11 +117,31 @@ def export_both(checkpoint: Path, data: Path, tmp: Path, task: str, kind: str | 
     return out
 
 
+def edge_c_report(bundle_dir: Path, data: Path, frontend: str) -> dict:
+    """`python -m acom.firmware_host.edge_c --json` on an MCU bundle and the data's test clips, asserted to exit 0;
+    `frontend`: who computes the features, python or c."""
+    done = subprocess.run([sys.executable, "-m", "acom.firmware_host.edge_c", "--bundle", str(bundle_dir),
+                           "--data", str(data), "--frontend", frontend, "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
 def assert_c_graph_equals_tflm(bundle_dir: Path, data: Path) -> None:
     """The MCU bundle's C front end and graph give TFLite Micro's codes on the data's test clips (edge_c)."""
-    c = subprocess.run([sys.executable, "-m", "acom.firmware_host.edge_c", "--bundle", str(bundle_dir),
-                        "--data", str(data), "--frontend", "c"], capture_output=True, text=True, timeout=600)
-    assert c.returncode == 0 and "agreement 100.00%" in c.stdout, c.stdout + c.stderr[-2000:]
+    c = edge_c_report(bundle_dir, data, "c")
+    assert c["codes"] > 0 and c["codes_equal_tflm"] == c["codes"], c
+
+
+def assert_c_graph_exact(bundle_dir: Path, data: Path) -> None:
+    """On Python's int8 features the C graph gives TFLite Micro's codes bit for bit; from 16-bit audio through
+    the firmware's front end (features at most 1 apart from Python's) it keeps at least 99% of them, the bar of
+    every exported artifact (for a codebook space whose near-ties a 1-step feature can flip)."""
+    python = edge_c_report(bundle_dir, data, "python")
+    assert python["codes"] > 100 and python["codes_equal_tflm"] == python["codes"], python
+    assert python["probe_windows_equal_reference"] == python["windows"], python  # every int8 rounding equal
+    c = edge_c_report(bundle_dir, data, "c")
+    assert c["features_max_abs_diff"] <= 1 and c["codes_equal_tflm"] >= 0.99 * c["codes"], c
 
 
 def assert_served_as_offline(split, bundle_dir: Path, codes: list[np.ndarray]) -> None:
