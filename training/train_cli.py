@@ -99,6 +99,9 @@ def train_parser() -> argparse.ArgumentParser:
                    "frames already averaged in runs of the time pool and repeated (no codebooks), so both sides of "
                    "the cut learn the lower frame rate before stage 2; needs a time pool over 1 (with --init: "
                    "--epochs N trains that model further, pooled)")
+    p.add_argument("--server-blocks", type=int, metavar="N", help="blocks after the cut, the server's part (asr: "
+                   "the wide Conformer blocks, recipes 4; ac: the TDNN blocks after the pooling, recipes 3): more "
+                   "costs the device nothing; a new model only (refused with --init or --model)")
     p.add_argument("--freeze-edge", action="store_true", help="stage 2 trains only the quantizer and server part")
     p.add_argument("--split-dropout", type=float, default=None, metavar="P", help="stage 2: set every dropout "
                    "layer of the model to P (0..0.9; 0 turns dropout off for a cut that underfits; default: the "
@@ -184,7 +187,8 @@ def train_main(argv: list[str]) -> int:
     loss_fn = load_object(ns.loss, "--loss") if ns.loss else None
     if loss_fn is not None and not callable(loss_fn):
         raise AcomError(f"--loss {ns.loss!r}: not a function")
-    probe = user.model if ns.model else uncut(ns.task, recipe.model).model
+    model_cfg = _model_config(ns, recipe, split_layer)
+    probe = user.model if ns.model else uncut(ns.task, model_cfg).model
     rvq_kw = _rvq_options(ns, recipe, probe.cut_dim(split_layer))
     make_rvq(probe, split_layer, sizes, **rvq_kw)
     n_mels = probe.frontend.cfg.n_mels
@@ -209,7 +213,7 @@ def train_main(argv: list[str]) -> int:
             shutil.copyfile(reference, ns.out / "full.pt")
     else:  # stage 1: a new model, or --init trained further
         if not ns.init:  # with --init, its weights and input normalization are the start
-            full = user if ns.model else uncut(ns.task, recipe.model)
+            full = user if ns.model else uncut(ns.task, model_cfg)
             set_normalization(full, train)
         if ns.pool_stage1:
             full = PooledCut(full, rvq_kw["time_pool"])
@@ -232,6 +236,27 @@ def train_main(argv: list[str]) -> int:
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one rank writes
         finalize(ns.out / "split.pt", split, train)
     return 0
+
+
+def _model_config(ns: argparse.Namespace, recipe: recipes.Recipe, split_layer: int) -> dict:
+    """The recipe's model fields with --server-blocks applied: the blocks after the cut at `split_layer` made N by
+    changing the count of the model's last kind of block (asr `blocks`, ac `server_blocks`)."""
+    if ns.server_blocks is None:
+        return recipe.model
+    if ns.init or ns.model:
+        raise AcomError(f"--server-blocks {ns.server_blocks}: the model comes from "
+                        f"{'--init' if ns.init else '--model'} as it is; give it when training a new model")
+    cfg = uncut(ns.task, recipe.model).model.config
+    if not 0 <= split_layer < cfg.num_blocks:
+        return recipe.model  # make_rvq refuses the cut itself, naming the blocks there are
+    key = "blocks" if ns.task == "asr" else "server_blocks"
+    now = getattr(cfg, key)
+    after = cfg.num_blocks - 1 - split_layer
+    low = max(1, after - now)
+    if not low <= ns.server_blocks <= 32:
+        raise AcomError(f"--server-blocks {ns.server_blocks}: allowed {low}..32 with the cut after block {split_layer} "
+                        f"of recipe {recipe.name}")
+    return {**recipe.model, key: now + ns.server_blocks - after}
 
 
 def _rvq_options(ns: argparse.Namespace, recipe: recipes.Recipe, width: int) -> dict:

@@ -128,7 +128,26 @@ def test_acom_train_refuses_a_bad_cut_before_training(tmp_path: Path, capsys: py
         assert f"--code-dim {c}: allowed 1.." in capsys.readouterr().err
     assert acom(base + ["--split-epochs", "-1"]) == 2
     assert "epochs are counts, 0 or more" in capsys.readouterr().err
-    assert not (tmp_path / "run" / "full.pt").exists()
+    for n in ("0", "33"):  # the server keeps a block at least, and at most 32
+        assert acom(base + ["--server-blocks", n]) == 2
+        assert f"--server-blocks {n}: allowed 1..32 with the cut after block 3 of recipe edge-ac" in (
+            capsys.readouterr().err)
+    assert acom(base + ["--server-blocks", "2", "--init", str(tmp_path / "full.pt")]) == 2
+    assert "the model comes from --init as it is" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_server_blocks_count_the_blocks_after_the_cut() -> None:
+    """--server-blocks N leaves N blocks after the cut wherever it is, by changing the wide (asr) or post-pool
+    (ac) block count."""
+    from acom.training.train_cli import _model_config
+    for task, recipe, layer, n in (("asr", "edge-asr", 2, 6), ("asr", "edge-asr", 4, 3), ("asr", "edge-asr", 0, 5),
+                                   ("ac", "edge-ac", 3, 5), ("ac", "edge-ac", 1, 3)):
+        ns = SimpleNamespace(server_blocks=n, init=None, model=None, task=task)
+        model = build_model(task, _model_config(ns, recipes.get(recipe), layer))
+        assert len(model.blocks) - 1 - layer == n, (task, layer, n)
+    ns = SimpleNamespace(server_blocks=None, init=None, model=None, task="asr")
+    assert _model_config(ns, recipes.get("edge-asr-12hz"), 2) == recipes.get("edge-asr-12hz").model
 
 
 def test_acom_train_with_no_split_epochs_stops_after_stage_1(tmp_path: Path) -> None:
