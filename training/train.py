@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from acom.core.checkpoint import load_checkpoint, save_checkpoint
 from acom.core.ctc import CharVocab
+from acom.core.models import config_dict
 from acom.core.split import SplitModel, make_rvq
 from acom.core.tasks import TASKS
 from acom.corpora.featcache import FeatureSet
@@ -281,9 +282,25 @@ def _plain(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
 
 
+def _rvq_fields(cfg: dict) -> dict:
+    """A quantizer config's fields as comparable values, prefixed rvq_ (codebook sizes as a tuple)."""
+    return {f"rvq_{k}": tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+
+
 def _resume(ckpt: Path, split: SplitModel, opt, sched) -> int:
-    """Load weights, optimizer and scheduler from a checkpoint of this stage; returns epochs done."""
+    """Load weights, optimizer and scheduler from a checkpoint of this stage; returns epochs done. Refused
+    (AcomError naming the settings) when the checkpoint's model or quantizer is not the one built for this run:
+    options that shape them (--server-blocks, --code-dim, --time-pool, --codebooks) must be given again."""
     _, payload = load_checkpoint(ckpt, split.model.task)
+    now = {**config_dict(split.model), **(_rvq_fields(asdict(split.rvq.config)) if split.rvq else {}),
+           "split_layer": split.split_layer, "cut_pool": getattr(split, "cut_pool", None)}
+    then = {**payload["model_config"], **(_rvq_fields(payload["rvq_config"]) if payload["rvq_config"] else {}),
+            "split_layer": payload["split_layer"], "cut_pool": payload.get("cut_pool")}
+    differ = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+    if differ:
+        raise AcomError(f"--resume: {ckpt} was trained with " + ", ".join(f"{k}={then.get(k)}" for k in differ)
+                        + "; this command builds " + ", ".join(f"{k}={now.get(k)}" for k in differ)
+                        + ": give the options it was trained with again")
     split.load_state_dict(payload["state_dict"])
     opt.load_state_dict(payload["optimizer"])
     sched.load_state_dict(payload["scheduler"])

@@ -206,7 +206,8 @@ def train_main(argv: list[str]) -> int:
     meta = {"command": "acom train " + " ".join(argv), "recipe": recipe.name}
     # the training behind each stage's start, so a report can set a cut's epochs in all beside its reference's
     before = trained_epochs(init_payload) if ns.init else 0
-    (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv, "seed": ns.seed}, indent=1))
+    if not (ns.resume and (ns.out / "command.json").is_file()):  # a resumed run keeps the command that began it
+        (ns.out / "command.json").write_text(json.dumps({**meta, "argv": argv, "seed": ns.seed}, indent=1))
     lr = ns.lr or recipe.lr
     if ns.init and not ns.epochs:
         if not (ns.out / "full.pt").exists():  # a run folder holds both halves (the benchmarks read RUN/full.pt)

@@ -93,6 +93,13 @@ def test_training_stages_learn_and_resume(tmp_path: Path) -> None:
         {}, resume=True, progress=False)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["epoch"]) for r in log][-1] == ("split", 3) and len(log) == 6
+    # resuming into a quantizer of another size is refused, naming what the checkpoint was trained with
+    other = SplitModel(build_model("ac", TINY_AC), 2, make_rvq(build_model("ac", TINY_AC), 2, (16,)))
+    with pytest.raises(AcomError, match=r"trained with rvq_codebook_sizes=\(8,\); this command builds "
+                       r"rvq_codebook_sizes=\(16,\)"):
+        fit(other, train, dev, TrainConfig(epochs=4, lr=2e-3, batch_frames=2000, device="cpu"), tmp_path, "split",
+            {}, resume=True, progress=False)
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 6
 
 
 def test_distill_loss_is_the_kl_over_valid_frames() -> None:

@@ -150,15 +150,24 @@ def test_server_blocks_count_the_blocks_after_the_cut() -> None:
     assert _model_config(ns, recipes.get("edge-asr-12hz"), 2) == recipes.get("edge-asr-12hz").model
 
 
-def test_acom_train_with_no_split_epochs_stops_after_stage_1(tmp_path: Path) -> None:
+def test_acom_train_with_no_split_epochs_stops_after_stage_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     feats = tmp_path / "features"
     _toy_features(4, 0).save(feature_path(feats, "ac", "train", 40))
     _toy_features(4, 1).save(feature_path(feats, "ac", "dev", 40))
-    assert acom(["train", "--task", "ac", "--features", str(feats), "--out", str(tmp_path / "run"), "--epochs", "1",
-                 "--split-epochs", "0", "--batch-frames", "1000", "--device", "cpu"]) == 0
+    base = ["train", "--task", "ac", "--features", str(feats), "--out", str(tmp_path / "run"), "--split-epochs", "0",
+            "--batch-frames", "1000", "--device", "cpu"]
+    assert acom(base + ["--epochs", "1", "--server-blocks", "5"]) == 0
     assert (tmp_path / "run" / "full.pt").exists() and not (tmp_path / "run" / "split.pt").exists()
     _, payload = load_checkpoint(tmp_path / "run" / "full.pt", "ac")
-    assert payload["rvq_config"] is None
+    assert payload["rvq_config"] is None and payload["model_config"]["server_blocks"] == 5
+    before = (tmp_path / "run" / "full.pt").read_bytes(), (tmp_path / "run" / "command.json").read_bytes()
+    # --resume without the option that shaped the model: refused, naming it, and the checkpoint untouched
+    assert acom(base + ["--epochs", "2", "--resume"]) == 2
+    assert "was trained with server_blocks=5; this command builds server_blocks=3" in capsys.readouterr().err
+    assert ((tmp_path / "run" / "full.pt").read_bytes(), (tmp_path / "run" / "command.json").read_bytes()) == before
+    assert acom(base + ["--epochs", "2", "--resume", "--server-blocks", "5"]) == 0
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
 
 
 def test_rate_accuracy_report_over_two_seeds(tmp_path: Path) -> None:
