@@ -2,12 +2,15 @@
 `acom bench rate-accuracy` report that scored it, divided by the WER of the control report's uncut model of the
 same seed (`acom train --init UNCUT.pt --epochs N --split-epochs 0`: the cut's epochs in all, no cut), and
 beside it the ratio against the 20-epoch uncut model the cut's own report holds. Ratios of means over the
-seeds given, as `acom bench rate-accuracy` computes them.
+seeds given, as `acom bench rate-accuracy` computes them. With --log, the same at each evaluated stage-2 epoch
+from the training logs; a stage 2 stopped before its end (no report) is compared by its logs alone (--own-log).
 
     python bench/control_ratios.py --control reports/asr-360-control/asr_rate_accuracy.json \
         --label "12.5 x 64, pooled stage 1, 40 stage-2 epochs" \
         --cut reports/asr-360-control-s0/asr_rate_accuracy.json:0:64 \
         --cut reports/asr-360-pool-stage1/asr_rate_accuracy.json:1:64 --out reports/asr-360-control/ratios.json
+    python bench/control_ratios.py --label LABEL --own-log runs/UNCUT/log.jsonl \
+        --log runs/CUT/log.jsonl:runs/CONTROL/log.jsonl --out reports/asr-360-control/ratios.json
 """
 
 from __future__ import annotations
@@ -62,13 +65,20 @@ def _dev_wer_by_epoch(log: Path) -> dict[int, float]:
     return {r["epoch"]: r["dev_wer"] for r in rows if "dev_wer" in r}
 
 
-def by_epoch(cuts: list[tuple[dict, int, int]], logs: list[tuple[Path, Path]]) -> list[dict]:
+def _last_dev_wer(log: Path) -> float:
+    """Dev WER at the last evaluated epoch of an `acom train` log.jsonl."""
+    wer = _dev_wer_by_epoch(log)
+    if not wer:
+        raise ValueError(f"{log}: no epoch with a dev WER")
+    return wer[max(wer)]
+
+
+def by_epoch(own: list[float], logs: list[tuple[Path, Path]]) -> list[dict]:
     """Dev WER (greedy: what the training log scores) of the cuts during stage 2 against their controls at the
-    same added epoch and against their own 20-epoch references, mean over the seeds, at each epoch both logs
-    evaluated."""
+    same added epoch and against their own 20-epoch references (`own`: their dev WER, one per seed), mean over
+    the seeds, at each epoch both logs evaluated."""
     cut_logs = [_dev_wer_by_epoch(c) for c, _ in logs]
     ctl_logs = [_dev_wer_by_epoch(k) for _, k in logs]
-    own = [_per_seed(report["full_model"], seed, "dev", "greedy", None)[0] for report, seed, _ in cuts]
     epochs = sorted(set.intersection(*(set(x) for x in cut_logs + ctl_logs)))
     out = []
     for e in epochs:
@@ -81,9 +91,12 @@ def by_epoch(cuts: list[tuple[dict, int, int]], logs: list[tuple[Path, Path]]) -
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--control", type=Path, required=True, help="rate-accuracy report whose uncut rows are the control")
-    p.add_argument("--cut", action="append", required=True, metavar="REPORT:SEED:K",
+    p.add_argument("--control", type=Path, help="rate-accuracy report whose uncut rows are the control (with --cut)")
+    p.add_argument("--cut", action="append", default=[], metavar="REPORT:SEED:K",
                    help="a report, the seed and the first codebook size of one cut (once per seed)")
+    p.add_argument("--own-log", action="append", default=[], metavar="UNCUT_LOG",
+                   help="instead of --cut, for a stage 2 still running or stopped: the stage-1 log.jsonl of each "
+                   "cut's 20-epoch uncut model (its last dev WER is the own reference); only by_epoch is written")
     p.add_argument("--label", required=True)
     p.add_argument("--sets", help="comma-separated sets to compare (default: all the control's), e.g. dev where a "
                    "cut was scored on another generation of a test set than the control")
@@ -93,20 +106,26 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     ns = p.parse_args()
     try:
-        control = json.loads(ns.control.read_text())
+        if bool(ns.cut) == bool(ns.own_log) or bool(ns.cut) != bool(ns.control):
+            raise ValueError("give --control with --cut (scored cuts), or --own-log with --log (a stage 2 known by "
+                             "its log only)")
+        control = json.loads(ns.control.read_text()) if ns.control else {"full_model": []}
         cuts = []
         for spec in ns.cut:
             path, seed, k = spec.rsplit(":", 2)
             cuts.append((json.loads(Path(path).read_text()), int(seed), int(k)))
         rows = ratios(control, cuts, ns.sets.split(",") if ns.sets else None)
-        if ns.log and len(ns.log) != len(cuts):
-            raise ValueError(f"{len(ns.log)} --log for {len(cuts)} --cut: give one per cut, in the same order")
-        epochs = by_epoch(cuts, [tuple(Path(x) for x in spec.split(":")) for spec in ns.log]) if ns.log else None
+        own = ([_per_seed(report["full_model"], seed, "dev", "greedy", None)[0] for report, seed, _ in cuts]
+               or [_last_dev_wer(Path(x)) for x in ns.own_log])
+        if (ns.log or ns.own_log) and len(ns.log) != len(own):
+            raise ValueError(f"{len(ns.log)} --log for {len(own)} cuts: give one per cut, in the same order")
+        epochs = by_epoch(own, [tuple(Path(x) for x in spec.split(":")) for spec in ns.log]) if ns.log else None
     except (OSError, ValueError, LookupError, KeyError) as e:  # a file missing or not JSON, a bad spec, no row
         logs = f", --log {' '.join(ns.log)}" if ns.log else ""
-        print(f"control_ratios: {e} (--control {ns.control}, --cut {' '.join(ns.cut)}{logs})", file=sys.stderr)
+        print(f"control_ratios: {e} (--control {ns.control}, --cut {' '.join(ns.cut) or '-'}{logs})", file=sys.stderr)
         return 2
-    entry = {"control": str(ns.control), "cuts": ns.cut, "sets": ns.sets, "rows": rows}
+    entry = {"control": str(ns.control) if ns.control else None, "cuts": ns.cut, "sets": ns.sets, "rows": rows,
+             **({"own_logs": ns.own_log} if ns.own_log else {})}
     merge_entry(ns.out, ns.label, {**entry, "logs": ns.log, "by_epoch": epochs} if epochs else entry)
     for r in rows:
         print(f"{r['test_set']:10} {r['decoder']:8} {r['entropy_bps']:6.1f} bit/s  against the control "
