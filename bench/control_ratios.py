@@ -109,12 +109,12 @@ def main() -> int:
         if bool(ns.cut) == bool(ns.own_log) or bool(ns.cut) != bool(ns.control):
             raise ValueError("give --control with --cut (scored cuts), or --own-log with --log (a stage 2 known by "
                              "its log only)")
-        control = json.loads(ns.control.read_text()) if ns.control else {"full_model": []}
         cuts = []
         for spec in ns.cut:
             path, seed, k = spec.rsplit(":", 2)
             cuts.append((json.loads(Path(path).read_text()), int(seed), int(k)))
-        rows = ratios(control, cuts, ns.sets.split(",") if ns.sets else None)
+        sets = ns.sets.split(",") if ns.sets else None
+        rows = ratios(json.loads(ns.control.read_text()), cuts, sets) if cuts else []
         own = ([_per_seed(report["full_model"], seed, "dev", "greedy", None)[0] for report, seed, _ in cuts]
                or [_last_dev_wer(Path(x)) for x in ns.own_log])
         if (ns.log or ns.own_log) and len(ns.log) != len(own):

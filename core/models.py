@@ -182,7 +182,13 @@ def default_split_layer(model: BlockModel) -> int:
 
 def build_model(task: str, config: dict | AsrConfig | ClassifierConfig | None = None) -> BlockModel:
     """A model for `task` ('asr' or 'ac') from a config object or a dict of its fields."""
-    cls, cfg_cls = MODELS[get_task(task).name]
+    return MODELS[get_task(task).name][0](model_config(task, config))
+
+
+def model_config(task: str, config: dict | AsrConfig | ClassifierConfig | None = None
+                 ) -> AsrConfig | ClassifierConfig:
+    """The config object of `task`'s model from a dict of its fields (None: the defaults), unknown fields refused."""
+    cfg_cls = MODELS[get_task(task).name][1]
     if isinstance(config, dict) and config.get("kind") == "custom":
         raise AcomError("a model of your own (core/custom.py): its layers are in its checkpoint's programs, not in "
                         "its config; this command takes acom's block models only")
@@ -196,7 +202,7 @@ def build_model(task: str, config: dict | AsrConfig | ClassifierConfig | None = 
         config = cfg_cls(**config)
     elif not isinstance(config, cfg_cls):
         raise AcomError(f"task {task!r} needs a {cfg_cls.__name__}, got {type(config).__name__}")
-    return cls(config)
+    return config
 
 
 def config_dict(model: BlockModel) -> dict:

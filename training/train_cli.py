@@ -16,6 +16,7 @@ from acom.codes.framing import framed_bps
 from acom.codes.priors import CodePriors
 from acom.core.checkpoint import PRETRAINED, load_checkpoint, model_from_payload, read_uncut, trained_epochs, uncut
 from acom.core.custom import load_object, load_user_model
+from acom.core.models import model_config
 from acom.core.split import SplitModel, make_rvq
 from acom.core.tasks import TASKS
 from acom.corpora.datasets import US8K_CLASSES
@@ -247,7 +248,7 @@ def _model_config(ns: argparse.Namespace, recipe: recipes.Recipe, split_layer: i
     if ns.init or ns.model:
         raise AcomError(f"--server-blocks {ns.server_blocks}: the model comes from "
                         f"{'--init' if ns.init else '--model'} as it is; give it when training a new model")
-    cfg = uncut(ns.task, recipe.model).model.config
+    cfg = model_config(ns.task, recipe.model)
     if not 0 <= split_layer < cfg.num_blocks:
         return recipe.model  # make_rvq refuses the cut itself, naming the blocks there are
     key = "blocks" if ns.task == "asr" else "server_blocks"
